@@ -1,0 +1,80 @@
+"""The aiohttp application: routes in one table, one cleanup context per long-lived part."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import WSCloseCode, web
+
+from . import signalling
+from .config import Config
+from .control import CallControl
+from .engine import MediaEngine
+from .engineapi import LocalLink
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+@dataclasses.dataclass
+class Services:
+    """What the cleanup context starts; handlers reach it through the app."""
+
+    control: CallControl | None = None
+    engine: MediaEngine | None = None
+    sockets: set[web.WebSocketResponse] = dataclasses.field(default_factory=set)
+
+
+CONFIG = web.AppKey("config", Config)
+SERVICES = web.AppKey("services", Services)
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application()
+    app[CONFIG] = config
+    app[SERVICES] = Services()
+    app.cleanup_ctx.append(_calls)
+    app.on_shutdown.append(_close_sockets)
+    app.add_routes(
+        [
+            web.get("/ws", _websocket),
+            web.get("/health", _health),
+            web.get("/", _index),
+            web.static("/", WEB_DIR),
+        ]
+    )
+    return app
+
+
+async def _calls(app: web.Application) -> AsyncIterator[None]:
+    """Embedded default: one media engine in this process, behind the same interface a worker has."""
+    services = app[SERVICES]
+    engine = MediaEngine(app[CONFIG], lambda event: control.on_event(event))
+    control = CallControl(app[CONFIG], LocalLink(engine.send))
+    services.control, services.engine = control, engine
+    await engine.start()
+    yield
+    control.hang_up_all()
+    await engine.stop()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for ws in list(app[SERVICES].sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway shutting down")
+
+
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    assert services.control is not None
+    return await signalling.websocket(request, services.control, services.sockets)
+
+
+async def _health(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    assert services.engine is not None
+    return web.json_response({"status": "ok", "sip": services.engine.sip_address})
+
+
+async def _index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / "index.html")

@@ -1,0 +1,105 @@
+"""``python -m gateway``: read the configuration, start the service, stop it on a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import ifaddr
+from aiohttp import web
+
+from . import config as configuration
+from .app import SERVICES, create_app
+from .passwords import hash_password
+from .tlscert import server_context
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="webrtc-sip-gateway",
+        description="WebRTC-to-SIP gateway: a web dial pad bridged to SIP calls (Opus <-> G.711).",
+    )
+    parser.add_argument("-c", "--config", type=Path, help="TOML configuration file (default: built-in defaults)")
+    parser.add_argument("--http-host", help="address for the web page and WebSocket (default 0.0.0.0)")
+    parser.add_argument("--http-port", type=int, help="port for the web page (default 8443; 0 picks a free one)")
+    parser.add_argument("--no-tls", action="store_true", help="serve plain HTTP (browsers then allow the microphone on localhost only)")
+    parser.add_argument("--sip-host", help="address for SIP and RTP (default 0.0.0.0)")
+    parser.add_argument("--sip-port", type=int, help="SIP port, UDP and TCP (default 5060; 0 picks a free one)")
+    parser.add_argument("--rtp-port", type=int, help="first RTP port (default 4000)")
+    parser.add_argument("--state-dir", type=Path, help="where the self-signed certificate is kept (default ./.gateway)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--hash-password", action="store_true", help="read a password and print its hash for [users]")
+    return parser.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> configuration.Config:
+    config = configuration.load(args.config)
+    overrides = {
+        ("http", "listen"): args.http_host, ("http", "port"): args.http_port,
+        ("sip", "listen"): args.sip_host, ("sip", "port"): args.sip_port, ("sip", "rtp_port"): args.rtp_port,
+    }
+    for (section, key), value in overrides.items():
+        if value is not None:
+            setattr(getattr(config, section), key, value)
+    if args.no_tls:
+        config.http.tls = False
+    if args.state_dir is not None:
+        config.state_dir = args.state_dir
+    configuration.validate(config, "command line")
+    return config
+
+
+def _own_addresses() -> list[str]:
+    return [
+        str(ip.ip) for adapter in ifaddr.get_adapters() for ip in adapter.ips
+        if ip.is_IPv4 and not str(ip.ip).startswith("127.")
+    ]
+
+
+async def serve(config: configuration.Config) -> None:
+    """Run until SIGINT or SIGTERM; then calls get their BYE and the process exits."""
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    ssl_context = server_context(config.state_dir, _own_addresses()) if config.http.tls else None
+    site = web.TCPSite(runner, config.http.listen, config.http.port, ssl_context=ssl_context)
+    await site.start()
+    port = runner.addresses[0][1]
+    scheme = "https" if ssl_context else "http"
+    hosts = ["localhost", *_own_addresses()] if config.http.listen in ("0.0.0.0", "::") else [config.http.listen]
+    for host in hosts:
+        print(f"Web phone: {scheme}://{host}:{port}/", flush=True)
+    engine = app[SERVICES].engine
+    assert engine is not None
+    print(f"SIP: {engine.sip_address} (UDP{' and TCP' if config.sip.tcp else ''}); try extensions 600 (echo) and 601 (tone)", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    print("Shutting down: hanging up calls", flush=True)
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.hash_password:
+        password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+        print(hash_password(password))
+        return 0
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args)
+        asyncio.run(serve(config))
+    except configuration.ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,267 @@
+"""Call control: who is signed in, which calls exist, and what each page is told.
+
+It asks :mod:`dialplan` what to do, tells the media engine through
+:mod:`gateway.engineapi` commands, and turns engine events into page
+messages.  It holds no pjsua2 or aiortc object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import uuid
+from typing import Any, Protocol
+
+from dialplan import Dialplan, Route
+
+from . import endcause, engineapi as api
+from .callstate import CallState, can_move, log_move
+from .config import Config
+from .endcause import EndCause
+from .passwords import verify_password
+
+log = logging.getLogger(__name__)
+
+
+class Session(Protocol):
+    """One signalling connection (a browser tab)."""
+
+    user: str | None
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+
+class RequestError(Exception):
+    """A page request that cannot be carried out; nothing changed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass(eq=False)
+class ControlCall:
+    call_id: str
+    direction: str
+    state: CallState
+    peer: str
+    owner: Session | None = None
+    ringing: set[Session] = dataclasses.field(default_factory=set)
+    local_cause: EndCause | None = None
+    ring_timer: asyncio.TimerHandle | None = None
+
+    def sessions(self) -> set[Session]:
+        return self.ringing | ({self.owner} if self.owner is not None else set())
+
+
+class CallControl:
+    def __init__(self, config: Config, link: api.EngineLink) -> None:
+        self._config = config
+        self._link = link
+        self._dialplan = Dialplan(users=None if config.users is None else config.users.keys())
+        self._sip_host = ""
+        self._signed_in: dict[str, set[Session]] = {}
+        self._calls: dict[str, ControlCall] = {}
+
+    @property
+    def open_sign_in(self) -> bool:
+        return self._config.users is None
+
+    # -- page requests --------------------------------------------------------
+
+    async def sign_in(self, session: Session, user: str, password: str | None) -> dict[str, Any]:
+        if self._config.users is not None:
+            stored = self._config.users.get(user)
+            # scrypt takes tens of milliseconds: off the loop, so no call's audio waits for it
+            loop = asyncio.get_running_loop()
+            if stored is None or password is None or not await loop.run_in_executor(None, verify_password, password, stored):
+                raise RequestError("auth_failed", "Wrong user name or password")
+        elif self._dialplan.inbound(user).action != "user":
+            raise RequestError("auth_failed", "A user name is 1-32 of a-z 0-9 . _ - (starting with a letter or digit)")
+        self.sign_out(session)
+        session.user = user
+        self._signed_in.setdefault(user, set()).add(session)
+        log.info("%s signed in", user)
+        return {
+            "type": "signed_in",
+            "user": user,
+            "ice_servers": self._config.webrtc.ice_servers,
+            "sip_uri": f"sip:{user}@{self._sip_host}",
+        }
+
+    def sign_out(self, session: Session) -> None:
+        """End the session's calls and stop ringing it."""
+        for call in list(self._calls.values()):
+            if call.owner is session:
+                self._end(call, endcause.BROWSER_GONE)
+            elif session in call.ringing:
+                call.ringing.discard(session)
+                if not call.ringing and call.owner is None:
+                    self._reject(call, endcause.UNAVAILABLE)
+        if session.user is not None:
+            sessions = self._signed_in.get(session.user, set())
+            sessions.discard(session)
+            if not sessions:
+                self._signed_in.pop(session.user, None)
+            session.user = None
+
+    def place_call(self, session: Session, to: str, offer: str) -> str:
+        user = self._require_user(session)
+        route = self._dialplan.outbound(to, user)
+        if route.action == "reject":
+            raise RequestError("rejected", route.reason)
+        if not self._sip_host:
+            raise RequestError("busy", "The gateway's SIP side is not ready yet")
+        uri = f"sip:{route.target}@{self._sip_host}" if route.action == "local" else route.target
+        call = ControlCall(uuid.uuid4().hex[:16], "outbound", CallState.CALLING, to, owner=session)
+        self._calls[call.call_id] = call
+        log.info("call %s: %s calls %s (%s)", call.call_id, user, to, uri)
+        self._link.send(api.Dial(call.call_id, uri, offer, user))
+        return call.call_id
+
+    def answer(self, session: Session, call_id: str, offer: str) -> None:
+        call = self._ringing_call(session, call_id)
+        others = call.ringing - {session}
+        call.owner, call.ringing = session, set()
+        self._cancel_ring_timer(call)
+        self._move(call, CallState.ANSWERING)
+        for other in others:
+            other.send(_ended(call, endcause.ANSWERED_ELSEWHERE))
+        self._link.send(api.Accept(call_id, offer))
+
+    def decline(self, session: Session, call_id: str) -> None:
+        self._reject(self._ringing_call(session, call_id), endcause.DECLINED)
+
+    def hangup(self, session: Session, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is None or session not in call.sessions():
+            raise RequestError("no_such_call", "No such call")
+        if call.state is CallState.INCOMING:
+            self._reject(call, endcause.DECLINED)
+        else:
+            self._end(call, endcause.NORMAL if call.state is CallState.ANSWERED else endcause.CANCELLED)
+
+    def send_dtmf(self, session: Session, call_id: str, digits: str) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.owner is not session:
+            raise RequestError("no_such_call", "No such call")
+        if call.state is not CallState.ANSWERED:
+            raise RequestError("wrong_state", "DTMF needs an answered call")
+        self._link.send(api.SendDtmf(call_id, digits))
+
+    # -- engine events ----------------------------------------------------------
+
+    def on_event(self, event: api.Event) -> None:
+        if isinstance(event, api.EngineReady):
+            self._sip_host = event.sip_host
+            return
+        if isinstance(event, api.Incoming):
+            self._incoming(event)
+            return
+        call = self._calls.get(event.call_id)
+        if call is None:
+            return
+        if isinstance(event, api.WebrtcAnswer):
+            self._tell_owner(call, {"type": "sdp", "call": call.call_id, "sdp": event.sdp})
+        elif isinstance(event, api.Progress):
+            state = CallState.EARLY_MEDIA if event.early_media else CallState.RINGING
+            if call.state is not state and self._move(call, state):
+                self._tell_owner(call, {"type": state.value, "call": call.call_id})
+        elif isinstance(event, api.Answered):
+            if self._move(call, CallState.ANSWERED):
+                self._tell_owner(call, {"type": "answered", "call": call.call_id})
+        elif isinstance(event, api.DtmfReceived):
+            self._tell_owner(call, {"type": "dtmf", "call": call.call_id, "digit": event.digit})
+        elif isinstance(event, api.Ended):
+            self._ended(call, EndCause(event.cause, event.code, event.reason))
+
+    def _incoming(self, event: api.Incoming) -> None:
+        call = ControlCall(event.call_id, "inbound", CallState.INCOMING, event.from_uri)
+        self._calls[call.call_id] = call
+        route: Route = self._dialplan.inbound(event.to_user)
+        log.info("call %s: SIP call from %s to %r: %s %s", call.call_id, event.from_uri, event.to_user, route.action, route.target)
+        if route.action == "builtin":
+            call.state = CallState.ANSWERING
+            self._link.send(api.Serve(call.call_id, route.target))
+        elif route.action == "user" and self._signed_in.get(route.target):
+            call.ringing = set(self._signed_in[route.target])
+            self._link.send(api.Ring(call.call_id))
+            message = {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": route.target}
+            for session in call.ringing:
+                session.send(message)
+            loop = asyncio.get_running_loop()
+            call.ring_timer = loop.call_later(self._config.calls.ring_timeout, self._reject, call, endcause.NO_ANSWER)
+        elif route.action == "user":
+            self._reject(call, endcause.UNAVAILABLE)
+        else:
+            self._reject(call, EndCause("not_found", route.code, route.reason))
+
+    # -- inside -----------------------------------------------------------------
+
+    def _require_user(self, session: Session) -> str:
+        if session.user is None:
+            raise RequestError("not_signed_in", "Sign in first")
+        return session.user
+
+    def _ringing_call(self, session: Session, call_id: str) -> ControlCall:
+        call = self._calls.get(call_id)
+        if call is None or session not in call.ringing:
+            raise RequestError("no_such_call", "No such call")
+        if call.state is not CallState.INCOMING:
+            raise RequestError("wrong_state", "That call is not ringing")
+        return call
+
+    def _move(self, call: ControlCall, new: CallState) -> bool:
+        if not can_move(call.state, new):
+            return False
+        log_move(call.call_id, call.state, new)
+        call.state = new
+        return True
+
+    def _reject(self, call: ControlCall, cause: EndCause) -> None:
+        """Refuse an incoming SIP call that nobody answered."""
+        if self._move(call, CallState.ENDING):
+            call.local_cause = cause
+            self._cancel_ring_timer(call)
+            self._link.send(api.Reject(call.call_id, cause.code, cause.reason))
+
+    def _end(self, call: ControlCall, cause: EndCause) -> None:
+        if self._move(call, CallState.ENDING):
+            call.local_cause = cause
+            self._cancel_ring_timer(call)
+            self._link.send(api.Hangup(call.call_id))
+
+    def _ended(self, call: ControlCall, reported: EndCause) -> None:
+        cause = call.local_cause or reported
+        self._cancel_ring_timer(call)
+        log_move(call.call_id, call.state, CallState.ENDED)
+        call.state = CallState.ENDED
+        log.info("call %s ended: %s, %s %s", call.call_id, cause.cause, cause.code, cause.reason)
+        for session in call.sessions():
+            session.send(_ended(call, cause))
+        del self._calls[call.call_id]
+
+    @staticmethod
+    def _tell_owner(call: ControlCall, message: dict[str, Any]) -> None:
+        if call.owner is not None:
+            call.owner.send(message)
+
+    @staticmethod
+    def _cancel_ring_timer(call: ControlCall) -> None:
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
+
+    def hang_up_all(self) -> None:
+        """Shutdown: end every call the engine still carries."""
+        for call in list(self._calls.values()):
+            if call.state is CallState.INCOMING:
+                self._reject(call, endcause.SHUTDOWN)
+            else:
+                self._end(call, endcause.SHUTDOWN)
+
+
+def _ended(call: ControlCall, cause: EndCause) -> dict[str, Any]:
+    return {"type": "ended", "call": call.call_id, "cause": cause.cause, "code": cause.code, "reason": cause.reason}

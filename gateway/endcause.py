@@ -1,0 +1,68 @@
+"""Why calls end: one table from SIP status to a cause word and a sentence.
+
+The page shows ``reason`` to people and may branch on ``cause``; the codes
+follow RFC 3261.  Keeping the table here means no other module invents its
+own wording.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class EndCause:
+    cause: str
+    code: int
+    reason: str
+
+
+_BY_CODE: dict[int, tuple[str, str]] = {
+    200: ("normal", "Call ended"),
+    403: ("rejected", "Forbidden"),
+    404: ("not_found", "Number not found"),
+    408: ("no_answer", "No answer"),
+    410: ("not_found", "Number no longer in service"),
+    480: ("unavailable", "Not available"),
+    484: ("not_found", "Incomplete number"),
+    486: ("busy", "Busy"),
+    487: ("cancelled", "Call cancelled"),
+    488: ("failed", "No common audio codec"),
+    500: ("failed", "Far end error"),
+    502: ("network_error", "Bad gateway"),
+    503: ("busy", "Service unavailable"),
+    600: ("busy", "Busy everywhere"),
+    603: ("declined", "Declined"),
+    604: ("not_found", "Number does not exist anywhere"),
+}
+
+NORMAL = EndCause("normal", 200, "Call ended")
+CANCELLED = EndCause("cancelled", 487, "Call cancelled")
+DECLINED = EndCause("declined", 603, "Declined")
+NO_ANSWER = EndCause("no_answer", 480, "No answer")
+UNAVAILABLE = EndCause("unavailable", 480, "Not available: nobody is signed in as this user")
+NOT_FOUND = EndCause("not_found", 404, "No such user or number")
+NO_FREE_LINE = EndCause("busy", 503, "All lines of this gateway are busy")
+ANSWERED_ELSEWHERE = EndCause("answered_elsewhere", 200, "Answered on another device")
+MEDIA_TIMEOUT = EndCause("network_error", 408, "The phone stopped sending audio")
+BROWSER_GONE = EndCause("network_error", 0, "The browser connection was lost")
+ICE_FAILED = EndCause("network_error", 0, "Could not connect audio to the browser")
+SHUTDOWN = EndCause("failed", 503, "The gateway is shutting down")
+ENGINE_ERROR = EndCause("failed", 500, "Gateway error")
+
+
+def from_sip(code: int, reason: str = "") -> EndCause:
+    """The cause of a call the SIP side ended with ``code`` (and its reason phrase)."""
+    if code in _BY_CODE:
+        cause, text = _BY_CODE[code]
+    elif 300 <= code < 700:
+        cause, text = "failed", reason or "Call failed"
+    else:
+        cause, text = "network_error", "No response from the far end"
+        code = 0 if code < 100 else code
+    return EndCause(cause, code, text)
+
+
+def rejected(reason: str) -> EndCause:
+    """A call the dialplan refused, with its reason."""
+    return EndCause("rejected", 403, reason)

@@ -1,0 +1,231 @@
+"""A media engine: one pjsua2 endpoint plus the peer connections of its calls.
+
+It carries out :mod:`gateway.engineapi` commands and reports events; it makes
+no decisions of its own except ending calls whose media died.  Each call is
+an :class:`EngineCall` that owns a WebRTC leg, a SIP leg (by id) and the
+bridge between them, and ends exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from typing import Any, Awaitable, Callable
+
+import pjsua2 as pj
+from aiortc.mediastreams import MediaStreamTrack
+
+from . import endcause, engineapi as api
+from .bridge import Bridge
+from .config import Config
+from .endcause import EndCause
+from .sipthread import SipThread
+from .sipua import SipUserAgent
+from .webrtcleg import WebRtcLeg
+
+log = logging.getLogger(__name__)
+
+_TICK_SECONDS = 1.0
+_SIP_GONE_SECONDS = 5.0
+
+
+class EngineCall:
+    """One call as the engine carries it."""
+
+    def __init__(self, call_id: str, has_sip: bool) -> None:
+        self.call_id = call_id
+        self.has_sip = has_sip
+        self.bridge = Bridge()
+        self.webrtc: WebRtcLeg | None = None
+        self.local_cause: EndCause | None = None
+        self.ending = False
+        self.ended = asyncio.Event()
+
+
+class MediaEngine:
+    """Executes commands from call control; reports through ``emit``."""
+
+    def __init__(self, config: Config, emit: api.EventSink) -> None:
+        self._config = config
+        self._emit = emit
+        self._sip = SipThread()
+        self._ids = itertools.count(1)
+        self._prefix = f"{os.getpid():x}"
+        self._ua = SipUserAgent(self._sip, self, config.sip, self._new_call_id)
+        self._calls: dict[str, EngineCall] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._sip.start(self._ua.create)
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._emit(api.EngineReady(sip_host=self._ua.address, capacity=self._config.sip.max_calls))
+
+    async def stop(self) -> None:
+        """Hang up every call with BYE, close every leg, then destroy pjsua2."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for call in list(self._calls.values()):
+            call.local_cause = call.local_cause or endcause.SHUTDOWN
+            self._spawn(self._hangup(call))
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._sip.stop(self._ua.destroy)
+        for call in list(self._calls.values()):
+            await self._finish(call, call.local_cause or endcause.SHUTDOWN)
+
+    @property
+    def sip_address(self) -> str:
+        return self._ua.address
+
+    # -- commands -----------------------------------------------------------
+
+    def send(self, command: api.Command) -> None:
+        """Take one command; work that waits runs as a task so commands never block."""
+        if isinstance(command, api.Dial):
+            call = self._calls[command.call_id] = EngineCall(command.call_id, has_sip=False)
+            self._spawn(self._dial(call, command))
+            return
+        call = self._calls.get(command.call_id)
+        if call is None or call.ending:
+            log.debug("engine: %s for a call that is gone", type(command).__name__)
+            return
+        if isinstance(command, api.Accept):
+            self._spawn(self._accept(call, command.offer))
+        elif isinstance(command, api.Serve):
+            self._spawn(self._sip.run(self._ua.serve, call.call_id, command.app))
+        elif isinstance(command, api.Ring):
+            self._spawn(self._sip.run(self._ua.ring, call.call_id))
+        elif isinstance(command, api.Reject):
+            call.local_cause = endcause.from_sip(command.code, command.reason)
+            call.ending = True
+            self._spawn(self._sip.run(self._ua.reject, call.call_id, command.code, command.reason))
+        elif isinstance(command, api.Hangup):
+            self._spawn(self._hangup(call))
+        elif isinstance(command, api.SendDtmf):
+            self._spawn(self._sip.run(self._ua.send_dtmf, call.call_id, command.digits))
+
+    async def _dial(self, call: EngineCall, command: api.Dial) -> None:
+        if not await self._answer_browser(call, command.offer):
+            return
+        try:
+            await self._sip.run(self._ua.make_call, call.call_id, command.uri, command.caller, call.bridge.audio)
+        except pj.Error as exc:
+            too_many = "too many" in exc.info().lower() or exc.status == 70010
+            cause = endcause.NO_FREE_LINE if too_many else endcause.EndCause("failed", 500, f"Cannot call: {exc.reason}")
+            await self._finish(call, cause)
+            return
+        call.has_sip = True
+        if call.ending:
+            await self._hangup(call)
+
+    async def _accept(self, call: EngineCall, offer: str) -> None:
+        if await self._answer_browser(call, offer):
+            await self._sip.run(self._ua.answer, call.call_id, call.bridge.audio)
+
+    async def _answer_browser(self, call: EngineCall, offer: str) -> bool:
+        """Answer the browser's offer; False (and the call ended) when that fails."""
+        call.webrtc = WebRtcLeg(self._config.webrtc.ice_servers, lambda: self._media_failed(call, endcause.ICE_FAILED))
+        try:
+            answer = await call.webrtc.answer(offer, call.bridge.to_browser, self._browser_track(call))
+        except Exception as exc:  # noqa: BLE001 - any bad SDP ends this call only
+            log.warning("call %s: cannot answer the browser's offer: %s", call.call_id, exc)
+            call.local_cause = EndCause("failed", 488, f"Cannot use the browser's offer: {exc}")
+            await self._hangup(call)
+            return False
+        if call.ending:
+            await self._hangup(call)
+            return False
+        self._emit(api.WebrtcAnswer(call.call_id, answer))
+        return True
+
+    @staticmethod
+    def _browser_track(call: EngineCall) -> Callable[[MediaStreamTrack], None]:
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                call.bridge.attach(track)
+
+        return on_track
+
+    async def _hangup(self, call: EngineCall) -> None:
+        """End the SIP leg if there is one; its DISCONNECTED finishes the call."""
+        call.ending = True
+        if not call.has_sip:
+            await self._finish(call, call.local_cause or endcause.NORMAL)
+            return
+        await self._sip.run(self._ua.hangup, call.call_id)
+        try:
+            await asyncio.wait_for(call.ended.wait(), _SIP_GONE_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("call %s: SIP leg did not confirm the hang-up; ending it anyway", call.call_id)
+            await self._finish(call, call.local_cause or endcause.NORMAL)
+
+    def _media_failed(self, call: EngineCall, cause: EndCause) -> None:
+        if not call.ending:
+            log.info("call %s: %s", call.call_id, cause.reason)
+            call.local_cause = cause
+            self._spawn(self._hangup(call))
+
+    async def _finish(self, call: EngineCall, cause: EndCause) -> None:
+        """Close the browser leg and report the end; runs once per call."""
+        if call.ended.is_set():
+            return
+        call.ended.set()
+        call.ending = True
+        self._calls.pop(call.call_id, None)
+        await call.bridge.close()
+        if call.webrtc is not None:
+            await call.webrtc.close()
+        log.debug("engine call %s closed: %s", call.call_id, cause.cause)
+        self._emit(api.Ended(call.call_id, cause.cause, cause.code, cause.reason))
+
+    # -- SIP events (SipEvents), on the loop -------------------------------
+
+    def on_incoming(self, call_id: str, to_user: str, from_uri: str, from_name: str) -> None:
+        self._calls[call_id] = EngineCall(call_id, has_sip=True)
+        self._emit(api.Incoming(call_id, to_user, from_uri, from_name))
+
+    def on_progress(self, call_id: str, code: int, early_media: bool) -> None:
+        if call_id in self._calls:
+            self._emit(api.Progress(call_id, code, early_media))
+
+    def on_answered(self, call_id: str) -> None:
+        if call_id in self._calls:
+            self._emit(api.Answered(call_id))
+
+    def on_dtmf(self, call_id: str, digit: str) -> None:
+        if call_id in self._calls:
+            self._emit(api.DtmfReceived(call_id, digit))
+
+    def on_media_timeout(self, call_id: str) -> None:
+        call = self._calls.get(call_id)
+        if call is not None:
+            self._media_failed(call, endcause.MEDIA_TIMEOUT)
+
+    def on_disconnected(self, call_id: str, code: int, reason: str) -> None:
+        call = self._calls.get(call_id)
+        if call is not None:
+            self._spawn(self._finish(call, call.local_cause or endcause.from_sip(code, reason)))
+
+    # -- inside ---------------------------------------------------------------
+
+    def _new_call_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("engine task failed", exc_info=task.exception())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK_SECONDS)
+            await self._sip.run(self._ua.tick)

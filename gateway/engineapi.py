@@ -1,0 +1,174 @@
+"""The narrow interface between call control and media engines.
+
+Call control never holds a pjsua2 or aiortc object: it talks to an engine
+only through the messages below.  Every message is a small frozen dataclass
+of plain values, so it can cross a process boundary as JSON
+(:func:`encode` / :func:`decode`) when engines run as worker processes; in
+the embedded default both halves share one event loop and the objects are
+passed as they are.
+
+Commands (control -> engine):
+
+- ``Dial``: answer the browser's WebRTC offer and place a SIP call to ``uri``.
+- ``Accept``: answer the browser's offer and answer the ringing SIP call.
+- ``Serve``: answer a SIP call with a built-in application (``echo``, ``tone``).
+- ``Ring``: send 180 Ringing for an incoming SIP call.
+- ``Reject``: refuse an incoming SIP call with ``code``.
+- ``Hangup``: end a call in any state (BYE, CANCEL or a final response).
+- ``SendDtmf``: send RFC 4733 digits on the SIP leg.
+
+Events (engine -> control):
+
+- ``EngineReady``: the engine listens; ``sip_host`` is where it takes INVITEs.
+- ``Incoming``: a SIP INVITE arrived; control decides what happens to it.
+- ``WebrtcAnswer``: the engine's SDP answer for the browser.
+- ``Progress``: 180/183 from the SIP side (``early_media`` when audio flows).
+- ``Answered``: both legs are up.
+- ``DtmfReceived``: a digit from the SIP side.
+- ``Ended``: the call is over on both legs, with its cause; sent exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from typing import Callable, Protocol, Union
+
+
+@dataclasses.dataclass(frozen=True)
+class Dial:
+    call_id: str
+    uri: str
+    offer: str
+    caller: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Accept:
+    call_id: str
+    offer: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Serve:
+    call_id: str
+    app: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Ring:
+    call_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject:
+    call_id: str
+    code: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Hangup:
+    call_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SendDtmf:
+    call_id: str
+    digits: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineReady:
+    sip_host: str
+    capacity: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Incoming:
+    call_id: str
+    to_user: str
+    from_uri: str
+    from_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WebrtcAnswer:
+    call_id: str
+    sdp: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    call_id: str
+    code: int
+    early_media: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Answered:
+    call_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DtmfReceived:
+    call_id: str
+    digit: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Ended:
+    call_id: str
+    cause: str
+    code: int
+    reason: str
+
+
+Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf]
+Event = Union[EngineReady, Incoming, WebrtcAnswer, Progress, Answered, DtmfReceived, Ended]
+
+_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf,
+        EngineReady, Incoming, WebrtcAnswer, Progress, Answered, DtmfReceived, Ended,
+    )
+}
+
+
+def encode(message: Command | Event) -> str:
+    """One message as a JSON line, for engines in other processes."""
+    return json.dumps({"type": type(message).__name__, **dataclasses.asdict(message)})
+
+
+def decode(line: str) -> Command | Event:
+    """The inverse of :func:`encode`; raises ``ValueError`` on anything else."""
+    data = json.loads(line)
+    cls = _TYPES.get(data.pop("type", None)) if isinstance(data, dict) else None
+    if cls is None:
+        raise ValueError(f"not an engine message: {line[:80]!r}")
+    return cls(**data)
+
+
+class EngineLink(Protocol):
+    """How call control reaches one engine; events come back through ``on_event``."""
+
+    def send(self, command: Command) -> None: ...
+
+
+EventSink = Callable[[Event], None]
+
+
+class LocalLink:
+    """The embedded default: engine and call control in one event loop.
+
+    Each message is delivered on a later loop iteration, as it would be from
+    another process, so neither side ever runs inside the other's handler.
+    """
+
+    def __init__(self, deliver: Callable[[Command], None]) -> None:
+        self._deliver = deliver
+
+    def send(self, command: Command) -> None:
+        asyncio.get_running_loop().call_soon(self._deliver, command)

@@ -1,0 +1,87 @@
+"""Parsing and checking the page's messages (the protocol is in docs/protocol.md).
+
+A message that fails any check raises :class:`ProtocolError` with a sentence
+saying what is wrong; nothing else happens for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any, Callable
+
+MAX_MESSAGE_BYTES = 64 * 1024
+VERSION = 1
+
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_DIGITS = re.compile(r"^[0-9*#A-Da-d]{1,32}$")
+
+
+class ProtocolError(Exception):
+    """The message is not valid protocol; ``request_id`` is echoed when known."""
+
+    def __init__(self, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    type: str
+    id: str | None
+    fields: dict[str, Any]
+
+
+def _text(limit: int) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, str) and 0 < len(value) <= limit
+
+
+def _sdp(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("v=0") and len(value) <= 32 * 1024
+
+
+_call_id = _text(64)
+_SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
+    # field: (check, required, what it must be)
+    "sign_in": {"user": (_text(64), True, "a user name"), "password": (_text(1024), False, "a string")},
+    "sign_out": {},
+    "call": {"to": (_text(256), True, "a number, user name or sip: URI"), "sdp": (_sdp, True, "an SDP offer")},
+    "answer": {"call": (_call_id, True, "a call id"), "sdp": (_sdp, True, "an SDP offer")},
+    "decline": {"call": (_call_id, True, "a call id")},
+    "hangup": {"call": (_call_id, True, "a call id")},
+    "dtmf": {
+        "call": (_call_id, True, "a call id"),
+        "digits": (lambda v: isinstance(v, str) and bool(_DIGITS.match(v)), True, "1-32 of 0-9 * # A-D"),
+    },
+    "ping": {},
+}
+
+
+def parse(raw: str) -> Request:
+    """One WebSocket text frame to a checked :class:`Request`."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ProtocolError("message is not JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("message must be a JSON object")
+    request_id = data.get("id")
+    if request_id is not None and not (isinstance(request_id, str) and _ID.match(request_id)):
+        raise ProtocolError("id must be 1-64 of A-Z a-z 0-9 _ . : -")
+    kind = data.get("type")
+    schema = _SCHEMA.get(kind) if isinstance(kind, str) else None
+    if schema is None:
+        raise ProtocolError(f"unknown message type {str(kind)[:32]!r}", request_id)
+    fields: dict[str, Any] = {}
+    for name, (check, required, what) in schema.items():
+        if name not in data:
+            if required:
+                raise ProtocolError(f"{kind}: missing {name!r}", request_id)
+            continue
+        if not check(data[name]):
+            raise ProtocolError(f"{kind}: {name!r} must be {what}", request_id)
+        fields[name] = data[name]
+    return Request(kind, request_id, fields)

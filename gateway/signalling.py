@@ -1,0 +1,117 @@
+"""The WebSocket signalling endpoint: one :class:`PageSession` per browser tab.
+
+Handlers stay thin: parse with :mod:`gateway.protocol`, hand the request to
+call control, send back its reply or error.  Replies and events leave
+through one writer task per socket, so call control never waits on a slow
+browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from . import protocol
+from .control import CallControl, RequestError
+
+log = logging.getLogger(__name__)
+
+_OUTBOX_LIMIT = 256
+
+
+class PageSession:
+    """A signed-in (or not yet) browser tab, as call control sees it."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.user: str | None = None
+        self._ws = ws
+        self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(_OUTBOX_LIMIT)
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self._outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            log.warning("page of %s reads too slowly; closing it", self.user)
+            self._writer.cancel()
+
+    async def _write(self) -> None:
+        while (message := await self._outbox.get()) is not None:
+            if self._ws.closed:
+                return
+            await self._ws.send_str(json.dumps(message))
+
+    async def close(self) -> None:
+        self._writer.cancel()
+        await asyncio.gather(self._writer, return_exceptions=True)
+
+
+async def websocket(request: web.Request, control: CallControl, sockets: set[web.WebSocketResponse]) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=protocol.MAX_MESSAGE_BYTES)
+    await ws.prepare(request)
+    sockets.add(ws)
+    session = PageSession(ws)
+    session.send({"type": "hello", "version": protocol.VERSION, "auth": "open" if control.open_sign_in else "password"})
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                await _handle(control, session, message.data)
+            elif message.type == WSMsgType.BINARY:
+                session.send(_error("bad_message", "binary frames are not part of the protocol"))
+    finally:
+        control.sign_out(session)
+        await session.close()
+        sockets.discard(ws)
+    return ws
+
+
+async def _handle(control: CallControl, session: PageSession, raw: str) -> None:
+    try:
+        request = protocol.parse(raw)
+    except protocol.ProtocolError as exc:
+        session.send(_error("bad_message", str(exc), exc.request_id))
+        return
+    fields = request.fields
+    try:
+        reply = await _dispatch(control, session, request.type, fields)
+    except RequestError as exc:
+        session.send(_error(exc.code, exc.message, request.id, fields.get("call")))
+        return
+    if reply is not None:
+        if request.id is not None:
+            reply["id"] = request.id
+        session.send(reply)
+
+
+async def _dispatch(control: CallControl, session: PageSession, kind: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+    if kind == "sign_in":
+        return await control.sign_in(session, fields["user"], fields.get("password"))
+    if kind == "sign_out":
+        control.sign_out(session)
+        return {"type": "signed_out"}
+    if kind == "call":
+        return {"type": "calling", "call": control.place_call(session, fields["to"], fields["sdp"]), "to": fields["to"]}
+    if kind == "answer":
+        control.answer(session, fields["call"], fields["sdp"])
+    elif kind == "decline":
+        control.decline(session, fields["call"])
+    elif kind == "hangup":
+        control.hangup(session, fields["call"])
+    elif kind == "dtmf":
+        control.send_dtmf(session, fields["call"], fields["digits"])
+    elif kind == "ping":
+        return {"type": "pong"}
+    return None
+
+
+def _error(code: str, message: str, request_id: str | None = None, call: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if request_id is not None:
+        error["id"] = request_id
+    if call is not None:
+        error["call"] = call
+    return error

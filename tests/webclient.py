@@ -1,0 +1,163 @@
+"""A browser stand-in for tests: the page's protocol over a WebSocket, audio through aiortc.
+
+It sends a generated tone and records what it hears, so tests can assert
+audio by its content in both directions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import time
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+RATE = 48000
+FRAME = 960
+
+
+class ToneTrack(MediaStreamTrack):
+    """A sine tone in real-time 20 ms frames (``freq`` 0 sends silence)."""
+
+    kind = "audio"
+
+    def __init__(self, freq: float, amplitude: float = 0.4) -> None:
+        super().__init__()
+        self.freq = freq
+        self._amplitude = amplitude
+        self._index = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._index * FRAME / RATE
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        t = (np.arange(FRAME) + self._index * FRAME) / RATE
+        samples = (np.sin(2 * np.pi * self.freq * t) * self._amplitude * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.time_base = fractions.Fraction(1, RATE)
+        frame.pts = self._index * FRAME
+        self._index += 1
+        return frame
+
+
+class WebClient:
+    """One page: a WebSocket plus, during a call, one peer connection."""
+
+    def __init__(self, base_url: str) -> None:
+        self._url = base_url.replace("http", "ws", 1).rstrip("/") + "/ws"
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.heard: list[np.ndarray] = []
+        self._recorder: asyncio.Task[None] | None = None
+        self.tone: ToneTrack | None = None
+
+    async def connect(self) -> dict[str, Any]:
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(self._url, ssl=False)
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        return await self.next("hello")
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for message in self._ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                await self._inbox.put(json.loads(message.data))
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(message if isinstance(message, str) else json.dumps(message))
+
+    async def next(self, kind: str | None = None, timeout: float = 10) -> dict[str, Any]:
+        """The next message (of ``kind``, skipping others)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = await asyncio.wait_for(self._inbox.get(), max(0.01, deadline - time.monotonic()))
+            if kind is None or message["type"] == kind:
+                return message
+
+    async def sign_in(self, user: str, password: str | None = None) -> dict[str, Any]:
+        request: dict[str, Any] = {"type": "sign_in", "user": user, "id": "s1"}
+        if password is not None:
+            request["password"] = password
+        await self.send(request)
+        reply = await self.next()
+        if reply["type"] != "signed_in":
+            raise AssertionError(f"sign-in failed: {reply}")
+        return reply
+
+    async def _offer(self, tone_hz: float) -> str:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.tone = ToneTrack(tone_hz)
+        self.pc.addTrack(self.tone)
+        self.pc.on("track", self._record)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def call(self, to: str, tone_hz: float = 0) -> str:
+        """Place a call; returns its id once the gateway's SDP answer is applied."""
+        await self.send({"type": "call", "to": to, "sdp": await self._offer(tone_hz), "id": "c1"})
+        reply = await self.next()
+        if reply["type"] != "calling":
+            raise AssertionError(f"call refused: {reply}")
+        await self._apply_answer(reply["call"])
+        return reply["call"]
+
+    async def answer(self, call_id: str, tone_hz: float = 0) -> None:
+        await self.send({"type": "answer", "call": call_id, "sdp": await self._offer(tone_hz)})
+        await self._apply_answer(call_id)
+
+    async def _apply_answer(self, call_id: str) -> None:
+        message = await self.next("sdp")
+        assert message["call"] == call_id
+        assert self.pc is not None
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+
+    def _record(self, track: MediaStreamTrack) -> None:
+        self._recorder = asyncio.get_running_loop().create_task(self._recording(track))
+
+    async def _recording(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                samples = frame.to_ndarray().reshape(-1)
+                if frame.layout.name == "stereo":
+                    samples = samples[::2]
+                self.heard.append(samples.astype(np.int16))
+        except MediaStreamError:
+            pass
+
+    def last_heard(self, seconds: float) -> np.ndarray:
+        """The last ``seconds`` of received audio, 48 kHz mono."""
+        samples = np.concatenate(self.heard) if self.heard else np.zeros(0, np.int16)
+        return samples[-int(seconds * RATE):]
+
+    async def hang_up_media(self) -> None:
+        if self._recorder is not None:
+            self._recorder.cancel()
+            await asyncio.gather(self._recorder, return_exceptions=True)
+            self._recorder = None
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None
+        self.heard = []
+
+    async def close(self) -> None:
+        await self.hang_up_media()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
