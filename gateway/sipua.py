@@ -251,14 +251,16 @@ class SipUserAgent:
         return ep
 
     def destroy(self) -> None:
-        """Hang up everything, wait for it, then tear pjsua2 down in a safe order (SIP thread)."""
-        for call in list(self.calls.values()):
-            self._hangup(call, pj.CallOpParam())
+        """Hang up everything, wait for it, then tear pjsua2 down in a safe order (SIP thread).
+
+        No local variable may hold a call past ``libDestroy``: a pjsua2 object
+        freed after it aborts the process.
+        """
+        self._hang_up_all()
         deadline = time.monotonic() + 3
         while self.calls and time.monotonic() < deadline:
             self.sip.handle_events(0.05)
-        for call in list(self.calls.values()) + [call for _, call in self.graveyard]:
-            call.close_media()
+        self._close_all_media()
         self.sip.handle_events(0.1)
         self.calls.clear()
         self.graveyard.clear()
@@ -269,6 +271,14 @@ class SipUserAgent:
             self.endpoint.libDestroy()
         self.sip.forget_endpoint()
         self.endpoint = None
+
+    def _hang_up_all(self) -> None:
+        for call in list(self.calls.values()):
+            self._hangup(call, pj.CallOpParam())
+
+    def _close_all_media(self) -> None:
+        for call in [*self.calls.values(), *(call for _, call in self.graveyard)]:
+            call.close_media()
 
     # -- called from the asyncio side through SipThread.run -----------------
 

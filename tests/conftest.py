@@ -1,0 +1,52 @@
+"""Shared fixtures: a real gateway process and browser stand-ins."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from .gatewayprocess import GatewayProcess
+from .webclient import WebClient
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Start gateways with a given configuration; each must stop cleanly (exit 0, no abort)."""
+    started: list[GatewayProcess] = []
+
+    def start(config: str = "", tls: bool = False) -> GatewayProcess:
+        workdir = tmp_path / f"gateway{len(started)}"
+        workdir.mkdir()
+        started.append(GatewayProcess(workdir, config, tls))
+        return started[-1]
+
+    yield start
+    for gateway in started:
+        code = gateway.stop()
+        assert code == 0, f"gateway exited with {code}:\n{gateway.log()[-3000:]}"
+        assert "Assertion" not in gateway.log()
+
+
+@pytest.fixture
+def gateway(start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
+    return start_gateway()
+
+
+@pytest.fixture
+async def web_client(gateway: GatewayProcess) -> AsyncIterator[Callable[..., WebClient]]:
+    """Signed-in browser stand-ins, closed at the end of the test."""
+    clients: list[WebClient] = []
+
+    async def connect(user: str | None = "alice", password: str | None = None) -> WebClient:
+        client = WebClient(gateway.url)
+        clients.append(client)
+        await client.connect()
+        if user is not None:
+            await client.sign_in(user, password)
+        return client
+
+    yield connect
+    for client in clients:
+        await client.close()

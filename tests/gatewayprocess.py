@@ -1,0 +1,77 @@
+"""The gateway as tests meet it: a real ``python -m gateway`` process on free ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_READY_SECONDS = 30
+_STOP_SECONDS = 20
+
+
+class GatewayProcess:
+    """Starts the gateway with a configuration text and reads its addresses from its output."""
+
+    def __init__(self, workdir: Path, config: str = "", tls: bool = False) -> None:
+        self.workdir = workdir
+        self.log_path = workdir / "gateway.log"
+        config_path = workdir / "gateway.toml"
+        config_path.write_text(config)
+        args = [
+            sys.executable, "-m", "gateway", "--config", str(config_path),
+            "--http-host", "0.0.0.0" if tls else "127.0.0.1", "--http-port", "0",
+            "--sip-host", "127.0.0.1", "--sip-port", "0", "--rtp-port", "0",
+            "--state-dir", str(workdir / "state"), "--log-level", "debug",
+        ]
+        if not tls:
+            args.append("--no-tls")
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent)
+        self.url, self.sip_address = self._wait_ready()
+
+    def _wait_ready(self) -> tuple[str, str]:
+        deadline = time.monotonic() + _READY_SECONDS
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            web = re.search(r"^Web phone: (\S+)", text, re.M)
+            sip = re.search(r"^SIP: (\S+)", text, re.M)
+            if web and sip:
+                return web.group(1), sip.group(1)
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gateway did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+
+    def uri(self, user: str) -> str:
+        return f"sip:{user}@{self.sip_address}"
+
+    @property
+    def sip_port(self) -> int:
+        return int(self.sip_address.rsplit(":", 1)[1])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    def threads(self) -> int:
+        return len(os.listdir(f"/proc/{self.process.pid}/task"))
+
+    def stop(self) -> int:
+        """SIGTERM, as an operator would; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
