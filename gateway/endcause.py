@@ -39,7 +39,7 @@ _BY_CODE: dict[int, tuple[str, str]] = {
 NORMAL = EndCause("normal", 200, "Call ended")
 CANCELLED = EndCause("cancelled", 487, "Call cancelled")
 DECLINED = EndCause("declined", 603, "Declined")
-NO_ANSWER = EndCause("no_answer", 480, "No answer")
+NO_ANSWER = EndCause("no_answer", 480, "No Answer")
 UNAVAILABLE = EndCause("unavailable", 480, "Not available: nobody is signed in as this user")
 NOT_FOUND = EndCause("not_found", 404, "No such user or number")
 NO_FREE_LINE = EndCause("busy", 503, "All lines of this gateway are busy")
@@ -53,7 +53,9 @@ ENGINE_ERROR = EndCause("failed", 500, "Gateway error")
 
 def from_sip(code: int, reason: str = "") -> EndCause:
     """The cause of a call the SIP side ended with ``code`` (and its reason phrase)."""
-    if code in _BY_CODE:
+    if code == 480 and "answer" in reason.lower():
+        cause, text = "no_answer", "No answer"  # a ring timeout (Q.850 cause 19 maps to 480)
+    elif code in _BY_CODE:
         cause, text = _BY_CODE[code]
     elif 300 <= code < 700:
         cause, text = "failed", reason or "Call failed"

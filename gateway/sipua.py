@@ -155,11 +155,17 @@ class SipCall(pj.Call):
                 return index
         return None
 
-    def close_media(self) -> None:
+    def detach_media(self) -> list[pj.AudioMedia]:
+        """Silence this call's own media objects and hand them over for deletion."""
+        media: list[pj.AudioMedia] = []
         if self.port is not None:
             self.port.closed = True
+            media.append(self.port)
         if self.tone is not None:
             self.tone.stop()
+            media.append(self.tone)
+        self.port = self.tone = None
+        return media
 
 
 def _tone_generator() -> pj.ToneGenerator:
@@ -199,7 +205,7 @@ class SipUserAgent:
         self.account: _Account | None = None
         self.address = ""
         self.calls: dict[str, SipCall] = {}
-        self.graveyard: list[tuple[float, SipCall]] = []
+        self.graveyard: list[tuple[float, list[pj.AudioMedia]]] = []
 
     # -- life cycle ---------------------------------------------------------
 
@@ -277,8 +283,8 @@ class SipUserAgent:
             self._hangup(call, pj.CallOpParam())
 
     def _close_all_media(self) -> None:
-        for call in [*self.calls.values(), *(call for _, call in self.graveyard)]:
-            call.close_media()
+        for call in self.calls.values():
+            self.graveyard.append((0.0, call.detach_media()))
 
     # -- called from the asyncio side through SipThread.run -----------------
 
@@ -335,7 +341,7 @@ class SipUserAgent:
             elif now - call.rx_changed > self.config.media_timeout:
                 call.rx_changed = now
                 self.emit("on_media_timeout", call.call_id)
-        self.graveyard = [(died, call) for died, call in self.graveyard if now - died < _GRAVE_SECONDS]
+        self.graveyard = [(died, media) for died, media in self.graveyard if now - died < _GRAVE_SECONDS]
 
     # -- inside this module -------------------------------------------------
 
@@ -356,10 +362,15 @@ class SipUserAgent:
         self.emit("on_incoming", call_id, to_user, from_uri, name.group(1).strip() if name else "")
 
     def bury(self, call: SipCall) -> None:
-        """A disconnected call: silence its port now, delete it a little later."""
-        call.close_media()
+        """A disconnected call: forget it now, delete its media a little later.
+
+        The Call object must go at once, inside its DISCONNECTED callback: its
+        destructor hangs up whatever call holds its pjsua slot, and pjsua
+        reuses slots for the next call.  Its port may still be inside a clock
+        tick, so the port waits in the graveyard until the next tick.
+        """
+        self.graveyard.append((time.monotonic(), call.detach_media()))
         self.calls.pop(call.call_id, None)
-        self.graveyard.append((time.monotonic(), call))
 
     def _answer_with(self, call_id: str, code: int) -> None:
         call = self.calls.get(call_id)

@@ -23,6 +23,10 @@ def test_sip_codes_have_causes_and_words(code: int, cause: str) -> None:
     assert ended.reason
 
 
+def test_a_ring_timeout_reads_as_no_answer() -> None:
+    assert endcause.from_sip(480, "No Answer").cause == "no_answer"
+
+
 @pytest.mark.parametrize(
     ("old", "new", "allowed"),
     [
