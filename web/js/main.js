@@ -1,0 +1,295 @@
+// Wiring: gateway messages -> phone and UI, user input -> phone.
+
+import { Signalling, gatewayUrl } from "./signalling.js";
+import { Phone, normalizeTarget, microphoneApiAvailable, NO_MIC_API } from "./phone.js";
+import * as ui from "./ui.js";
+import * as tones from "./tones.js";
+
+const { els } = ui;
+const DIAL_KEYS = new Set(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "+"]);
+const REMEMBERED_USER = "webphone.user";
+
+const sig = new Signalling(gatewayUrl());
+const phone = new Phone(sig, els.remoteAudio);
+
+let helloSeen = false; // `hello` arrived on the current socket
+let account = null; // the `signed_in` reply on the current socket
+// What the user signed in with, kept in memory only, to sign in again by
+// itself after a reconnect. null once the user signs out.
+let credentials = null;
+let signInPending = false;
+// Bumped by every sign-out, so a sign-in reply that arrives after it is dropped.
+let session = 0;
+
+// For tests: read access to the current call's RTCPeerConnection, nothing more.
+Object.defineProperty(window, "phone", {
+  value: Object.freeze({
+    get pc() {
+      return phone.pc;
+    },
+  }),
+});
+
+// --- gateway --------------------------------------------------------------
+
+sig.on("state", ({ state }) => {
+  ui.renderConnection(state);
+  if (state !== "connected") {
+    helloSeen = false;
+    account = null;
+  }
+  refreshControls();
+});
+
+sig.on("hello", (msg) => {
+  helloSeen = true;
+  ui.renderAuthMode(msg.auth);
+  if (msg.version !== 1) ui.showError(`This gateway speaks protocol version ${msg.version}; the page expects 1.`);
+  if (credentials) signIn(credentials, { again: true });
+  refreshControls();
+});
+
+sig.on("signed_out", () => {
+  // Our own sign_out already cleared credentials; otherwise the gateway did it.
+  if (!credentials) return;
+  credentials = null;
+  account = null;
+  phone.signedOut("normal", "Signed out");
+  ui.renderAccount(null);
+  ui.showError("The gateway signed you out.");
+  refreshControls();
+});
+
+sig.on("error", (err) => {
+  ui.showError(errorText(err));
+});
+
+// --- sign in / out --------------------------------------------------------
+
+async function signIn(creds, { again = false } = {}) {
+  if (signInPending) return;
+  signInPending = true;
+  ui.setSigningIn(true);
+  refreshControls();
+  const msg = { type: "sign_in", user: creds.user };
+  if (creds.password) msg.password = creds.password;
+  const mySession = session;
+  try {
+    const reply = await sig.request(msg);
+    if (mySession !== session) {
+      sig.send({ type: "sign_out" }, () => {});
+      return;
+    }
+    account = reply;
+    credentials = creds;
+    phone.signedIn(reply.ice_servers);
+    try {
+      localStorage.setItem(REMEMBERED_USER, creds.user);
+    } catch {
+      // Storage may be disabled; remembering the name is only a convenience.
+    }
+    if (!again) ui.clearError();
+    ui.renderAccount(reply);
+    if (!again) els.number.focus();
+  } catch (err) {
+    // A lost connection retries by itself on the next `hello`.
+    if (err.code !== "disconnected" && mySession === session) {
+      if (again) {
+        credentials = null;
+        ui.renderAccount(null);
+      }
+      ui.showError(errorText(err));
+      if (err.code === "auth_failed") (els.passwordField.hidden ? els.user : els.password).select();
+    }
+  } finally {
+    signInPending = false;
+    ui.setSigningIn(false);
+    refreshControls();
+  }
+}
+
+els.signinForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  tones.unlock();
+  const user = els.user.value.trim();
+  if (!user) {
+    ui.showError("Enter a user name to sign in.");
+    els.user.focus();
+    return;
+  }
+  const password = els.passwordField.hidden ? "" : els.password.value;
+  signIn({ user, password });
+});
+
+els.signOut.addEventListener("click", () => {
+  session += 1;
+  credentials = null;
+  account = null;
+  phone.signedOut("normal", "Signed out");
+  phone.clearEnded();
+  // Failing because we were not signed in on this socket yet changes nothing.
+  sig.send({ type: "sign_out" }, () => {});
+  els.password.value = "";
+  ui.clearError();
+  ui.renderAccount(null);
+  refreshControls();
+  els.user.focus();
+});
+
+// --- calls ----------------------------------------------------------------
+
+function placeCall() {
+  if (!account || phone.inCall) return;
+  if (!normalizeTarget(els.number.value)) {
+    ui.showError("Enter a number or SIP address to call.");
+    els.number.focus();
+    return;
+  }
+  ui.clearError();
+  phone.dial(els.number.value);
+}
+
+els.dialForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  placeCall();
+});
+
+els.hangup.addEventListener("click", () => phone.hangup());
+
+els.answer.addEventListener("click", () => {
+  const call = phone.ringing;
+  if (!call) return;
+  ui.clearError();
+  phone.answer(call.id);
+});
+
+els.decline.addEventListener("click", () => {
+  const call = phone.ringing;
+  if (call) phone.decline(call.id);
+});
+
+/** A pad key, from a click or the keyboard: DTMF during a call, else dialling. */
+function pressKey(key) {
+  tones.key(key);
+  if (phone.inCall) phone.sendDtmf(key);
+  else ui.typeIntoNumber(key);
+}
+
+els.phoneView.addEventListener("click", (ev) => {
+  const button = ev.target.closest(".key[data-key]");
+  if (button) pressKey(button.dataset.key);
+});
+
+// Clicking a pad key must not take focus from where it was, so that Enter
+// afterwards still means "call" and not "press that key again".
+els.phoneView.addEventListener("mousedown", (ev) => {
+  if (ev.target.closest(".key")) ev.preventDefault();
+});
+
+els.backspace.addEventListener("click", () => ui.backspaceNumber());
+
+// A new number makes the last call's "Ended" message old news.
+els.number.addEventListener("input", () => phone.clearEnded());
+
+els.errorDismiss.addEventListener("click", () => ui.clearError());
+
+phone.addEventListener("change", render);
+phone.addEventListener("error", (ev) => ui.showError(errorText(ev.detail)));
+
+// --- keyboard -------------------------------------------------------------
+
+document.addEventListener("keydown", (ev) => {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.isComposing) return;
+  if (els.phoneView.hidden) return;
+  const target = ev.target;
+  const inNumber = target === els.number;
+
+  if (ev.key === "Escape") {
+    const ringing = phone.ringing;
+    if (phone.inCall) phone.hangup();
+    else if (ringing) phone.decline(ringing.id);
+    else return;
+    ev.preventDefault();
+    return;
+  }
+  if (isEditable(target) && !inNumber) return;
+
+  if (DIAL_KEYS.has(ev.key)) {
+    if (phone.inCall) {
+      ev.preventDefault();
+      if (ev.key !== "+") {
+        ui.flashKey(ev.key);
+        pressKey(ev.key);
+      }
+    } else if (!inNumber) {
+      ev.preventDefault();
+      ui.flashKey(ev.key);
+      pressKey(ev.key);
+    } else {
+      ui.flashKey(ev.key); // the field types it itself
+      tones.key(ev.key);
+    }
+    return;
+  }
+  if (ev.key === "Backspace" && !inNumber && !phone.inCall) {
+    ev.preventDefault();
+    ui.backspaceNumber();
+    return;
+  }
+  // Enter in the number field submits the form; on a button it presses it.
+  if (ev.key === "Enter" && !inNumber && !isActivatable(target)) {
+    ev.preventDefault();
+    placeCall();
+  }
+});
+
+// Any gesture may be the one that lets the page make sound later.
+for (const type of ["pointerdown", "keydown"]) document.addEventListener(type, tones.unlock, { capture: true });
+
+function isEditable(el) {
+  return el instanceof HTMLElement && (el.isContentEditable || el.matches("input, textarea, select"));
+}
+
+function isActivatable(el) {
+  return el instanceof HTMLElement && el.matches("button, a[href], summary, [role=button]");
+}
+
+// --- rendering ------------------------------------------------------------
+
+function render() {
+  const view = phone.view();
+  ui.renderCall(view);
+  let tone = null;
+  if (view.incoming) tone = phone.inCall ? "waiting" : "ringtone";
+  else if (view.state === "ringing") tone = "ringback";
+  tones.play(tone);
+}
+
+function refreshControls() {
+  const connected = sig.state === "connected" && helloSeen;
+  ui.setSignInEnabled(connected && !signInPending);
+  ui.setOnline(connected && !!account);
+}
+
+function errorText(err) {
+  const message = err?.message || "Something went wrong";
+  const code = err?.code;
+  // Our own failures carry no gateway code worth showing.
+  if (!code || code === "disconnected" || code === "timeout") return message;
+  return `${message} (${code})`;
+}
+
+// --- start ----------------------------------------------------------------
+
+try {
+  els.user.value = localStorage.getItem(REMEMBERED_USER) ?? "";
+} catch {
+  // Storage may be disabled.
+}
+// Say it before the first call fails, not after.
+if (!microphoneApiAvailable()) ui.showNotice(NO_MIC_API);
+ui.renderConnection(sig.state);
+render();
+refreshControls();
+sig.connect();
+els.user.focus();

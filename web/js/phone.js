@@ -1,0 +1,493 @@
+// Call logic: one RTCPeerConnection per call, and the page always makes the
+// offer (in `call` for outgoing calls, in `answer` for incoming ones), sent
+// whole after ICE gathering because the gateway does not trickle.
+
+const ICE_GATHER_TIMEOUT_MS = 5000;
+const DTMF_DIGIT = /^[0-9*#A-D]$/;
+// An ended call is remembered this long so the gateway's `ended`, which may
+// come after we hung up locally, can still put its reason and code on screen.
+const ENDED_MEMORY_MS = 30000;
+// Events for a call id we don't know yet (its `calling` reply still pending).
+const ORPHAN_MEMORY_MS = 5000;
+
+const CAUSE_WORDS = {
+  normal: "Call ended",
+  cancelled: "Cancelled",
+  busy: "Busy",
+  declined: "Declined",
+  not_found: "Not found",
+  unavailable: "Unavailable",
+  no_answer: "No answer",
+  rejected: "Rejected",
+  answered_elsewhere: "Answered elsewhere",
+  network_error: "Network error",
+  failed: "Call failed",
+};
+
+/** "Busy (486)": the gateway's reason in words, then the SIP code when there is one. */
+export function describeEnd({ cause, code, reason }) {
+  const said = typeof reason === "string" ? reason.trim().replace(/\.$/, "") : "";
+  const words = said || CAUSE_WORDS[cause] || "Call ended";
+  return Number(code) > 0 ? `${words} (${code})` : words;
+}
+
+/** What to put in `call.to`: a sip: URI as typed, a pasted number without its separators. */
+export function normalizeTarget(text) {
+  const t = String(text ?? "").trim();
+  if (/^sips?:/i.test(t) || t.includes("@")) return t;
+  if (/^[\d\s*#+\-().\/]+$/.test(t) && /\d/.test(t)) return t.replace(/[\s\-().\/]/g, "");
+  return t; // an extension or user name
+}
+
+// Browsers hide getUserMedia from pages that are not a secure context.
+export const NO_MIC_API = window.isSecureContext
+  ? "This browser gives the page no microphone access, so it cannot make calls."
+  : "The microphone is only available to secure pages: open this page over https:// (or on localhost) to make calls.";
+
+/** True when the browser will let this page ask for the microphone at all. */
+export function microphoneApiAvailable() {
+  return !!navigator.mediaDevices?.getUserMedia;
+}
+
+// Thrown inside call setup when the call ended while we were awaiting.
+class Aborted extends Error {}
+
+class Call {
+  constructor(direction, id = null) {
+    this.id = id;
+    this.direction = direction; // "out" | "in"
+    this.state = direction === "in" ? "incoming" : "calling";
+    this.peer = "";
+    this.peerName = "";
+    this.pc = null;
+    this.mic = null;
+    this.remoteStream = null;
+    this.answering = false; // incoming call: we are preparing/sent our `answer`
+    this.answeredAt = 0;
+    this.end = null; // {cause, code, reason, local}
+    this.dtmfSent = "";
+    this.dtmfReceived = "";
+  }
+}
+
+export class Phone extends EventTarget {
+  #sig;
+  #audio;
+  #iceServers = [];
+  #signedIn = false;
+  #calls = new Map(); // gateway call id -> Call
+  #active = null; // the call in the main panel: outgoing or answered, live or just ended
+  #orphans = new Map(); // call id -> [{msg, at}]
+
+  constructor(sig, audioElement) {
+    super();
+    this.#sig = sig;
+    this.#audio = audioElement;
+    sig.on("incoming", (m) => this.#onIncoming(m));
+    for (const type of ["sdp", "ringing", "early_media", "answered", "ended", "dtmf"]) {
+      sig.on(type, (m) => this.#route(m));
+    }
+    sig.on("close", () => this.signedOut("network_error", "Connection to the gateway was lost"));
+  }
+
+  /** From `signed_in`: its `ice_servers` are used for every RTCPeerConnection from now on. */
+  signedIn(iceServers) {
+    this.#signedIn = true;
+    this.#iceServers = Array.isArray(iceServers) ? iceServers : [];
+  }
+
+  /** Signed out or disconnected: calls end, and a late `incoming` is not for us. */
+  signedOut(cause, reason) {
+    this.#signedIn = false;
+    this.#endAll(cause, reason);
+  }
+
+  /** The RTCPeerConnection of the call in progress, or null. */
+  get pc() {
+    return this.#live()?.pc ?? null;
+  }
+
+  /** True while a call is set up or connected (not ringing-in, not ended). */
+  get inCall() {
+    return this.#live() !== null;
+  }
+
+  /** True when pad digits should go out as DTMF. */
+  get canSendDtmf() {
+    const call = this.#live();
+    return !!call?.id && (call.state === "answered" || call.state === "early_media");
+  }
+
+  /** The first incoming call still ringing here, or null. */
+  get ringing() {
+    for (const call of this.#calls.values()) {
+      if (call.state === "incoming" && !call.answering) return call;
+    }
+    return null;
+  }
+
+  /** A plain snapshot for rendering. */
+  view() {
+    const live = this.#live();
+    const ringing = this.ringing;
+    const shown = live ?? (ringing ? null : this.#active);
+    let state = "idle";
+    if (live) state = live.state;
+    else if (ringing) state = "incoming";
+    else if (shown) state = "ended";
+    const call = shown ?? ringing;
+    return {
+      state,
+      callId: call?.id ?? "",
+      direction: call?.direction ?? "",
+      peer: call?.peer ?? "",
+      peerName: call?.peerName ?? "",
+      answering: !!live?.answering,
+      answeredAt: live?.answeredAt ?? 0,
+      endText: shown && !live && shown.end ? describeEnd(shown.end) : "",
+      dtmfSent: shown?.dtmfSent ?? "",
+      dtmfReceived: shown?.dtmfReceived ?? "",
+      incoming: ringing ? { id: ringing.id, from: ringing.peer, fromName: ringing.peerName } : null,
+    };
+  }
+
+  /** Place a call. Resolves when the attempt is over or under way. */
+  async dial(rawTarget) {
+    const to = normalizeTarget(rawTarget);
+    if (!to || this.#live()) return;
+    const call = new Call("out");
+    call.peer = to;
+    this.#active = call;
+    this.#changed();
+    try {
+      await this.#prepareOffer(call);
+      const reply = await this.#sig.request({ type: "call", to, sdp: call.pc.localDescription.sdp });
+      call.id = String(reply.call);
+      if (typeof reply.to === "string" && reply.to) call.peer = reply.to;
+      this.#calls.set(call.id, call);
+      if (call.state === "ended") {
+        // Hung up while the gateway was still accepting the call.
+        this.#sig.send({ type: "hangup", call: call.id }, () => {});
+        this.#forgetLater(call);
+      }
+      this.#changed();
+      this.#replayOrphans(call.id);
+    } catch (err) {
+      if (err instanceof Aborted) return;
+      this.#releaseMedia(call);
+      if (call.state !== "ended") this.#finish(call, { cause: "failed", code: 0, reason: "Call failed", local: true });
+      this.#error(err);
+    }
+  }
+
+  /** Answer a ringing incoming call; a call already in progress is hung up first. */
+  async answer(id) {
+    const call = this.#calls.get(id);
+    if (!call || call.state !== "incoming" || call.answering) return;
+    if (this.#live()) this.hangup();
+    call.answering = true;
+    this.#active = call;
+    this.#changed();
+    try {
+      await this.#prepareOffer(call);
+    } catch (err) {
+      if (err instanceof Aborted) return;
+      this.#backToRinging(call);
+      this.#error(err);
+      return;
+    }
+    this.#sig.send({ type: "answer", call: call.id, sdp: call.pc.localDescription.sdp }, (err) => {
+      if (call.state === "ended") return;
+      if (err.code === "no_such_call") this.#finish(call, { cause: "failed", code: 0, reason: "Call failed", local: true });
+      else this.#backToRinging(call);
+      this.#error(err);
+    });
+  }
+
+  decline(id) {
+    const call = this.#calls.get(id);
+    if (!call || call.state !== "incoming" || call.answering) return;
+    this.#sig.send({ type: "decline", call: call.id }, (err) => this.#errorUnlessGone(err));
+    this.#finish(call, { cause: "declined", code: 0, reason: "Declined", local: true });
+  }
+
+  /** End the call in progress at once; the gateway's `ended` refines the reason later. */
+  hangup() {
+    const call = this.#live();
+    if (!call) return;
+    // Without an id the `calling` reply is still on its way; dial() sends the hangup then.
+    if (call.id) this.#sig.send({ type: "hangup", call: call.id }, (err) => this.#errorUnlessGone(err));
+    this.#finish(call, { cause: "normal", code: 0, reason: "Hung up", local: true });
+  }
+
+  sendDtmf(digit) {
+    if (!this.canSendDtmf || !DTMF_DIGIT.test(digit)) return false;
+    const call = this.#live();
+    this.#sig.send({ type: "dtmf", call: call.id, digits: digit }, (err) => this.#error(err));
+    call.dtmfSent = (call.dtmfSent + digit).slice(-32);
+    this.#changed();
+    return true;
+  }
+
+  /** End every call locally (signed out, socket lost): the gateway ends its side itself. */
+  #endAll(cause, reason) {
+    // Ringing calls first, so the call in progress keeps the panel.
+    const calls = [...this.#calls.values()].filter((c) => c !== this.#active);
+    for (const call of [...calls, this.#active]) {
+      if (call && call.state !== "ended") this.#finish(call, { cause, code: 0, reason, local: true });
+    }
+    this.#orphans.clear();
+  }
+
+  /** Forget the ended call shown in the panel (back to idle). */
+  clearEnded() {
+    if (this.#active && this.#active.state === "ended") {
+      this.#active = null;
+      this.#changed();
+    }
+  }
+
+  // --- gateway events -----------------------------------------------------
+
+  #route(msg) {
+    const id = String(msg.call ?? "");
+    const call = this.#calls.get(id);
+    if (call) {
+      this.#handle(call, msg);
+      return;
+    }
+    // Possibly for the outgoing call whose `calling` reply we are awaiting.
+    if (this.#active && this.#active.direction === "out" && !this.#active.id) {
+      const list = this.#orphans.get(id) ?? [];
+      list.push({ msg, at: Date.now() });
+      this.#orphans.set(id, list);
+    }
+  }
+
+  #replayOrphans(id) {
+    const list = this.#orphans.get(id) ?? [];
+    this.#orphans.clear();
+    const fresh = Date.now() - ORPHAN_MEMORY_MS;
+    for (const { msg, at } of list) {
+      if (at >= fresh) this.#route(msg);
+    }
+  }
+
+  #handle(call, msg) {
+    switch (msg.type) {
+      case "sdp":
+        return this.#onSdp(call, msg);
+      case "ringing":
+      case "early_media":
+        return this.#progress(call, msg.type);
+      case "answered":
+        return this.#onAnswered(call);
+      case "ended":
+        return this.#onEnded(call, msg);
+      case "dtmf":
+        return this.#onDtmf(call, msg);
+    }
+  }
+
+  #onIncoming(msg) {
+    const id = String(msg.call ?? "");
+    if (!id || this.#calls.has(id) || !this.#signedIn) return;
+    const call = new Call("in", id);
+    call.peer = typeof msg.from === "string" ? msg.from : "";
+    call.peerName = typeof msg.from_name === "string" ? msg.from_name : "";
+    this.#calls.set(id, call);
+    this.#changed();
+  }
+
+  async #onSdp(call, msg) {
+    const pc = call.pc;
+    if (!pc || call.state === "ended" || pc.signalingState !== "have-local-offer") return;
+    try {
+      await pc.setRemoteDescription({ type: "answer", sdp: String(msg.sdp) });
+    } catch (err) {
+      if (call.state === "ended") return;
+      this.#error(new Error(`The gateway's media answer was not usable: ${err.message}`));
+      this.#hangupCall(call, "failed", "Media negotiation failed");
+    }
+  }
+
+  #progress(call, state) {
+    if (call.direction !== "out" || call.state === "answered" || call.state === "ended") return;
+    call.state = state;
+    this.#changed();
+  }
+
+  #onAnswered(call) {
+    if (call.state === "ended" || call.state === "answered") return;
+    if (call.direction === "in" && !call.answering) return; // not ours to take
+    call.state = "answered";
+    call.answering = false;
+    call.answeredAt = Date.now();
+    this.#changed();
+  }
+
+  #onEnded(call, msg) {
+    const end = { cause: msg.cause, code: msg.code, reason: msg.reason, local: false };
+    if (call.state === "ended") {
+      // We ended it locally first: show the gateway's own words for it.
+      if (call.end?.local) {
+        call.end = end;
+        this.#changed();
+      }
+      return;
+    }
+    this.#finish(call, end);
+  }
+
+  #onDtmf(call, msg) {
+    if (call.state === "ended" || typeof msg.digit !== "string") return;
+    call.dtmfReceived = (call.dtmfReceived + msg.digit).slice(-32);
+    this.#changed();
+  }
+
+  // --- media --------------------------------------------------------------
+
+  async #prepareOffer(call) {
+    const stillWanted = () => {
+      if (call.state === "ended") {
+        this.#releaseMedia(call);
+        throw new Aborted();
+      }
+    };
+    if (!navigator.mediaDevices?.getUserMedia) throw new Error(NO_MIC_API);
+    let mic;
+    try {
+      mic = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        video: false,
+      });
+    } catch (err) {
+      stillWanted();
+      throw new Error(microphoneProblem(err));
+    }
+    call.mic = mic;
+    stillWanted();
+
+    const pc = new RTCPeerConnection({ iceServers: this.#iceServers });
+    call.pc = pc;
+    for (const track of mic.getAudioTracks()) pc.addTrack(track, mic);
+    pc.addEventListener("track", (ev) => {
+      call.remoteStream = ev.streams[0] ?? new MediaStream([ev.track]);
+      if (this.#active === call) this.#playRemote(call);
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      // The gateway notices too, but the user should not wait for it.
+      if (pc.connectionState === "failed" && call.state !== "ended") {
+        this.#error(new Error("The media connection to the gateway failed"));
+        this.#hangupCall(call, "network_error", "Media connection failed");
+      }
+    });
+
+    await pc.setLocalDescription(await pc.createOffer());
+    stillWanted();
+    await iceGatheringDone(pc, ICE_GATHER_TIMEOUT_MS);
+    stillWanted();
+  }
+
+  #playRemote(call) {
+    if (!this.#audio || !call.remoteStream) return;
+    if (this.#audio.srcObject !== call.remoteStream) this.#audio.srcObject = call.remoteStream;
+    // autoplay normally suffices; a refusal here would only repeat what autoplay said.
+    this.#audio.play().catch(() => {});
+  }
+
+  #releaseMedia(call) {
+    for (const track of call.mic?.getTracks() ?? []) track.stop();
+    call.mic = null;
+    if (call.pc && call.pc.signalingState !== "closed") call.pc.close();
+    if (this.#audio && call.remoteStream && this.#audio.srcObject === call.remoteStream) {
+      this.#audio.srcObject = null;
+    }
+  }
+
+  // --- bookkeeping --------------------------------------------------------
+
+  #live() {
+    const call = this.#active;
+    return call && call.state !== "ended" ? call : null;
+  }
+
+  #hangupCall(call, cause, reason) {
+    if (call.id) this.#sig.send({ type: "hangup", call: call.id }, (err) => this.#errorUnlessGone(err));
+    this.#finish(call, { cause, code: 0, reason, local: true });
+  }
+
+  #backToRinging(call) {
+    this.#releaseMedia(call);
+    call.pc = null;
+    call.remoteStream = null;
+    call.answering = false;
+    if (this.#active === call) this.#active = null;
+    this.#changed();
+  }
+
+  #finish(call, end) {
+    call.state = "ended";
+    call.answering = false;
+    call.end = end;
+    this.#releaseMedia(call);
+    // An incoming call that stops ringing is shown as ended only when nothing else is.
+    if (this.#active !== call && !this.#live()) this.#active = call;
+    this.#forgetLater(call);
+    this.#changed();
+  }
+
+  #forgetLater(call) {
+    if (!call.id) return;
+    setTimeout(() => {
+      if (this.#calls.get(call.id) === call) this.#calls.delete(call.id);
+    }, ENDED_MEMORY_MS);
+  }
+
+  #errorUnlessGone(err) {
+    // The call ended on the gateway at the same moment: nothing the user must know.
+    if (err.code !== "no_such_call" && err.code !== "wrong_state") this.#error(err);
+  }
+
+  #error(err) {
+    this.dispatchEvent(new CustomEvent("error", { detail: err }));
+  }
+
+  #changed() {
+    this.dispatchEvent(new Event("change"));
+  }
+}
+
+function iceGatheringDone(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", onState);
+      pc.removeEventListener("icecandidate", onCandidate);
+      resolve();
+    };
+    const onState = () => pc.iceGatheringState === "complete" && done();
+    const onCandidate = (ev) => ev.candidate === null && done();
+    // An unreachable STUN/TURN server can hold gathering for a long time;
+    // after the timeout we send the candidates we have.
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", onState);
+    pc.addEventListener("icecandidate", onCandidate);
+  });
+}
+
+function microphoneProblem(err) {
+  switch (err?.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return "Microphone access was refused. Allow it in the browser to make calls.";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "No microphone was found.";
+    case "NotReadableError":
+      return "The microphone is in use by another program.";
+    default:
+      return `The microphone could not be opened${err?.message ? `: ${err.message}` : ""}.`;
+  }
+}

@@ -1,0 +1,248 @@
+// DOM rendering. Knows the page's elements and how each state looks;
+// holds no call logic and sends nothing.
+
+const $ = (id) => document.getElementById(id);
+
+export const els = {
+  body: document.body,
+  connState: $("conn-state"),
+  connText: $("conn-text"),
+  error: $("error"),
+  errorText: $("error-text"),
+  errorDismiss: $("error-dismiss"),
+  notice: $("notice"),
+  incoming: $("incoming"),
+  incomingName: $("incoming-name"),
+  incomingFrom: $("incoming-from"),
+  answer: $("answer"),
+  decline: $("decline"),
+  signinView: $("signin-view"),
+  signinForm: $("signin-form"),
+  user: $("user"),
+  passwordField: $("password-field"),
+  password: $("password"),
+  signIn: $("sign-in"),
+  phoneView: $("phone-view"),
+  avatar: $("avatar"),
+  me: $("me"),
+  myUri: $("my-uri"),
+  signOut: $("sign-out"),
+  status: $("status"),
+  peer: $("peer"),
+  timer: $("timer"),
+  dtmfLog: $("dtmf-log"),
+  dialForm: $("dial-form"),
+  number: $("number"),
+  keypad: $("keypad"),
+  call: $("call"),
+  hangup: $("hangup"),
+  backspace: $("backspace"),
+  plus: document.querySelector('.key[data-key="+"]'),
+  remoteAudio: $("remote-audio"),
+};
+
+const CONN_WORDS = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…" };
+
+const STATE_WORDS = {
+  idle: "Ready",
+  calling: "Calling",
+  ringing: "Ringing",
+  early_media: "Early media",
+  answered: "Connected",
+  incoming: "Incoming call",
+};
+
+const LIVE_STATES = new Set(["calling", "ringing", "early_media", "answered"]);
+
+let timerHandle = 0;
+
+export function renderConnection(state) {
+  els.connState.dataset.state = state;
+  els.connText.textContent = CONN_WORDS[state] ?? state;
+  els.body.dataset.conn = state;
+}
+
+/** Show the password field only when the gateway asks for passwords. */
+export function renderAuthMode(auth) {
+  els.passwordField.hidden = auth !== "password";
+}
+
+export function setSignInEnabled(enabled) {
+  els.signIn.disabled = !enabled;
+}
+
+export function setSigningIn(busy) {
+  els.signIn.setAttribute("aria-busy", String(busy));
+  els.signIn.textContent = busy ? "Signing in…" : "Sign in";
+}
+
+/** account: the `signed_in` reply (or a remembered one while reconnecting), or null. */
+export function renderAccount(account) {
+  const signedIn = !!account;
+  els.body.dataset.signedIn = String(signedIn);
+  els.signinView.hidden = signedIn;
+  els.phoneView.hidden = !signedIn;
+  if (signedIn) {
+    els.me.textContent = account.user;
+    els.myUri.textContent = account.sip_uri ?? "";
+    els.avatar.textContent = (account.user || "?").slice(0, 1).toUpperCase();
+  }
+}
+
+/** Calls can be placed only while connected and signed in on this socket. */
+export function setOnline(online) {
+  els.call.disabled = !online;
+  els.answer.disabled = !online;
+}
+
+/** v: Phone.view() */
+export function renderCall(v) {
+  for (const el of [els.body, els.status]) {
+    el.dataset.state = v.state;
+    el.dataset.call = v.callId;
+  }
+  els.status.textContent = statusText(v);
+
+  const who = v.peerName || displayAddress(v.peer);
+  // A call still ringing here is shown by the banner, not twice.
+  const peerShown = who && v.state !== "idle" && !(v.state === "incoming" && !v.answering);
+  els.peer.textContent = peerShown ? who : "";
+  els.peer.title = peerShown ? v.peer : "";
+  els.peer.hidden = !peerShown;
+
+  renderTimer(v.state === "answered" ? v.answeredAt : 0);
+
+  const dtmf = [];
+  if (v.dtmfSent) dtmf.push(`Sent ${v.dtmfSent}`);
+  if (v.dtmfReceived) dtmf.push(`Received ${v.dtmfReceived}`);
+  els.dtmfLog.textContent = dtmf.join(" · ");
+  els.dtmfLog.hidden = dtmf.length === 0;
+
+  const live = LIVE_STATES.has(v.state) || v.answering;
+  els.call.hidden = live;
+  els.hangup.hidden = !live;
+  els.number.readOnly = live;
+  // "+" and delete only edit the number, which is fixed during a call.
+  els.plus.disabled = live;
+  els.backspace.disabled = live;
+  els.keypad.dataset.mode = live ? "dtmf" : "dial";
+
+  renderIncoming(v.incoming);
+  document.title = pageTitle(v, who);
+}
+
+function statusText(v) {
+  if (v.state === "ended") return `Ended: ${v.endText || "Call ended"}`;
+  if (v.state === "incoming" && v.answering) return "Answering";
+  return STATE_WORDS[v.state] ?? v.state;
+}
+
+function pageTitle(v, who) {
+  if (v.incoming && v.state === "incoming") {
+    return `Incoming call from ${v.incoming.fromName || displayAddress(v.incoming.from)} · Web Phone`;
+  }
+  if (LIVE_STATES.has(v.state)) return `${STATE_WORDS[v.state]}: ${who} · Web Phone`;
+  return "Web Phone";
+}
+
+function renderIncoming(incoming) {
+  const banner = els.incoming;
+  els.body.dataset.ringing = String(!!incoming);
+  if (!incoming) {
+    if (!banner.hidden && banner.contains(document.activeElement)) els.number.focus({ preventScroll: true });
+    banner.hidden = true;
+    banner.dataset.call = "";
+    return;
+  }
+  const number = displayAddress(incoming.from);
+  els.incomingName.textContent = incoming.fromName || number || "Unknown caller";
+  els.incomingFrom.textContent = incoming.fromName ? number : "";
+  els.incomingFrom.title = incoming.from;
+  const isNew = banner.hidden || banner.dataset.call !== incoming.id;
+  banner.dataset.call = incoming.id;
+  banner.hidden = false;
+  // Offer Answer to the keyboard, unless the user is typing somewhere.
+  const focused = document.activeElement;
+  if (isNew && (!focused || focused === document.body)) els.answer.focus({ preventScroll: true });
+}
+
+function renderTimer(since) {
+  clearInterval(timerHandle);
+  timerHandle = 0;
+  els.timer.hidden = !since;
+  if (!since) return;
+  const tick = () => {
+    els.timer.textContent = formatDuration(Date.now() - since);
+  };
+  tick();
+  timerHandle = setInterval(tick, 500);
+}
+
+/** mm:ss, or h:mm:ss past an hour. */
+export function formatDuration(ms) {
+  const total = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  const mm = String(m).padStart(2, "0");
+  const ss = String(s).padStart(2, "0");
+  return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+/** "sip:+4930123@host;x=y" -> "+4930123"; "sip:bob@example.com" -> "bob@example.com". */
+export function displayAddress(uri) {
+  if (!uri) return "";
+  let s = String(uri).trim();
+  const angle = s.match(/<([^>]*)>/);
+  if (angle) s = angle[1];
+  s = s.replace(/^sips?:/i, "").split(/[;?]/)[0];
+  const [user, host] = s.split("@");
+  if (host && /^[+\d*#]+$/.test(user)) return user;
+  return s;
+}
+
+export function showError(text) {
+  els.errorText.textContent = text;
+  els.error.hidden = false;
+}
+
+/** A lasting warning about the environment (not about one action). */
+export function showNotice(text) {
+  els.notice.textContent = text;
+  els.notice.hidden = false;
+}
+
+export function clearError() {
+  els.error.hidden = true;
+  els.errorText.textContent = "";
+}
+
+/** Type a dial character into the number field at the caret, or at the end. */
+export function typeIntoNumber(ch) {
+  const input = els.number;
+  if (input.readOnly) return;
+  if (document.activeElement === input) {
+    input.setRangeText(ch, input.selectionStart, input.selectionEnd, "end");
+  } else {
+    input.value += ch;
+  }
+  input.dispatchEvent(new Event("input", { bubbles: true }));
+}
+
+export function backspaceNumber() {
+  const input = els.number;
+  if (input.readOnly || !input.value) return;
+  const { selectionStart: a, selectionEnd: b } = input;
+  if (document.activeElement === input && a !== b) input.setRangeText("", a, b, "end");
+  else if (document.activeElement === input && a > 0) input.setRangeText("", a - 1, a, "end");
+  else input.value = input.value.slice(0, -1);
+  input.dispatchEvent(new Event("input", { bubbles: true }));
+}
+
+/** Briefly show a pad key as pressed when it was typed on the keyboard. */
+export function flashKey(key) {
+  const button = els.phoneView.querySelector(`.key[data-key="${CSS.escape(key)}"]`);
+  if (!button) return;
+  button.classList.add("is-pressed");
+  setTimeout(() => button.classList.remove("is-pressed"), 120);
+}
