@@ -46,6 +46,7 @@ class SipConfig:
 @dataclasses.dataclass
 class WebRtcConfig:
     ice_servers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    jitter_ms: int = 40
 
 
 @dataclasses.dataclass
@@ -125,6 +126,8 @@ def validate(config: Config, origin: str) -> None:
         port = getattr(getattr(config, section), key)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{origin}: {section}.{key} must be 0-65535, not {port}")
+    if not 20 <= config.webrtc.jitter_ms <= 300:
+        raise ConfigError(f"{origin}: webrtc.jitter_ms must be 20-300")
     if not 1 <= config.sip.max_calls <= 4:
         raise ConfigError(f"{origin}: sip.max_calls must be 1-4 (pjsua2-python is built for at most 4 calls)")
     if config.calls.ring_timeout <= 0 or config.sip.media_timeout <= 0:

@@ -128,7 +128,8 @@ class MediaEngine:
 
     async def _answer_browser(self, call: EngineCall, offer: str) -> bool:
         """Answer the browser's offer; False (and the call ended) when that fails."""
-        call.webrtc = WebRtcLeg(self._config.webrtc.ice_servers, lambda: self._media_failed(call, endcause.ICE_FAILED))
+        webrtc = self._config.webrtc
+        call.webrtc = WebRtcLeg(webrtc.ice_servers, webrtc.jitter_ms, lambda: self._media_failed(call, endcause.ICE_FAILED))
         try:
             answer = await call.webrtc.answer(offer, call.bridge.to_browser, self._browser_track(call))
         except Exception as exc:  # noqa: BLE001 - any bad SDP ends this call only

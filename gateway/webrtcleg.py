@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamTrack
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,9 @@ def ice_servers(config: list[dict[str, Any]]) -> list[RTCIceServer]:
 class WebRtcLeg:
     """Answers one browser offer and reports when the connection fails."""
 
-    def __init__(self, servers: list[dict[str, Any]], on_failed: Callable[[], None]) -> None:
+    def __init__(self, servers: list[dict[str, Any]], jitter_ms: int, on_failed: Callable[[], None]) -> None:
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(servers)))
+        self._jitter_ms = jitter_ms
         self._on_failed = on_failed
         self._pc.on("connectionstatechange", self._state_changed)
 
@@ -43,6 +45,7 @@ class WebRtcLeg:
             raise ValueError("the offer has no audio")
         opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
         audio[0].setCodecPreferences(opus)
+        _shorten_jitter_buffer(audio[0].receiver, self._jitter_ms)
         self._pc.addTrack(outgoing)
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return self._pc.localDescription.sdp
@@ -55,3 +58,18 @@ class WebRtcLeg:
 
     async def close(self) -> None:
         await self._pc.close()
+
+
+def _shorten_jitter_buffer(receiver: RTCRtpReceiver, jitter_ms: int) -> None:
+    """Hold ``jitter_ms`` of audio instead of aiortc's fixed four frames.
+
+    aiortc releases an audio frame only after ``prefetch`` later frames have
+    arrived (80 ms); on a LAN that is most of the gateway's added latency.
+    aiortc has no setting for it, so its private buffer is replaced; if a
+    later aiortc renames it, the default stays and a warning says so.
+    """
+    name = "_RTCRtpReceiver__jitter_buffer"
+    if not hasattr(receiver, name):
+        log.warning("aiortc changed: cannot shorten its %d ms receive buffer", 80)
+        return
+    setattr(receiver, name, JitterBuffer(capacity=16, prefetch=max(1, jitter_ms // 20)))

@@ -17,7 +17,7 @@ _STOP_SECONDS = 20
 class GatewayProcess:
     """Starts the gateway with a configuration text and reads its addresses from its output."""
 
-    def __init__(self, workdir: Path, config: str = "", tls: bool = False) -> None:
+    def __init__(self, workdir: Path, config: str = "", tls: bool = False, log_level: str = "debug") -> None:
         self.workdir = workdir
         self.log_path = workdir / "gateway.log"
         config_path = workdir / "gateway.toml"
@@ -26,7 +26,7 @@ class GatewayProcess:
             sys.executable, "-m", "gateway", "--config", str(config_path),
             "--http-host", "0.0.0.0" if tls else "127.0.0.1", "--http-port", "0",
             "--sip-host", "127.0.0.1", "--sip-port", "0", "--rtp-port", "0",
-            "--state-dir", str(workdir / "state"), "--log-level", "debug",
+            "--state-dir", str(workdir / "state"), "--log-level", log_level,
         ]
         if not tls:
             args.append("--no-tls")

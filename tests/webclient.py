@@ -59,9 +59,10 @@ class WebClient:
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.pc: RTCPeerConnection | None = None
-        self.heard: list[np.ndarray] = []
+        self.received: list[tuple[float, np.ndarray]] = []
+        """Every frame heard: (arrival time, 48 kHz mono samples)."""
         self._recorder: asyncio.Task[None] | None = None
-        self.tone: ToneTrack | None = None
+        self.tone: MediaStreamTrack | None = None
 
     async def connect(self) -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
@@ -97,17 +98,18 @@ class WebClient:
             raise AssertionError(f"sign-in failed: {reply}")
         return reply
 
-    async def _offer(self, tone_hz: float) -> str:
+    async def offer(self, tone: float | MediaStreamTrack) -> str:
+        """A fresh peer connection sending ``tone`` (Hz, or a track); returns its SDP offer."""
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.tone = ToneTrack(tone_hz)
+        self.tone = tone if isinstance(tone, MediaStreamTrack) else ToneTrack(tone)
         self.pc.addTrack(self.tone)
         self.pc.on("track", self._record)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return self.pc.localDescription.sdp
 
-    async def call(self, to: str, tone_hz: float = 0) -> str:
-        """Place a call; returns its id once the gateway's SDP answer is applied."""
-        await self.send({"type": "call", "to": to, "sdp": await self._offer(tone_hz), "id": "c1"})
+    async def call(self, to: str, tone_hz: float | MediaStreamTrack = 0) -> str:
+        """Place a call sending a tone (or any track); returns its id once the SDP answer is applied."""
+        await self.send({"type": "call", "to": to, "sdp": await self.offer(tone_hz), "id": "c1"})
         reply = await self.next()
         if reply["type"] != "calling":
             raise AssertionError(f"call refused: {reply}")
@@ -115,14 +117,17 @@ class WebClient:
         return reply["call"]
 
     async def answer(self, call_id: str, tone_hz: float = 0) -> None:
-        await self.send({"type": "answer", "call": call_id, "sdp": await self._offer(tone_hz)})
+        await self.send({"type": "answer", "call": call_id, "sdp": await self.offer(tone_hz)})
         await self._apply_answer(call_id)
 
     async def _apply_answer(self, call_id: str) -> None:
         message = await self.next("sdp")
         assert message["call"] == call_id
+        await self.apply_answer(message["sdp"])
+
+    async def apply_answer(self, sdp: str) -> None:
         assert self.pc is not None
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
     def _record(self, track: MediaStreamTrack) -> None:
         self._recorder = asyncio.get_running_loop().create_task(self._recording(track))
@@ -134,14 +139,18 @@ class WebClient:
                 samples = frame.to_ndarray().reshape(-1)
                 if frame.layout.name == "stereo":
                     samples = samples[::2]
-                self.heard.append(samples.astype(np.int16))
+                self.received.append((time.monotonic(), samples.astype(np.int16)))
         except MediaStreamError:
             pass
 
+    def heard_since(self, since: float) -> np.ndarray:
+        """Audio received after the monotonic time ``since``, 48 kHz mono."""
+        chunks = [samples for arrived, samples in self.received if arrived >= since]
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
     def last_heard(self, seconds: float) -> np.ndarray:
         """The last ``seconds`` of received audio, 48 kHz mono."""
-        samples = np.concatenate(self.heard) if self.heard else np.zeros(0, np.int16)
-        return samples[-int(seconds * RATE):]
+        return self.heard_since(0)[-int(seconds * RATE):]
 
     async def hang_up_media(self) -> None:
         if self._recorder is not None:
@@ -151,7 +160,7 @@ class WebClient:
         if self.pc is not None:
             await self.pc.close()
             self.pc = None
-        self.heard = []
+        self.received = []
 
     async def close(self) -> None:
         await self.hang_up_media()

@@ -1,0 +1,235 @@
+"""N concurrent bridged calls: browser stand-ins (aiortc) -> gateway -> sipp RTP echo.
+
+Prints, for each N: the gateway's CPU per call, PSS per call, round-trip and
+gateway-added one-way latency (median and p95), frames lost, and how many
+calls got their own tone back intact.  ``--json FILE`` writes the same rows.
+
+    .venv/bin/python -m bench.bridge_calls --calls 1 2 4 5 --seconds 10
+
+Latency: every call sends a 40 ms burst of its own frequency twice a second;
+the burst's return is timed by the sender.  The round trip also holds the
+stand-in's own aiortc receive buffer, so a direct aiortc-to-aiortc echo is
+measured first; gateway-added one way = (RTT through gateway - RTT direct / 2) / 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import fractions
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from tests.audio import dominant_frequency
+from tests.gatewayprocess import GatewayProcess
+from tests.peers.sipp import echo_uas
+from tests.webclient import FRAME, RATE, WebClient
+
+PERIOD_S = 0.5
+BURST_S = 0.04
+WARMUP_S = 3.0
+
+
+class BurstTrack(MediaStreamTrack):
+    """Silence with a burst of ``freq`` every PERIOD_S; remembers when each burst left."""
+
+    kind = "audio"
+
+    def __init__(self, freq: float) -> None:
+        super().__init__()
+        self.freq = freq
+        self.sent: list[float] = []
+        self._index = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._index * FRAME / RATE
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        first = self._index * FRAME
+        t = (np.arange(FRAME) + first) / RATE
+        in_burst = (t % PERIOD_S) < BURST_S
+        if in_burst[0] and not ((first - 1) / RATE % PERIOD_S) < BURST_S:
+            self.sent.append(time.monotonic())
+        samples = (np.sin(2 * np.pi * self.freq * t) * 0.5 * 32767 * in_burst).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.time_base, frame.pts = RATE, fractions.Fraction(1, RATE), first
+        self._index += 1
+        return frame
+
+
+def onsets(received: list[tuple[float, np.ndarray]], since: float) -> list[float]:
+    """Arrival times of burst starts (first loud frame after a quiet one)."""
+    times, quiet = [], True
+    for arrived, samples in received:
+        if arrived < since:
+            continue
+        loud = np.abs(samples).max() > 3000
+        if loud and quiet:
+            times.append(arrived + int(np.argmax(np.abs(samples) > 3000)) / RATE)
+        quiet = not loud
+    return times
+
+
+def tone_intact(received: list[tuple[float, np.ndarray]], since: float, freq: float) -> bool:
+    """Whether the bursts that came back are this call's own frequency (not silence, not another call's)."""
+    loud = [samples for arrived, samples in received if arrived >= since and np.abs(samples).max() > 3000]
+    return bool(loud) and abs(dominant_frequency(np.concatenate(loud), RATE) - freq) < 20
+
+
+def round_trips(sent: list[float], back: list[float]) -> list[float]:
+    """Pair each returned burst with the latest burst sent before it."""
+    trips = []
+    for arrived in back:
+        earlier = [s for s in sent if s < arrived]
+        if earlier and arrived - earlier[-1] < PERIOD_S:
+            trips.append(arrived - earlier[-1])
+    return trips
+
+
+async def direct_rtt(seconds: float) -> list[float]:
+    """The stand-ins' own share: aiortc to an aiortc echo, no gateway."""
+    caller, echo = RTCPeerConnection(RTCConfiguration(iceServers=[])), RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    burst, received = BurstTrack(1000), []
+
+    async def listen(track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                received.append((time.monotonic(), frame.to_ndarray().reshape(-1)[:: len(frame.layout.channels)]))
+
+    caller.addTrack(burst)
+    caller.on("track", lambda track: asyncio.ensure_future(listen(track)))
+    echo.on("track", lambda track: echo.addTrack(track))
+    await caller.setLocalDescription(await caller.createOffer())
+    await echo.setRemoteDescription(caller.localDescription)
+    await echo.setLocalDescription(await echo.createAnswer())
+    await caller.setRemoteDescription(echo.localDescription)
+    await asyncio.sleep(WARMUP_S + seconds)
+    trips = round_trips(burst.sent, onsets(received, time.monotonic() - seconds))
+    await caller.close()
+    await echo.close()
+    return trips
+
+
+@dataclasses.dataclass
+class Row:
+    calls: int
+    carried: int
+    cpu_per_call_pct: float
+    pss_per_call_mib: float
+    rtt_median_ms: float
+    rtt_p95_ms: float
+    added_one_way_median_ms: float
+    added_one_way_p95_ms: float
+    frames_lost_pct: float
+    tones_intact: int
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
+
+
+def pss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def run(n: int, seconds: float, direct: float, workdir: Path, config: str) -> Row:
+    root = workdir / f"n{n}"
+    root.mkdir()
+    gateway = GatewayProcess(root, config, log_level="warning")
+    clients: list[WebClient] = []
+    with echo_uas(root / "sipp") as phone:
+        try:
+            await asyncio.sleep(1)
+            idle_pss = pss_mib(gateway.process.pid)
+            for i in range(n):
+                client = WebClient(gateway.url)
+                clients.append(client)
+                await client.connect()
+                await client.sign_in(f"bench{i}")
+                await client.send({"type": "call", "to": phone.uri("echo"), "sdp": await client.offer(BurstTrack(500 + 150 * i))})
+            carried = [await outcome(client) for client in clients]
+            await asyncio.sleep(WARMUP_S)
+            start, cpu0 = time.monotonic(), cpu_seconds(gateway.process.pid)
+            await asyncio.sleep(seconds)
+            cpu = cpu_seconds(gateway.process.pid) - cpu0
+            pss = pss_mib(gateway.process.pid)
+            up = [client for client, ok in zip(clients, carried) if ok]
+            trips = [t for c in up for t in round_trips(c.tone.sent, onsets(c.received, start))]
+            expected = seconds * RATE / FRAME
+            lost = [max(0.0, 1 - sum(1 for arrived, _ in c.received if arrived >= start) / expected) for c in up]
+            intact = sum(tone_intact(c.received, start, c.tone.freq) for c in up)
+        finally:
+            for client in clients:
+                await client.close()
+            gateway.stop()
+    calls = max(1, len(up))
+    added = [(t - direct / 2) / 2 for t in trips]
+    return Row(
+        n, len(up), 100 * cpu / seconds / calls, (pss - idle_pss) / calls,
+        1000 * statistics.median(trips) if trips else float("nan"), 1000 * percentile(trips, 95),
+        1000 * statistics.median(added) if added else float("nan"), 1000 * percentile(added, 95),
+        100 * statistics.mean(lost) if lost else float("nan"), intact,
+    )
+
+
+async def outcome(client: WebClient) -> bool:
+    """Follow one call's setup: True once answered, False if refused or ended."""
+    while True:
+        message = await client.next(timeout=15)
+        if message["type"] == "sdp":
+            await client.apply_answer(message["sdp"])
+        elif message["type"] == "answered":
+            return True
+        elif message["type"] in ("ended", "error"):
+            return False
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 5])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--config", type=Path, help="gateway configuration file to run with")
+    args = parser.parse_args()
+    trips = await direct_rtt(args.seconds)
+    direct = statistics.median(trips)
+    print(f"direct aiortc->aiortc echo RTT (the stand-ins' own buffers): median {1000 * direct:.0f} ms")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.calls:
+            row = await run(n, args.seconds, direct, Path(tmp), args.config.read_text() if args.config else "")
+            rows.append(row)
+            print(
+                f"N={row.calls:3d} carried={row.carried:3d} cpu/call={row.cpu_per_call_pct:5.1f}% "
+                f"pss/call={row.pss_per_call_mib:5.1f} MiB rtt={row.rtt_median_ms:4.0f}/{row.rtt_p95_ms:4.0f} ms "
+                f"added one-way={row.added_one_way_median_ms:4.0f}/{row.added_one_way_p95_ms:4.0f} ms "
+                f"lost={row.frames_lost_pct:4.1f}% tones intact={row.tones_intact}/{row.carried}",
+                flush=True,
+            )
+    if args.json:
+        args.json.write_text(json.dumps({"direct_rtt_ms": 1000 * direct, "rows": [dataclasses.asdict(r) for r in rows]}, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

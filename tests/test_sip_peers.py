@@ -1,0 +1,156 @@
+"""Calls between browser stand-ins and real SIP peers (baresip, sipp), audio checked by FFT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .audio import has_tone, read_wav, tone, write_wav
+from .peers import sipp
+from .peers.baresip import Baresip
+from .webclient import RATE, WebClient
+
+PHONE_HZ = 1000
+PAGE_HZ = 700
+
+
+@pytest.fixture
+def phone(tmp_path: Path) -> Iterator[Baresip]:
+    """A baresip phone that auto-answers, plays 1000 Hz and records what it hears."""
+    wav = tmp_path / "phone-tone.wav"
+    write_wav(wav, tone(PHONE_HZ, 60, 8000), 8000)
+    with Baresip(tmp_path, wav) as running:
+        yield running
+
+
+def assert_phone_heard(phone: Baresip, freq: float) -> None:
+    samples, rate = read_wav(phone.recording())
+    assert has_tone(samples[rate:], rate, freq), "the SIP phone did not hear the page's tone"
+
+
+async def test_page_calls_a_sip_phone_and_both_hear_each_other(web_client, phone: Baresip) -> None:
+    alice = await web_client()
+    call = await alice.call(phone.uri, tone_hz=PAGE_HZ)
+    await alice.next("answered")
+    await asyncio.sleep(3)
+    assert has_tone(alice.last_heard(1.5), RATE, PHONE_HZ)
+    await alice.send({"type": "hangup", "call": call})
+    assert (await alice.next("ended"))["cause"] == "normal"
+    await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
+    assert_phone_heard(phone, PAGE_HZ)
+
+
+async def test_sip_phone_calls_a_page_and_hangs_up(gateway, web_client, phone: Baresip) -> None:
+    alice = await web_client()
+    phone.dial(gateway.uri("alice"))
+    incoming = await alice.next("incoming")
+    assert incoming["from"].startswith("sip:bob@")
+    await alice.answer(incoming["call"], tone_hz=PAGE_HZ)
+    await alice.next("answered")
+    await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
+    await asyncio.sleep(3)
+    assert has_tone(alice.last_heard(1.5), RATE, PHONE_HZ)
+    phone.hangup()
+    ended = await alice.next("ended")
+    assert (ended["cause"], ended["code"]) == ("normal", 200)
+    assert_phone_heard(phone, PAGE_HZ)
+
+
+@pytest.mark.parametrize(
+    ("config", "signed_in", "callee", "expected"),
+    [
+        ("", False, "alice", 480),
+        ('[users]\nalice = "scrypt$16384$8$1$c2FsdA==$aGFzaA=="\n', False, "nobody", 404),
+        ("[calls]\nring_timeout = 2.0\n", True, "alice", 480),
+    ],
+    ids=["nobody-signed-in", "unknown-user", "no-answer"],
+)
+async def test_sip_callers_get_clean_final_responses(
+    start_gateway, tmp_path: Path, config: str, signed_in: bool, callee: str, expected: int
+) -> None:
+    gateway = start_gateway(config)
+    page = WebClient(gateway.url)
+    try:
+        await page.connect()
+        if signed_in:
+            await page.sign_in(callee)
+        result = await asyncio.to_thread(sipp.uac(tmp_path / "sipp", gateway.uri(callee)).run, 20)
+        assert result.final_status == expected
+    finally:
+        await page.close()
+
+
+async def test_declining_in_the_page_gives_603(gateway, web_client, tmp_path: Path) -> None:
+    alice = await web_client()
+    caller = sipp.uac(tmp_path / "sipp", gateway.uri("alice")).start()
+    try:
+        incoming = await alice.next("incoming")
+        await alice.send({"type": "decline", "call": incoming["call"]})
+        assert (await alice.next("ended"))["cause"] == "declined"
+        result = await asyncio.to_thread(caller.result, 10)
+        assert result.final_status == 603
+    finally:
+        caller.stop()
+
+
+async def test_busy_sip_phone_shows_as_busy_in_the_page(web_client, tmp_path: Path) -> None:
+    alice = await web_client()
+    with sipp.reject_uas(tmp_path / "sipp", 486, "Busy Here") as busy:
+        await alice.call(busy.uri("bob"))
+        ended = await alice.next("ended")
+    assert (ended["cause"], ended["code"]) == ("busy", 486)
+
+
+async def test_page_that_vanishes_mid_call_sends_bye(web_client, phone: Baresip) -> None:
+    alice = await web_client()
+    await alice.call(phone.uri, tone_hz=PAGE_HZ)
+    await alice.next("answered")
+    await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
+    await alice.close()
+    closed = await asyncio.to_thread(phone.wait_event, "CALL_CLOSED", 10)
+    assert closed["type"] == "CALL_CLOSED"
+
+
+async def test_sip_phone_that_vanishes_ends_the_call_by_rtp_timeout(start_gateway, phone: Baresip) -> None:
+    gateway = start_gateway("[sip]\nmedia_timeout = 2.0\n")
+    alice = WebClient(gateway.url)
+    try:
+        await alice.connect()
+        await alice.sign_in("alice")
+        await alice.call(phone.uri, tone_hz=PAGE_HZ)
+        await alice.next("answered")
+        await asyncio.sleep(1)
+        phone.kill()
+        ended = await alice.next("ended", timeout=10)
+        assert ended["cause"] == "network_error"
+    finally:
+        await alice.close()
+
+
+async def test_malformed_sip_leaves_calls_and_new_calls_working(gateway, web_client, phone: Baresip, tmp_path: Path) -> None:
+    alice = await web_client()
+    await alice.call(phone.uri, tone_hz=PAGE_HZ)
+    await alice.next("answered")
+    sipp.send_udp(gateway.uri("alice"), sipp.GARBAGE)
+    sipp.send_udp(gateway.uri("alice"), sipp.sip_request("INVITE", gateway.uri("alice"), ("127.0.0.1", 9), omit={"Call-ID"}))
+    result = await asyncio.to_thread(sipp.malformed_request(tmp_path / "sipp", gateway.uri("alice")).run, 10)
+    assert result.final_status in (None, 400)
+    await asyncio.sleep(2)
+    assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
+    bob = await web_client("bob")
+    await bob.call("601")
+    await bob.next("answered")
+
+
+async def test_sigterm_hangs_up_calls_with_bye_and_exits_cleanly(gateway, web_client, phone: Baresip) -> None:
+    alice = await web_client()
+    await alice.call(phone.uri)
+    await alice.next("answered")
+    await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
+    gateway.process.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(phone.wait_event, "CALL_CLOSED", 10)
+    assert await asyncio.to_thread(gateway.process.wait, 15) == 0
