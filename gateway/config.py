@@ -40,6 +40,7 @@ class SipConfig:
     rtp_port: int = 4000
     max_calls: int = 4
     media_timeout: float = 15.0
+    max_invites_per_second: float = 25.0
     log_level: int = 1
 
 
@@ -130,6 +131,8 @@ def validate(config: Config, origin: str) -> None:
         raise ConfigError(f"{origin}: webrtc.jitter_ms must be 20-300")
     if not 1 <= config.sip.max_calls <= 4:
         raise ConfigError(f"{origin}: sip.max_calls must be 1-4 (pjsua2-python is built for at most 4 calls)")
+    if not 0 < config.sip.max_invites_per_second <= 50:
+        raise ConfigError(f"{origin}: sip.max_invites_per_second must be above 0 and at most 50 (pjlib aborts near 60)")
     if config.calls.ring_timeout <= 0 or config.sip.media_timeout <= 0:
         raise ConfigError(f"{origin}: calls.ring_timeout and sip.media_timeout must be positive")
     for index, server in enumerate(config.webrtc.ice_servers):

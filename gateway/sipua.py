@@ -184,6 +184,28 @@ def _tone_generator() -> pj.ToneGenerator:
     return tone
 
 
+class InvitePacer:
+    """Admits at most ``rate`` new INVITEs a second by holding the SIP thread.
+
+    pjsua opens two RTP sockets for every INVITE before the application sees
+    it, and a closed socket's slot in pjlib's 64-slot I/O queue is reused only
+    after 500 ms: above about 60 INVITEs a second the queue runs out and pjlib
+    aborts the process.  Holding the SIP thread leaves later INVITEs in the
+    kernel's socket buffer (their senders retransmit), so a flood is slowed
+    down instead of fatal.  Media runs on other threads and is not held.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+
+    def admit(self) -> None:
+        now = time.monotonic()
+        if self._next > now:
+            time.sleep(self._next - now)
+        self._next = max(now, self._next) + self._interval
+
+
 class _Account(pj.Account):
     def __init__(self, ua: SipUserAgent) -> None:
         super().__init__()
@@ -205,6 +227,7 @@ class SipUserAgent:
         self.account: _Account | None = None
         self.address = ""
         self.calls: dict[str, SipCall] = {}
+        self.pacer = InvitePacer(config.max_invites_per_second)
         self.graveyard: list[tuple[float, list[pj.AudioMedia]]] = []
 
     # -- life cycle ---------------------------------------------------------
@@ -349,6 +372,7 @@ class SipUserAgent:
         self.sip.to_loop(getattr(self.events, name), *args)
 
     def incoming(self, prm: pj.OnIncomingCallParam) -> None:
+        self.pacer.admit()
         call_id = self.new_call_id()
         call = SipCall(self, call_id, prm.callId)
         self.calls[call_id] = call

@@ -19,7 +19,7 @@ import pytest
 from .audio import dominant_frequency, has_tone, read_wav, rms_dbfs, tone, write_wav
 from .peers import sipp
 from .peers.baresip import Baresip
-from .peers.net import free_port, free_udp_port, local_ip, udp_port_bound, wait_for, wait_for_async
+from .peers.net import free_port, local_ip, udp_port_bound, wait_for, wait_for_async
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -182,8 +182,10 @@ def test_sipp_uac_reports_the_final_status(tmp_path: Path, status: int, reason: 
 
 
 def test_sipp_uac_reports_no_answer_as_none(tmp_path: Path) -> None:
-    nobody = f"sip:alice@127.0.0.1:{free_udp_port()}"
-    result = sipp.uac(tmp_path, nobody, answer_timeout_s=1).run()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # holds the port, never answers
+        silent.bind(("127.0.0.1", 0))
+        nobody = f"sip:alice@127.0.0.1:{silent.getsockname()[1]}"
+        result = sipp.uac(tmp_path, nobody, answer_timeout_s=1).run()
     assert result.final_status is None and result.returncode != 0
 
 

@@ -154,3 +154,21 @@ async def test_sigterm_hangs_up_calls_with_bye_and_exits_cleanly(gateway, web_cl
     gateway.process.send_signal(signal.SIGTERM)
     await asyncio.to_thread(phone.wait_event, "CALL_CLOSED", 10)
     assert await asyncio.to_thread(gateway.process.wait, 15) == 0
+
+
+async def test_invite_flood_is_slowed_down_not_fatal(gateway, web_client, phone: Baresip, tmp_path: Path) -> None:
+    alice = await web_client()
+    await alice.call(phone.uri, tone_hz=PAGE_HZ)
+    await alice.next("answered")
+    flood = sipp.Sipp(
+        tmp_path / "flood", "flood", ["-sf", str(sipp.SCENARIOS / "uac_final.xml")],
+        remote=f"127.0.0.1:{gateway.sip_port}", variables={"ruri": gateway.uri("nobody")},
+        options=["-r", "200", "-m", "1000", "-timeout", "30s"],
+    )
+    with flood:
+        await asyncio.to_thread(flood.result, 40)
+    assert gateway.process.poll() is None, "the gateway died under an INVITE flood"
+    assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
+    bob = await web_client("bob")
+    await bob.call("601")
+    await bob.next("answered")

@@ -4,6 +4,9 @@ Each phone gets a fresh config directory, SIP on 127.0.0.1 (or the `ip` given) o
 kernel-picked port, G.711 only, auto-answer, no sound card: it plays a WAV file into
 every call (aufile) and records what it hears (sndfile's decode-side dump).
 
+aufile plays the file once per call and then sends no RTP at all, so give it a WAV
+longer than any call (20 s of tone at 8 kHz is 320 kB).
+
     with Baresip(tmp_path, source_wav) as phone:
         phone.dial(gateway_uri)
         phone.wait_event("CALL_ESTABLISHED")
@@ -185,10 +188,12 @@ class Baresip:
     def wait_event(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
         """Oldest event of `kind` that no earlier call returned, as ctrl_tcp sent it.
 
-        Kinds: CALL_INCOMING, CALL_RINGING, CALL_ESTABLISHED, CALL_RTPESTAB (first RTP
-        packet received), CALL_CLOSED (its "param" holds the reason, e.g. "486 Busy
-        Here" or "Connection reset by user"), among others. Each event is returned
-        once, whatever order the kinds arrive in.
+        Kinds: CALL_RINGING, CALL_ESTABLISHED, CALL_RTPESTAB (first RTP packet
+        received), CALL_CLOSED, among others; an auto-answered call gives no
+        CALL_INCOMING. CALL_CLOSED's "param" is the reason: "486 Busy Here" (the
+        final response to our INVITE), "Connection reset by user" (we hung up),
+        "Connection reset by peer" (BYE received, or ICMP unreachable). Each event
+        is returned once, whatever order the kinds arrive in.
         """
         with self._cond:
             if not self._cond.wait_for(lambda: self._find(kind) is not None, timeout):
@@ -226,6 +231,11 @@ class Baresip:
             return wait_for(finished, timeout)
         except TimeoutError:
             raise FileNotFoundError(f"no finished recording in {self.recordings_dir}") from None
+
+    def kill(self) -> None:
+        """Vanish without a BYE (SIGKILL), as a phone that loses power or network."""
+        if self._process is not None:
+            self._process.kill()
 
     def stop(self) -> None:
         """Stop baresip (kill if it lingers) and the reader thread. Safe to call twice."""
