@@ -172,3 +172,25 @@ async def test_invite_flood_is_slowed_down_not_fatal(gateway, web_client, phone:
     bob = await web_client("bob")
     await bob.call("601")
     await bob.next("answered")
+
+
+async def test_early_media_reaches_the_page_before_the_answer(web_client, tmp_path: Path) -> None:
+    alice = await web_client()
+    with sipp.early_media_uas(tmp_path / "sipp") as phone:
+        call = await alice.call(phone.uri("bob"), tone_hz=PAGE_HZ)
+        await alice.next("early_media")
+        await asyncio.sleep(2)
+        assert has_tone(alice.last_heard(1.0), RATE, PAGE_HZ), "no early media before the answer"
+        await alice.next("answered", timeout=5)
+        await alice.send({"type": "hangup", "call": call})
+        assert (await alice.next("ended"))["cause"] == "normal"
+
+
+async def test_dtmf_from_the_page_reaches_the_sip_phone(web_client, phone: Baresip) -> None:
+    alice = await web_client()
+    call = await alice.call(phone.uri)
+    await alice.next("answered")
+    await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
+    await alice.send({"type": "dtmf", "call": call, "digits": "4#"})
+    digits = [(await asyncio.to_thread(phone.wait_event, "CALL_DTMF_START"))["param"] for _ in range(2)]
+    assert digits == ["4", "#"]

@@ -161,6 +161,11 @@ def echo_uas(log_dir: Path, *, ip: str = LOOPBACK, max_calls: int | None = None)
     return Sipp(log_dir, "echo_uas", ["-sn", "uas"], options=options, rtp_echo=True, ip=ip)
 
 
+def early_media_uas(log_dir: Path, *, ip: str = LOOPBACK) -> Sipp:
+    """A SIP phone that sends 183 with SDP and echoes RTP at once, then answers 3 s later."""
+    return Sipp(log_dir, "early_media_uas", ["-sf", str(SCENARIOS / "uas_early_media.xml")], rtp_echo=True, ip=ip)
+
+
 def reject_uas(log_dir: Path, status: int = 486, reason: str = "Busy Here", *, ip: str = LOOPBACK) -> Sipp:
     """A SIP phone that rejects every INVITE with `status` `reason` (404, 480, 486, 603...)."""
     if not 300 <= status <= 699:
