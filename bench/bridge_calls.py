@@ -18,14 +18,12 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import fractions
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -33,40 +31,26 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from tests.audio import dominant_frequency
 from tests.gatewayprocess import GatewayProcess
 from tests.peers.sipp import echo_uas
-from tests.webclient import FRAME, RATE, WebClient
+from tests.webclient import FRAME, RATE, ToneTrack, WebClient
 
 PERIOD_S = 0.5
 BURST_S = 0.04
 WARMUP_S = 3.0
 
 
-class BurstTrack(MediaStreamTrack):
+class BurstTrack(ToneTrack):
     """Silence with a burst of ``freq`` every PERIOD_S; remembers when each burst left."""
 
-    kind = "audio"
-
     def __init__(self, freq: float) -> None:
-        super().__init__()
-        self.freq = freq
+        super().__init__(freq, amplitude=0.5)
         self.sent: list[float] = []
-        self._index = 0
-        self._start: float | None = None
 
-    async def recv(self) -> av.AudioFrame:
-        if self._start is None:
-            self._start = time.monotonic()
-        due = self._start + self._index * FRAME / RATE
-        await asyncio.sleep(max(0.0, due - time.monotonic()))
-        first = self._index * FRAME
+    def samples(self, first: int) -> np.ndarray:
         t = (np.arange(FRAME) + first) / RATE
         in_burst = (t % PERIOD_S) < BURST_S
         if in_burst[0] and not ((first - 1) / RATE % PERIOD_S) < BURST_S:
             self.sent.append(time.monotonic())
-        samples = (np.sin(2 * np.pi * self.freq * t) * 0.5 * 32767 * in_burst).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate, frame.time_base, frame.pts = RATE, fractions.Fraction(1, RATE), first
-        self._index += 1
-        return frame
+        return super().samples(first) * in_burst
 
 
 def onsets(received: list[tuple[float, np.ndarray]], since: float) -> list[float]:

@@ -34,17 +34,21 @@ class ToneTrack(MediaStreamTrack):
         self._index = 0
         self._start: float | None = None
 
+    def samples(self, first: int) -> np.ndarray:
+        """The frame that starts at sample ``first``; subclasses shape the signal."""
+        t = (np.arange(FRAME) + first) / RATE
+        return (np.sin(2 * np.pi * self.freq * t) * self._amplitude * 32767).astype(np.int16)
+
     async def recv(self) -> av.AudioFrame:
         if self._start is None:
             self._start = time.monotonic()
         due = self._start + self._index * FRAME / RATE
         await asyncio.sleep(max(0.0, due - time.monotonic()))
-        t = (np.arange(FRAME) + self._index * FRAME) / RATE
-        samples = (np.sin(2 * np.pi * self.freq * t) * self._amplitude * 32767).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        first = self._index * FRAME
+        frame = av.AudioFrame.from_ndarray(self.samples(first).reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.time_base = fractions.Fraction(1, RATE)
-        frame.pts = self._index * FRAME
+        frame.pts = first
         self._index += 1
         return frame
 
