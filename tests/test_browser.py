@@ -1,0 +1,180 @@
+"""End to end with a real Chromium on the real page: what a user of the web phone gets.
+
+Each test drives web/ through Chromium against a gateway process, with a
+pulsed tone file as the microphone, and checks what the page shows and, by
+FFT, what it hears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+
+import pytest
+from playwright.async_api import expect
+
+from .audio import dominant_frequency, has_tone, tone, write_wav
+from .browser import DESKTOP, PHONE, BrowserPhone, open_phone
+from .gatewayprocess import GatewayProcess
+from .webclient import RATE, WebClient
+
+pytestmark = pytest.mark.timeout(60)
+
+MIC_HZ = 1000  # what the page's fake microphone plays, pulsed so Chromium does not fade it out
+MIC_RATE = 48000
+
+OpenPhone = Callable[[GatewayProcess], AbstractAsyncContextManager[BrowserPhone]]
+
+
+@pytest.fixture
+def mic_wav(tmp_path: Path) -> Path:
+    """The fake microphone: 2 s of pulsed MIC_HZ (a whole number of pulses, so the loop is seamless)."""
+    path = tmp_path / "mic.wav"
+    write_wav(path, tone(MIC_HZ, 2.0, MIC_RATE, amplitude=0.5, pulsed=True), MIC_RATE)
+    return path
+
+
+@pytest.fixture
+def browser(mic_wav: Path, request: pytest.FixtureRequest) -> OpenPhone:
+    """Open the page of a given gateway in Chromium, named after the test for failure artefacts."""
+    return lambda gateway: open_phone(gateway.url, mic_wav, request.node.name)
+
+
+async def wait_heard(client: WebClient, freq: float, timeout: float = 10) -> None:
+    """Wait until an aiortc stand-in's last second of audio has `freq` clearly dominant."""
+    deadline = time.monotonic() + timeout
+    while not has_tone(client.last_heard(1.0), RATE, freq):
+        if time.monotonic() > deadline:
+            heard = dominant_frequency(client.last_heard(1.0), RATE)
+            raise AssertionError(f"the caller never heard {freq} Hz; it hears {heard:.0f} Hz")
+        await asyncio.sleep(0.25)
+
+
+async def tone_call(phone: BrowserPhone) -> None:
+    """Call 601 from the page and hear its 440 Hz: the SIP->browser audio path works."""
+    await phone.dial("601")
+    await phone.wait_state("answered")
+    await phone.wait_tone(440)
+
+
+async def test_tone_extension_is_heard_and_escape_hangs_up(gateway: GatewayProcess, browser: OpenPhone) -> None:
+    """601 through the page: SIP->browser audio plays in #remote-audio, Escape ends the call."""
+    async with browser(gateway) as phone:
+        await phone.sign_in("alice")
+        await tone_call(phone)
+        await phone.page.keyboard.press("Escape")
+        await phone.wait_state("ended")
+
+
+async def test_echo_extension_returns_the_pages_microphone(gateway: GatewayProcess, browser: OpenPhone) -> None:
+    """600 echoes what the fake mic plays: proves browser->SIP and SIP->browser through the page."""
+    async with browser(gateway) as phone:
+        await phone.sign_in("alice")
+        await phone.dial("600")
+        await phone.wait_state("answered")
+        await phone.wait_tone(MIC_HZ)
+        await phone.hang_up()
+        await phone.wait_state("ended")
+
+
+async def test_incoming_call_answered_both_ways_then_one_declined(
+    gateway: GatewayProcess, browser: OpenPhone, web_client: Callable[..., Awaitable[WebClient]]
+) -> None:
+    """A caller rings the page: the banner names them, Answer connects audio both ways, Decline sends 603."""
+    async with browser(gateway) as phone:
+        await phone.sign_in("alice")
+        carol = await web_client("carol")
+
+        await carol.call("alice", tone_hz=700)
+        await phone.wait_state("incoming")
+        await expect(phone.page.locator("#incoming")).to_be_visible()
+        await expect(phone.page.locator("#incoming-name")).to_contain_text("carol")
+        await phone.answer()
+        await phone.wait_state("answered")
+        await carol.next("answered")
+        await phone.wait_tone(700)
+        await wait_heard(carol, MIC_HZ)
+        await phone.hang_up()
+        ended = await carol.next("ended")
+        assert (ended["cause"], ended["code"]) == ("normal", 200)
+        await carol.hang_up_media()
+
+        await carol.call("alice")
+        await phone.wait_state("incoming")
+        await phone.decline()
+        await expect(phone.page.locator("#incoming")).to_be_hidden()
+        await phone.wait_state("ended")
+        ended = await carol.next("ended")
+        assert (ended["cause"], ended["code"]) == ("declined", 603)
+
+
+async def test_default_tls_mode_serves_a_working_phone(
+    start_gateway: Callable[..., GatewayProcess], browser: OpenPhone
+) -> None:
+    """With TLS (the default) the page loads over https with its self-signed certificate and calls work."""
+    gateway = start_gateway(tls=True)
+    assert gateway.url.startswith("https://localhost:")
+    async with browser(gateway) as phone:
+        assert await phone.page.evaluate("window.isSecureContext && location.protocol === 'https:'")
+        await phone.sign_in("alice")
+        await tone_call(phone)
+        await phone.hang_up()
+        await phone.wait_state("ended")
+
+
+async def test_keyboard_only_call(gateway: GatewayProcess, browser: OpenPhone) -> None:
+    """Sign in, dial, call and hang up with keys alone: focus lands where the next key is expected."""
+    async with browser(gateway) as phone:
+        keyboard = phone.page.keyboard
+        await expect(phone.page.locator("#sign-in")).to_be_enabled(timeout=10_000)
+        await expect(phone.page.locator("#user")).to_be_focused()
+        await keyboard.type("alice")
+        await keyboard.press("Enter")
+        await expect(phone.page.locator("#number")).to_be_focused()
+        await keyboard.type("601")
+        await keyboard.press("Enter")
+        await phone.wait_state("answered")
+        await expect(phone.page.locator("#timer")).to_be_visible()
+        await keyboard.press("Escape")
+        await phone.wait_state("ended")
+
+
+async def test_screenshots_of_each_state_at_desktop_and_phone_sizes(
+    gateway: GatewayProcess, browser: OpenPhone, web_client: Callable[..., Awaitable[WebClient]]
+) -> None:
+    """Artefacts for review in CI, and no sideways scrolling on a phone-sized screen in any state."""
+
+    async def shoot(phone: BrowserPhone, name: str) -> None:
+        for viewport in (DESKTOP, PHONE):
+            await phone.screenshot(name, viewport)
+            assert await phone.page.evaluate("document.documentElement.scrollWidth <= innerWidth"), (
+                f"{name} scrolls sideways at {viewport}"
+            )
+
+    async with browser(gateway) as phone:
+        await shoot(phone, "signin")
+        await phone.sign_in("alice")
+        bob = await web_client("bob")
+        await phone.wait_state("idle")
+        await shoot(phone, "idle")
+
+        await phone.dial("bob")
+        await phone.wait_state("ringing")
+        await bob.next("incoming")
+        await shoot(phone, "ringing")
+        await phone.hang_up()
+        await bob.next("ended")
+
+        await bob.call("alice")
+        await phone.wait_state("incoming")
+        await shoot(phone, "incoming")
+        await phone.decline()
+
+        await tone_call(phone)
+        await shoot(phone, "in-call")
+        await phone.hang_up()
+        await phone.wait_state("ended")
+        await shoot(phone, "ended")
