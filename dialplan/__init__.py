@@ -4,7 +4,25 @@ No I/O and no imports from ``gateway``: the gateway asks, this package
 answers with a :class:`Route`, and the gateway carries it out.
 """
 
-from .route import Route
+from .config import DialplanError, load_plan
+from .permissions import DEFAULT_ALLOW, PERMISSIONS, Permission, User
 from .plan import BUILTIN_EXTENSIONS, Dialplan
+from .route import Route, Target
+from .rules import InboundRule, OutboundRule
+from .trunks import Trunk
 
-__all__ = ["BUILTIN_EXTENSIONS", "Dialplan", "Route"]
+__all__ = [
+    "BUILTIN_EXTENSIONS",
+    "DEFAULT_ALLOW",
+    "PERMISSIONS",
+    "Dialplan",
+    "DialplanError",
+    "InboundRule",
+    "OutboundRule",
+    "Permission",
+    "Route",
+    "Target",
+    "Trunk",
+    "User",
+    "load_plan",
+]

@@ -1,19 +1,30 @@
-"""The built-in dialplan: test extensions, web users and direct SIP URIs."""
+"""The dialplan: one object that answers every routing question the gateway asks."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+import types
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
-from .route import Route
+from . import numbers, permissions
+from .numbers import EmergencyNumbers
+from .permissions import DEFAULT_ALLOW, PERMISSIONS, USER_NAME, Permission, User
+from .route import Route, Target
+from .rules import InboundRule, OutboundRule
+from .trunks import Trunk
 
-BUILTIN_EXTENSIONS: Mapping[str, str] = {"600": "echo", "601": "tone"}
+BUILTIN_EXTENSIONS: Mapping[str, str] = types.MappingProxyType({"600": "echo", "601": "tone"})
 """Extensions the gateway answers itself: 600 echoes your voice, 601 plays 440 Hz."""
 
+APPLICATIONS = frozenset(BUILTIN_EXTENSIONS.values())
+"""The applications the gateway's SIP side can serve."""
+
+DEFAULT_COUNTRY = "US"
 MAX_DIALLED = 256
-_USER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
-_NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
-_VISUAL_SEPARATORS = re.compile(r"[\s\-.()/]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_LETTER = re.compile(r"[a-z]")
+"""Names without a letter read as numbers: ``020-7946-0000`` is not a user called that."""
+
 _SIP_URI = re.compile(
     r"^sip:(?P<user>[A-Za-z0-9_.!~*'()&=+$,;?/%-]{1,64}@)?"
     r"(?P<host>[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])"
@@ -25,48 +36,173 @@ _SIP_URI = re.compile(
 class Dialplan:
     """Decides outbound and inbound routes.
 
-    ``users`` is the set of configured web users, or None when anyone may
-    sign in (then every well-formed user name is a possible callee).
+    ``users`` are the configured web users (names get ``default_allow``), or
+    None when anyone may sign in: then every well-formed user name is a
+    possible callee and every caller holds ``default_allow``. The constructor
+    trusts its arguments; :func:`dialplan.load_plan` checks a configuration
+    before building one.
     """
 
-    def __init__(self, users: Collection[str] | None = None, builtins: Mapping[str, str] = BUILTIN_EXTENSIONS) -> None:
-        self._users = None if users is None else frozenset(users)
+    def __init__(
+        self,
+        users: Iterable[str | User] | None = None,
+        builtins: Mapping[str, str] = BUILTIN_EXTENSIONS,
+        *,
+        country: str = DEFAULT_COUNTRY,
+        emergency_numbers: Collection[str] | None = None,
+        emergency_trunks: Sequence[str] = (),
+        trunks: Iterable[Trunk] = (),
+        routes: Sequence[OutboundRule] = (),
+        inbound: Sequence[InboundRule] = (),
+        default_allow: frozenset[Permission] = DEFAULT_ALLOW,
+    ) -> None:
+        self._accounts = (
+            None
+            if users is None
+            else {
+                user.name: user
+                for user in (User(entry, default_allow) if isinstance(entry, str) else entry for entry in users)
+            }
+        )
         self._builtins = dict(builtins)
+        self._country = country
+        self._emergency = EmergencyNumbers(country, None if emergency_numbers is None else frozenset(emergency_numbers))
+        self._emergency_trunks = tuple(emergency_trunks)
+        self._trunks = types.MappingProxyType({trunk.name: trunk for trunk in trunks})
+        self._routes = tuple(routes)
+        self._inbound = tuple(inbound)
+        self._default_allow = default_allow
+        self._extensions = {user.extension: user.name for user in (self._accounts or {}).values() if user.extension}
+        self._warnings = self._check()
+
+    @property
+    def users(self) -> frozenset[str] | None:
+        """The configured user names, or None when sign-in is open."""
+        return None if self._accounts is None else frozenset(self._accounts)
+
+    @property
+    def trunks(self) -> Mapping[str, Trunk]:
+        """Trunk name -> definition, in configuration order: what to register with and dial through."""
+        return self._trunks
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Things that work but are probably not what the operator meant."""
+        return self._warnings
 
     def outbound(self, dialled: str, caller: str) -> Route:
         """Where a call from web user ``caller`` to ``dialled`` goes."""
+        if _CONTROL.search(dialled):
+            return Route.reject(484, "That contains control characters")
         text = dialled.strip()
         if not text or len(text) > MAX_DIALLED:
             return Route.reject(484, "Enter a number, a user name or a sip: address")
+        user = self._caller(caller)
         if text.lower().startswith("sip:"):
-            return self._sip_uri(text)
-        number = _VISUAL_SEPARATORS.sub("", text)
+            return self._sip_uri(text, user)
+        if USER_NAME.match(text) and _LETTER.search(text):
+            return self._local_user(text, caller)
+        number = numbers.diallable(text)
+        if number is None:
+            return Route.reject(484, "That is not a number, a user name or a sip: address")
+        if number in self._emergency:
+            return self._emergency_call(number)
         if number in self._builtins:
             return Route("local", number)
-        if _USER.match(text) and not text.isdigit():
-            if text == caller:
-                return Route.reject(482, "You cannot call yourself")
-            if self._users is not None and text not in self._users:
-                return Route.reject(404, f"There is no user called {text}")
-            return Route("local", text)
-        if _NUMBER.match(number):
-            return Route.reject(404, f"No route for {number}: no trunk is configured for phone numbers")
-        return Route.reject(484, "That is not a number, a user name or a sip: address")
+        if number in self._extensions:
+            return self._local_user(self._extensions[number], caller)
+        return self._phone_number(number, user)
 
-    def inbound(self, to_user: str) -> Route:
-        """What a SIP call addressed to ``to_user`` at the gateway rings."""
+    def inbound(self, to_user: str, trunk: str | None = None) -> Route:
+        """What a SIP call addressed to ``to_user`` at the gateway rings; ``trunk`` names the trunk it came from.
+
+        ``[[inbound]]`` rules for a DID come first, then built-in extensions,
+        users' extensions and user names, then catch-all (``*``) rules, so a
+        catch-all never swallows the gateway's calls to its own extensions and users.
+        """
+        did = numbers.normalise(to_user, self._country)
+        exact = self._inbound_rule(did, trunk, catch_all=False)
+        if exact is not None:
+            return exact
         if to_user in self._builtins:
             return Route("builtin", self._builtins[to_user])
-        if _USER.match(to_user) and (self._users is None or to_user in self._users):
+        if to_user in self._extensions:
+            return Route("user", self._extensions[to_user])
+        if USER_NAME.match(to_user) and (self._accounts is None or to_user in self._accounts):
             return Route("user", to_user)
-        return Route.reject(404, "No such user or extension")
+        return self._inbound_rule(did, trunk, catch_all=True) or Route.reject(404, "No such user or extension")
 
-    @staticmethod
-    def _sip_uri(text: str) -> Route:
+    def _inbound_rule(self, did: str, trunk: str | None, catch_all: bool) -> Route | None:
+        return next(
+            (rule.route for rule in self._inbound if rule.catch_all == catch_all and rule.matches(did, trunk)), None
+        )
+
+    def _caller(self, name: str) -> User:
+        if self._accounts is None:
+            return User(name, self._default_allow)
+        return self._accounts.get(name, User(name, frozenset()))
+
+    def _local_user(self, name: str, caller: str) -> Route:
+        if name == caller:
+            return Route.reject(482, "You cannot call yourself")
+        if self._accounts is not None and name not in self._accounts:
+            return Route.reject(404, f"There is no user called {name}")
+        return Route("local", name)
+
+    def _sip_uri(self, text: str, user: User) -> Route:
         match = _SIP_URI.match(text)
         if match is None:
             return Route.reject(484, "That sip: address is not valid")
         port = match.group("port")
         if port is not None and not 0 < int(port) < 65536:
             return Route.reject(484, "That sip: address has an invalid port")
-        return Route("sip", text)
+        reason = None if self._accounts is None else permissions.refusal(user.allow, ("sip_uri",))
+        return Route("sip", text) if reason is None else Route.reject(403, reason)
+
+    def _emergency_call(self, number: str) -> Route:
+        """Emergency calls skip permissions and leave as dialled: the carrier knows its local numbers."""
+        if not self._emergency_trunks:
+            return Route.reject(
+                404, f"Emergency calls to {number} cannot be made from here: no emergency trunk is configured"
+            )
+        targets = tuple(Target(trunk, number) for trunk in self._emergency_trunks)
+        return Route("trunk", number=number, targets=targets, emergency=True)
+
+    def _phone_number(self, number: str, user: User) -> Route:
+        if not self._trunks:
+            return Route.reject(404, f"No route for {number}: no trunk is configured for phone numbers")
+        parsed = numbers.parse(number, self._country)
+        if parsed is None:
+            return Route.reject(404, f"{number} is not a valid number")
+        reason = permissions.refusal(user.allow, permissions.needed(parsed, self._country))
+        if reason is not None:
+            return Route.reject(403, reason)
+        e164 = numbers.e164(parsed)
+        rule = next((rule for rule in self._routes if rule.matches(e164) and rule.admits(user)), None)
+        if rule is None:
+            return Route.reject(404, f"No route for {e164}")
+        targets = tuple(Target(name, self._trunks[name].dial_string(parsed, self._country)) for name in rule.trunks)
+        return Route("trunk", number=e164, targets=targets)
+
+    def _check(self) -> tuple[str, ...]:
+        warnings: list[str] = []
+        if self._trunks and not self._emergency_trunks:
+            warnings.append("no emergency trunk is set: emergency calls will be refused")
+        phone = [
+            permission for permission in PERMISSIONS if permission in self._default_allow and permission != "sip_uri"
+        ]
+        if self._accounts is None and self._routes and phone:
+            warnings.append(
+                f"sign-in is open: anyone who can reach the page may call phone numbers ({', '.join(phone)})"
+            )
+        used = {name for rule in self._routes for name in rule.trunks} | set(self._emergency_trunks)
+        warnings.extend(f"trunk {name!r} is not used by any route" for name in self._trunks if name not in used)
+        for index, greedy in enumerate(self._routes):
+            if greedy.takes_everything:
+                later = self._routes[index + 1 :]
+                warnings.extend(
+                    f"route {rule.name!r} is never used: route {greedy.name!r} before it takes every number"
+                    for rule in later
+                )
+                break
+        return tuple(warnings)

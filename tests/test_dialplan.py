@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dialplan import Dialplan, Route
+from dialplan import PERMISSIONS, Dialplan, OutboundRule, Route, Target, Trunk, User
+
+from .test_dialplan_config import plan_from
 
 OPEN = Dialplan()
 CLOSED = Dialplan(users={"alice", "bob"})
+PERMISSIONS_ALL = frozenset(PERMISSIONS)
 
 
 @pytest.mark.parametrize(
@@ -68,3 +71,305 @@ def test_outbound_rejections(plan: Dialplan, dialled: str, code: int) -> None:
 )
 def test_inbound_routes(plan: Dialplan, to_user: str, expected: Route) -> None:
     assert plan.inbound(to_user) == expected
+
+
+# -- phone numbers through trunks ---------------------------------------------
+
+UK = plan_from(
+    r"""
+    [dialplan]
+    country = "GB"
+    emergency_trunks = ["carrier", "backup"]
+
+    [groups]
+    sales = ["frank"]
+
+    [users.alice]
+    allow = ["national", "mobile", "international", "premium", "toll_free", "sip_uri"]
+    extension = "2001"
+    [users.bob]
+    extension = "2002"
+    [users.carol]
+    allow = []
+    [users.dave]
+    allow = ["national"]
+    [users.frank]
+    allow = ["national", "international"]
+
+    [[trunks]]
+    name = "carrier"
+    host = "sip.example.net"
+    number_format = "national"
+    tech_prefix = "1234#"
+    [[trunks]]
+    name = "backup"
+    host = "backup.example.net:5080"
+    transport = "tcp"
+    number_format = "international"
+
+    [[routes]]
+    name = "premium"
+    prefix = "+449"
+    trunks = ["backup"]
+    [[routes]]
+    name = "france"
+    pattern = "^\\+33[1-9]"
+    groups = ["sales"]
+    trunks = ["backup", "carrier"]
+    [[routes]]
+    name = "uk"
+    prefix = "+44"
+    trunks = ["carrier", "backup"]
+
+    [[inbound]]
+    did = "+44 20 7946 0000"
+    trunk = "carrier"
+    group = "sales"
+    [[inbound]]
+    did = "020 7946 0001"
+    user = "alice"
+    [[inbound]]
+    did = "+442079460002"
+    extension = "601"
+    [[inbound]]
+    did = "*"
+    trunk = "backup"
+    extension = "2002"
+    """
+)
+LONDON = (Target("carrier", "1234#02079460000"), Target("backup", "00442079460000"))
+
+
+@pytest.mark.parametrize(
+    ("dialled", "expected"),
+    [
+        ("0044 20 7946 0000", Route("trunk", targets=LONDON, number="+442079460000")),
+        ("+44 20 7946 0000", Route("trunk", targets=LONDON, number="+442079460000")),
+        ("(020) 7946 0000", Route("trunk", targets=LONDON, number="+442079460000")),
+        ("020-7946-0000", Route("trunk", targets=LONDON, number="+442079460000")),
+        ("020.7946.0000", Route("trunk", targets=LONDON, number="+442079460000")),
+        ("020/7946/0000", Route("trunk", targets=LONDON, number="+442079460000")),
+        ("\u00a0+44\u00a020 7946 0000 ", Route("trunk", targets=LONDON, number="+442079460000")),
+        ("2001", Route("local", "alice")),
+        ("20-01", Route("local", "alice")),
+        ("alice", Route("local", "alice")),
+        ("600", Route("local", "600")),
+    ],
+)
+def test_uk_spellings(dialled: str, expected: Route) -> None:
+    assert UK.outbound(dialled, caller="bob") == expected
+
+
+@pytest.mark.parametrize(
+    ("caller", "dialled", "code", "reason"),
+    [
+        ("bob", "+33 1 42 68 53 00", 403, "You are not allowed to call international numbers"),
+        ("bob", "+1 876 555 0123", 403, "You are not allowed to call international numbers"),
+        ("bob", "0909 879 0000", 403, "You are not allowed to call premium-rate numbers"),
+        ("bob", "070 1234 5678", 403, "You are not allowed to call premium-rate numbers"),
+        ("frank", "+33 891 12 34 56", 403, "You are not allowed to call premium-rate numbers"),
+        ("dave", "07400 123456", 403, "You are not allowed to call mobile numbers"),
+        ("dave", "0800 123 4567", 403, "You are not allowed to call toll-free numbers"),
+        ("carol", "020 7946 0000", 403, "You are not allowed to call national numbers"),
+        ("bob", "sip:carol@example.com", 403, "You are not allowed to call sip: addresses"),
+        ("mallory", "020 7946 0000", 403, "You are not allowed to call national numbers"),
+        ("alice", "+33 1 42 68 53 00", 404, "No route for +33142685300"),
+        ("alice", "+1 876 555 0123", 404, "No route for +18765550123"),
+        ("alice", "020 7946 000", 404, "0207946000 is not a valid number"),
+        ("alice", "+999 1234", 404, "+9991234 is not a valid number"),
+        ("alice", "*21#", 404, "*21# is not a valid number"),
+        ("alice", "2001", 482, "You cannot call yourself"),
+        ("alice", "zed", 404, "There is no user called zed"),
+    ],
+)
+def test_permissions_and_refusals(caller: str, dialled: str, code: int, reason: str) -> None:
+    assert UK.outbound(dialled, caller) == Route.reject(code, reason)
+
+
+@pytest.mark.parametrize(
+    ("caller", "dialled", "targets"),
+    [
+        ("bob", "07400 123456", (Target("carrier", "1234#07400123456"), Target("backup", "00447400123456"))),
+        ("bob", "0800 123 4567", (Target("carrier", "1234#08001234567"), Target("backup", "00448001234567"))),
+        ("alice", "0909 879 0000", (Target("backup", "00449098790000"),)),
+        ("frank", "+33 1 42 68 53 00", (Target("backup", "0033142685300"), Target("carrier", "1234#0033142685300"))),
+        ("alice", "sip:carol@example.com", None),
+    ],
+)
+def test_allowed_calls_in_failover_order(caller: str, dialled: str, targets: tuple[Target, ...] | None) -> None:
+    route = UK.outbound(dialled, caller)
+    if targets is None:
+        assert route == Route("sip", dialled)
+    else:
+        assert (route.action, route.targets, route.emergency) == ("trunk", targets, False)
+
+
+def emergency(number: str, *trunks: str) -> Route:
+    return Route("trunk", targets=tuple(Target(trunk, number) for trunk in trunks), number=number, emergency=True)
+
+
+TRUNK_T = '[[trunks]]\nname = "t"\nhost = "h"\n'
+NO_EMERGENCY_TRUNK = "cannot be made from here: no emergency trunk is configured"
+
+
+@pytest.mark.parametrize(
+    ("plan", "caller", "dialled", "expected"),
+    [
+        (UK, "carol", "999", emergency("999", "carrier", "backup")),
+        (UK, "carol", "9 9 9", emergency("999", "carrier", "backup")),
+        (UK, "mallory", "112", emergency("112", "carrier", "backup")),
+        (UK, "dave", "911", emergency("911", "carrier", "backup")),
+        (
+            plan_from('[dialplan]\ncountry = "DE"\nemergency_trunks = ["t"]\n' + TRUNK_T),
+            "x",
+            "110",
+            emergency("110", "t"),
+        ),
+        (
+            plan_from('[dialplan]\ncountry = "GB"\nemergency_numbers = ["999"]\nemergency_trunks = ["t"]\n' + TRUNK_T),
+            "x",
+            "112",
+            Route.reject(404, "112 is not a valid number"),
+        ),
+        (
+            plan_from('[dialplan]\ncountry = "GB"\n' + TRUNK_T),
+            "x",
+            "999",
+            Route.reject(404, f"Emergency calls to 999 {NO_EMERGENCY_TRUNK}"),
+        ),
+        (OPEN, "x", "911", Route.reject(404, f"Emergency calls to 911 {NO_EMERGENCY_TRUNK}")),
+        (OPEN, "x", "999", Route.reject(404, "No route for 999: no trunk is configured for phone numbers")),
+    ],
+)
+def test_emergency_calls(plan: Dialplan, caller: str, dialled: str, expected: Route) -> None:
+    assert plan.outbound(dialled, caller) == expected
+
+
+@pytest.mark.parametrize(
+    "dialled",
+    [
+        "１２３",
+        "٠١٢",
+        "1234@evil.example",
+        "600;foo",
+        "999;phone-context=x",
+        "020 7946 0000\r\n",
+        "600\nVia: x",
+        "\x00600",
+        "020 7946 000a",
+        "0800 FLOWERS",
+        "+44 20 7946 0000?Route=x",
+        "+",
+        "++44 20 7946 0000",
+        "44+20",
+        "9" * 40,
+        "9" * 300,
+        "sip:bob@example.com?Subject=x",
+        "sips:bob@example.com",
+        "tel:+442079460000",
+        "",
+    ],
+)
+def test_hostile_input_is_refused_cleanly(dialled: str) -> None:
+    route = UK.outbound(dialled, caller="alice")
+    assert route.action == "reject"
+    assert route.code == 484
+    assert route.reason and "\n" not in route.reason
+
+
+@pytest.mark.parametrize(
+    ("to_user", "trunk", "expected"),
+    [
+        ("+442079460000", "carrier", Route("group", "sales", targets=("frank",))),
+        ("02079460000", "carrier", Route("group", "sales", targets=("frank",))),
+        ("442079460000", "carrier", Route("group", "sales", targets=("frank",))),
+        ("+442079460000", "backup", Route("user", "bob")),
+        ("+442079460000", None, Route.reject(404, "No such user or extension")),
+        ("+442079460001", None, Route("user", "alice")),
+        ("02079460001", "backup", Route("user", "alice")),
+        ("+442079460002", "carrier", Route("builtin", "tone")),
+        ("600", "backup", Route("builtin", "echo")),
+        ("2001", None, Route("user", "alice")),
+        ("bob", None, Route("user", "bob")),
+        ("zed", None, Route.reject(404, "No such user or extension")),
+        ("zed", "backup", Route("user", "bob")),
+        ("+33142685300", "backup", Route("user", "bob")),
+    ],
+)
+def test_inbound_rules(to_user: str, trunk: str | None, expected: Route) -> None:
+    assert UK.inbound(to_user, trunk) == expected
+
+
+def test_inbound_ignores_the_trunk_argument_without_rules() -> None:
+    assert OPEN.inbound("600", "carrier") == Route("builtin", "echo")
+
+
+@pytest.mark.parametrize(
+    ("trunk", "dialled", "number"),
+    [
+        (Trunk("t", "h"), "+44 20 7946 0000", "+442079460000"),
+        (Trunk("t", "h", number_format="e164_digits"), "+44 20 7946 0000", "442079460000"),
+        (Trunk("t", "h", number_format="international"), "+44 20 7946 0000", "00442079460000"),
+        (
+            Trunk("t", "h", number_format="international", international_prefix="011"),
+            "+44 20 7946 0000",
+            "011442079460000",
+        ),
+        (Trunk("t", "h", number_format="national"), "+44 20 7946 0000", "02079460000"),
+        (Trunk("t", "h", number_format="national"), "+33 1 42 68 53 00", "0033142685300"),
+        (Trunk("t", "h", number_format="national", international_prefix="011"), "+33 1 42 68 53 00", "01133142685300"),
+        (
+            Trunk("t", "h", number_format="national", strip_prefix="0", add_prefix="9"),
+            "+44 20 7946 0000",
+            "92079460000",
+        ),
+        (
+            Trunk("t", "h", number_format="e164_digits", strip_prefix="44", add_prefix="0"),
+            "+44 20 7946 0000",
+            "02079460000",
+        ),
+        (
+            Trunk("t", "h", number_format="e164_digits", strip_prefix="44", add_prefix="0"),
+            "+33 1 42 68 53 00",
+            "033142685300",
+        ),
+        (Trunk("t", "h", strip_prefix="0"), "+44 20 7946 0000", "+442079460000"),
+        (Trunk("t", "h", tech_prefix="1234#"), "+44 20 7946 0000", "1234#+442079460000"),
+        (
+            Trunk("t", "h", number_format="national", add_prefix="9", tech_prefix="*77*"),
+            "+44 20 7946 0000",
+            "*77*902079460000",
+        ),
+    ],
+)
+def test_trunk_number_formats(trunk: Trunk, dialled: str, number: str) -> None:
+    plan = Dialplan(
+        ["alice"], country="GB", trunks=[trunk], routes=[OutboundRule("all", ("t",))], default_allow=PERMISSIONS_ALL
+    )
+    assert plan.outbound(dialled, "alice").targets == (Target("t", number),)
+
+
+def test_open_sign_in_keeps_sip_uris_and_uses_default_allow() -> None:
+    plan = Dialplan(None, country="GB", trunks=[Trunk("t", "h")], routes=[OutboundRule("all", ("t",))])
+    assert plan.outbound("sip:bob@example.com", "anyone") == Route("sip", "sip:bob@example.com")
+    assert plan.outbound("020 7946 0000", "anyone").targets == (Target("t", "+442079460000"),)
+    assert plan.outbound("+33 1 42 68 53 00", "anyone") == Route.reject(
+        403, "You are not allowed to call international numbers"
+    )
+
+
+def test_configured_users_need_sip_uri_permission() -> None:
+    assert CLOSED.outbound("sip:bob@example.com", "alice") == Route.reject(
+        403, "You are not allowed to call sip: addresses"
+    )
+    assert Dialplan([User("alice", frozenset({"sip_uri"}))]).outbound("sip:bob@example.com", "alice") == Route(
+        "sip", "sip:bob@example.com"
+    )
+
+
+def test_public_attributes() -> None:
+    assert OPEN.users is None
+    assert CLOSED.users == frozenset({"alice", "bob"})
+    assert list(UK.trunks) == ["carrier", "backup"]
+    assert UK.trunks["backup"] == Trunk("backup", "backup.example.net:5080", "tcp", number_format="international")
+    assert UK.warnings == ()

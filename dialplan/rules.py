@@ -1,0 +1,58 @@
+"""The operator's routing tables: which trunks a number leaves by, what an arriving DID rings."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from .permissions import User
+from .route import Route
+
+ANY_DID = "*"
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboundRule:
+    """A ``[[routes]]`` entry: numbers starting with ``prefix`` or matching ``pattern``
+    (both on E.164; neither matches every number) leave by ``trunks`` in order.
+    Non-empty ``users``/``groups`` keep the rule to those users and group members."""
+
+    name: str
+    trunks: tuple[str, ...]
+    prefix: str = ""
+    pattern: re.Pattern[str] | None = None
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+    def matches(self, e164: str) -> bool:
+        return e164.startswith(self.prefix) and (self.pattern is None or self.pattern.search(e164) is not None)
+
+    def admits(self, user: User) -> bool:
+        return self.unrestricted or user.name in self.users or not self.groups.isdisjoint(user.groups)
+
+    @property
+    def unrestricted(self) -> bool:
+        """Whether any user may take this rule."""
+        return not self.users and not self.groups
+
+    @property
+    def takes_everything(self) -> bool:
+        """Whether no rule after this one can ever be reached."""
+        return self.unrestricted and not self.prefix and self.pattern is None
+
+
+@dataclasses.dataclass(frozen=True)
+class InboundRule:
+    """An ``[[inbound]]`` entry: a call to ``did`` (E.164 when it is a valid number,
+    or ``*``), optionally only from ``trunk``, is answered with ``route``."""
+
+    did: str
+    route: Route
+    trunk: str | None = None
+
+    def matches(self, did: str, trunk: str | None) -> bool:
+        return (self.did in (ANY_DID, did)) and (self.trunk is None or self.trunk == trunk)
+
+    @property
+    def catch_all(self) -> bool:
+        return self.did == ANY_DID

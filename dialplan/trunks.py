@@ -1,0 +1,45 @@
+"""SIP trunks: where calls to phone numbers leave, and how each wants the number written."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from phonenumbers import PhoneNumber
+
+from . import numbers
+from .numbers import NumberFormat
+
+Transport = Literal["udp", "tcp"]
+TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Trunk:
+    """One carrier or PBX the gateway sends INVITEs (and, with ``register``, REGISTERs) to.
+
+    ``username``/``password`` are digest credentials for the gateway; the
+    dialplan only carries them. Rewriting happens in the order of the fields:
+    write in ``number_format``, drop ``strip_prefix``, prepend ``add_prefix``,
+    then ``tech_prefix`` (a carrier's account code such as ``1234#``).
+    """
+
+    name: str
+    host: str
+    transport: Transport = "udp"
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    register: bool = False
+    expires: int = 300
+    number_format: NumberFormat = "e164"
+    international_prefix: str = "00"
+    strip_prefix: str = ""
+    add_prefix: str = ""
+    tech_prefix: str = ""
+
+    def dial_string(self, number: PhoneNumber, country: str) -> str:
+        """``number`` as this trunk wants it in the Request-URI, for a gateway in ``country``."""
+        text = numbers.written(number, self.number_format, country, self.international_prefix)
+        if self.strip_prefix and text.startswith(self.strip_prefix):
+            text = text[len(self.strip_prefix) :]
+        return self.tech_prefix + self.add_prefix + text
