@@ -71,9 +71,9 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
 
 
 async def _health(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    assert services.engine is not None
-    return web.json_response({"status": "ok", "sip": services.engine.sip_address})
+    control = request.app[SERVICES].control
+    assert control is not None
+    return web.json_response({"status": "ok", **control.status()})
 
 
 async def _index(request: web.Request) -> web.FileResponse:

@@ -77,6 +77,8 @@ async def serve(config: configuration.Config) -> None:
     engine = app[SERVICES].engine
     assert engine is not None
     print(f"SIP: {engine.sip_address} (UDP{' and TCP' if config.sip.tcp else ''}); try extensions 600 (echo) and 601 (tone)", flush=True)
+    for warning in config.plan.warnings:
+        print(f"warning: {warning}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -7,18 +7,16 @@ value stops the gateway with a message naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
-import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from dialplan import Dialplan, DialplanError, load_plan
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
-
-USER_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
-
 
 class ConfigError(Exception):
     """A configuration problem, worded for the operator."""
@@ -41,12 +39,20 @@ class SipConfig:
     max_calls: int = 4
     media_timeout: float = 15.0
     max_invites_per_second: float = 25.0
+    register_retry: float = 30.0
+    failover_timeout: float = 5.0
     log_level: int = 1
 
 
 @dataclasses.dataclass
 class WebRtcConfig:
     ice_servers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    turn_urls: list[str] = dataclasses.field(default_factory=list)
+    """TURN servers sharing ``turn_secret`` with the gateway; each page gets its own credentials."""
+    turn_secret: str = ""
+    turn_ttl: int = 86400
+    ice_transport_policy: str = "all"
+    """``relay`` makes pages use TURN only (for networks that allow nothing else)."""
     jitter_ms: int = 40
 
 
@@ -63,12 +69,16 @@ class Config:
     calls: CallsConfig = dataclasses.field(default_factory=CallsConfig)
     users: dict[str, str] | None = None
     """User name -> password hash; None means open sign-in (any name, no password)."""
+    plan: Dialplan = dataclasses.field(default_factory=lambda: load_plan({}))
+    """Routing, numbers, permissions, trunks: the ``dialplan`` package's part of the file."""
     state_dir: Path = Path(".gateway")
 
 
 _SECTIONS = {"http": HttpConfig, "sip": SipConfig, "webrtc": WebRtcConfig, "calls": CallsConfig}
+_DIALPLAN_SECTIONS = frozenset({"dialplan", "groups", "users", "trunks", "routes", "inbound"})
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "bool": (bool,), "float": (int, float), "list[dict[str, Any]]": (list,),
+    "list[str]": (list,),
 }
 
 
@@ -88,12 +98,17 @@ def load(path: Path | None) -> Config:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: [{key}] must be a table")
             _fill(path, key, getattr(config, key), value)
-        elif key == "users":
-            config.users = _users(path, value)
         elif key == "state_dir":
             config.state_dir = (path.parent / str(value)).resolve()
-        else:
-            raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join([*_SECTIONS, 'users', 'state_dir'])})")
+        elif key not in _DIALPLAN_SECTIONS:
+            known = ", ".join(sorted([*_SECTIONS, *_DIALPLAN_SECTIONS, "state_dir"]))
+            raise ConfigError(f"{path}: unknown key {key!r} (known: {known})")
+    try:
+        config.plan = load_plan(data)
+    except DialplanError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if "users" in data:
+        config.users = _passwords(path, data["users"])
     validate(config, str(path))
     return config
 
@@ -110,15 +125,15 @@ def _fill(path: Path, section: str, target: object, values: dict[str, Any]) -> N
         setattr(target, key, value)
 
 
-def _users(path: Path, value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: [users] must be a table of name = \"password hash\"")
-    for name, hashed in value.items():
-        if not USER_NAME.match(name):
-            raise ConfigError(f"{path}: users.{name}: a user name is 1-32 of a-z 0-9 . _ -")
+def _passwords(path: Path, users: dict[str, Any]) -> dict[str, str]:
+    """Each user's password hash (the dialplan has checked names and the rest)."""
+    hashes = {}
+    for name, user in users.items():
+        hashed = user.get("password")
         if not isinstance(hashed, str) or not hashed.startswith("scrypt$"):
-            raise ConfigError(f"{path}: users.{name}: expected a hash made by `python -m gateway hash-password`")
-    return dict(value)
+            raise ConfigError(f"{path}: users.{name}.password: expected a hash made by `--hash-password`")
+        hashes[name] = hashed
+    return hashes
 
 
 def validate(config: Config, origin: str) -> None:
@@ -127,6 +142,10 @@ def validate(config: Config, origin: str) -> None:
         port = getattr(getattr(config, section), key)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{origin}: {section}.{key} must be 0-65535, not {port}")
+    if config.webrtc.ice_transport_policy not in ("all", "relay"):
+        raise ConfigError(f"{origin}: webrtc.ice_transport_policy must be \"all\" or \"relay\"")
+    if bool(config.webrtc.turn_urls) != bool(config.webrtc.turn_secret):
+        raise ConfigError(f"{origin}: webrtc.turn_urls and webrtc.turn_secret go together")
     if not 20 <= config.webrtc.jitter_ms <= 300:
         raise ConfigError(f"{origin}: webrtc.jitter_ms must be 20-300")
     if not 1 <= config.sip.max_calls <= 4:

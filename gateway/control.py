@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 import uuid
 from typing import Any, Protocol
 
-from dialplan import Dialplan, Route
+from dialplan import Route
 
 from . import endcause, engineapi as api
 from .callstate import CallState, can_move, log_move
 from .config import Config
 from .endcause import EndCause
 from .passwords import verify_password
+from .turn import turn_server
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,9 @@ class CallControl:
     def __init__(self, config: Config, link: api.EngineLink) -> None:
         self._config = config
         self._link = link
-        self._dialplan = Dialplan(users=None if config.users is None else config.users.keys())
+        self._dialplan = config.plan
         self._sip_host = ""
+        self._trunks: dict[str, api.TrunkState] = {}
         self._signed_in: dict[str, set[Session]] = {}
         self._calls: dict[str, ControlCall] = {}
 
@@ -87,9 +90,17 @@ class CallControl:
         return {
             "type": "signed_in",
             "user": user,
-            "ice_servers": self._config.webrtc.ice_servers,
+            "ice_servers": self._ice_servers(user),
+            "ice_transport_policy": self._config.webrtc.ice_transport_policy,
             "sip_uri": f"sip:{user}@{self._sip_host}",
         }
+
+    def _ice_servers(self, user: str) -> list[dict[str, Any]]:
+        webrtc = self._config.webrtc
+        servers = list(webrtc.ice_servers)
+        if webrtc.turn_urls:
+            servers.append(turn_server(webrtc.turn_urls, webrtc.turn_secret, webrtc.turn_ttl, user, time.time()))
+        return servers
 
     def sign_out(self, session: Session) -> None:
         """End the session's calls and stop ringing it."""
@@ -114,12 +125,20 @@ class CallControl:
             raise RequestError("rejected", route.reason)
         if not self._sip_host:
             raise RequestError("busy", "The gateway's SIP side is not ready yet")
-        uri = f"sip:{route.target}@{self._sip_host}" if route.action == "local" else route.target
+        targets = self._targets(route)
         call = ControlCall(uuid.uuid4().hex[:16], "outbound", CallState.CALLING, to, owner=session)
         self._calls[call.call_id] = call
-        log.info("call %s: %s calls %s (%s)", call.call_id, user, to, uri)
-        self._link.send(api.Dial(call.call_id, uri, offer, user))
+        log.info("call %s: %s calls %s via %s", call.call_id, user, to, ", ".join(f"{t} {n}".strip() for t, n in targets))
+        self._link.send(api.Dial(call.call_id, targets, offer, user))
         return call.call_id
+
+    def _targets(self, route: Route) -> tuple[tuple[str, str], ...]:
+        """What the engine dials for an outbound route, in failover order."""
+        if route.action == "local":
+            return (("", f"sip:{route.target}@{self._sip_host}"),)
+        if route.action == "sip":
+            return (("", route.target),)
+        return tuple((target.trunk, target.number) for target in route.targets)
 
     def answer(self, session: Session, call_id: str, offer: str) -> None:
         call = self._ringing_call(session, call_id)
@@ -151,11 +170,22 @@ class CallControl:
             raise RequestError("wrong_state", "DTMF needs an answered call")
         self._link.send(api.SendDtmf(call_id, digits))
 
+    def hold(self, session: Session, call_id: str, hold: bool) -> None:
+        call = self._calls.get(call_id)
+        if call is None or call.owner is not session:
+            raise RequestError("no_such_call", "No such call")
+        if call.state is not CallState.ANSWERED:
+            raise RequestError("wrong_state", "Only an answered call can be held")
+        self._link.send(api.Hold(call_id, hold))
+
     # -- engine events ----------------------------------------------------------
 
     def on_event(self, event: api.Event) -> None:
         if isinstance(event, api.EngineReady):
             self._sip_host = event.sip_host
+            return
+        if isinstance(event, api.TrunkState):
+            self._trunks[event.trunk] = event
             return
         if isinstance(event, api.Incoming):
             self._incoming(event)
@@ -174,27 +204,31 @@ class CallControl:
                 self._tell_owner(call, {"type": "answered", "call": call.call_id})
         elif isinstance(event, api.DtmfReceived):
             self._tell_owner(call, {"type": "dtmf", "call": call.call_id, "digit": event.digit})
+        elif isinstance(event, api.HoldChanged):
+            self._tell_owner(call, {"type": "hold", "call": call.call_id, "local": event.local, "remote": event.remote})
         elif isinstance(event, api.Ended):
             self._ended(call, EndCause(event.cause, event.code, event.reason))
 
     def _incoming(self, event: api.Incoming) -> None:
         call = ControlCall(event.call_id, "inbound", CallState.INCOMING, event.from_uri)
         self._calls[call.call_id] = call
-        route: Route = self._dialplan.inbound(event.to_user)
+        route: Route = self._dialplan.inbound(event.to_user, trunk=event.trunk or None)
         log.info("call %s: SIP call from %s to %r: %s %s", call.call_id, event.from_uri, event.to_user, route.action, route.target)
         if route.action == "builtin":
             call.state = CallState.ANSWERING
             self._link.send(api.Serve(call.call_id, route.target))
-        elif route.action == "user" and self._signed_in.get(route.target):
-            call.ringing = set(self._signed_in[route.target])
+        elif route.action in ("user", "group"):
+            users = [route.target] if route.action == "user" else list(route.targets)
+            call.ringing = {session for user in users for session in self._signed_in.get(user, ())}
+            if not call.ringing:
+                self._reject(call, endcause.UNAVAILABLE)
+                return
             self._link.send(api.Ring(call.call_id))
-            message = {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": route.target}
+            message = {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": event.to_user}
             for session in call.ringing:
                 session.send(message)
             loop = asyncio.get_running_loop()
             call.ring_timer = loop.call_later(self._config.calls.ring_timeout, self._reject, call, endcause.NO_ANSWER)
-        elif route.action == "user":
-            self._reject(call, endcause.UNAVAILABLE)
         else:
             self._reject(call, EndCause("not_found", route.code, route.reason))
 
@@ -253,6 +287,14 @@ class CallControl:
         if call.ring_timer is not None:
             call.ring_timer.cancel()
             call.ring_timer = None
+
+    def status(self) -> dict[str, Any]:
+        """What an operator checks: the SIP address, each trunk's registration, the calls."""
+        trunks = {
+            name: {"registered": state.registered, "code": state.code, "reason": state.reason}
+            for name, state in self._trunks.items()
+        }
+        return {"sip": self._sip_host, "trunks": trunks, "calls": len(self._calls)}
 
     def hang_up_all(self) -> None:
         """Shutdown: end every call the engine still carries."""

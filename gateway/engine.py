@@ -27,16 +27,25 @@ from .webrtcleg import WebRtcLeg
 
 log = logging.getLogger(__name__)
 
+_PJ_ETOOMANY = 70010
 _TICK_SECONDS = 1.0
 _SIP_GONE_SECONDS = 5.0
+FAILOVER_CODES = frozenset({0, 408, 500, 502, 503, 504})
+"""A target that answers these (or nothing) is skipped for the next one."""
 
 
 class EngineCall:
     """One call as the engine carries it."""
 
-    def __init__(self, call_id: str, has_sip: bool) -> None:
+    def __init__(self, call_id: str, has_sip: bool, targets: tuple[tuple[str, str], ...] = (), caller: str = "") -> None:
         self.call_id = call_id
         self.has_sip = has_sip
+        self.targets = list(targets)
+        self.caller = caller
+        self.attempt = 0
+        self.progressed = False
+        self.abandoned = False
+        self.answered = False
         self.bridge = Bridge()
         self.webrtc: WebRtcLeg | None = None
         self.local_cause: EndCause | None = None
@@ -53,7 +62,7 @@ class MediaEngine:
         self._sip = SipThread()
         self._ids = itertools.count(1)
         self._prefix = f"{os.getpid():x}"
-        self._ua = SipUserAgent(self._sip, self, config.sip, self._new_call_id)
+        self._ua = SipUserAgent(self._sip, self, config.sip, list(config.plan.trunks.values()), self._new_call_id)
         self._calls: dict[str, EngineCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -86,7 +95,7 @@ class MediaEngine:
     def send(self, command: api.Command) -> None:
         """Take one command; work that waits runs as a task so commands never block."""
         if isinstance(command, api.Dial):
-            call = self._calls[command.call_id] = EngineCall(command.call_id, has_sip=False)
+            call = self._calls[command.call_id] = EngineCall(command.call_id, False, command.targets, command.caller)
             self._spawn(self._dial(call, command))
             return
         call = self._calls.get(command.call_id)
@@ -107,20 +116,46 @@ class MediaEngine:
             self._spawn(self._hangup(call))
         elif isinstance(command, api.SendDtmf):
             self._spawn(self._sip.run(self._ua.send_dtmf, call.call_id, command.digits))
+        elif isinstance(command, api.Hold):
+            self._spawn(self._sip.run(self._ua.hold, call.call_id, command.hold))
 
     async def _dial(self, call: EngineCall, command: api.Dial) -> None:
-        if not await self._answer_browser(call, command.offer):
+        if await self._answer_browser(call, command.offer):
+            await self._next_target(call)
+
+    async def _next_target(self, call: EngineCall) -> None:
+        """INVITE the next target; the call ends when none is left."""
+        cause = endcause.EndCause("failed", 500, "No target to call")
+        while call.targets and not call.ending:
+            trunk, target = call.targets.pop(0)
+            try:
+                await self._sip.run(self._ua.make_call, call.call_id, trunk, target, call.caller, call.bridge.audio)
+            except pj.Error as exc:
+                too_many = exc.status == _PJ_ETOOMANY
+                cause = endcause.NO_FREE_LINE if too_many else endcause.EndCause("failed", 500, f"Cannot call: {exc.reason}")
+                log.warning("call %s: INVITE to %s %s failed: %s", call.call_id, trunk, target, exc.reason)
+                continue
+            call.has_sip = True
+            call.attempt += 1
+            call.progressed = call.abandoned = False
+            if call.ending:
+                await self._hangup(call)
+            elif call.targets:
+                self._spawn(self._abandon_if_silent(call, call.attempt))
             return
-        try:
-            await self._sip.run(self._ua.make_call, call.call_id, command.uri, command.caller, call.bridge.audio)
-        except pj.Error as exc:
-            too_many = "too many" in exc.info().lower() or exc.status == 70010
-            cause = endcause.NO_FREE_LINE if too_many else endcause.EndCause("failed", 500, f"Cannot call: {exc.reason}")
-            await self._finish(call, cause)
-            return
-        call.has_sip = True
-        if call.ending:
-            await self._hangup(call)
+        await self._finish(call, call.local_cause or cause)
+
+    async def _abandon_if_silent(self, call: EngineCall, attempt: int) -> None:
+        """A target that says nothing (not even 180) within ``sip.failover_timeout`` is given up.
+
+        SIP's own INVITE timeout is 32 seconds: far too long for a caller
+        waiting while another trunk could carry the call.
+        """
+        await asyncio.sleep(self._config.sip.failover_timeout)
+        if call.attempt == attempt and not call.progressed and not call.ending:
+            log.info("call %s: no answer from the target within %.0f s, trying the next", call.call_id, self._config.sip.failover_timeout)
+            call.abandoned = True
+            await self._sip.run(self._ua.hangup, call.call_id)
 
     async def _accept(self, call: EngineCall, offer: str) -> None:
         if await self._answer_browser(call, offer):
@@ -185,21 +220,34 @@ class MediaEngine:
 
     # -- SIP events (SipEvents), on the loop -------------------------------
 
-    def on_incoming(self, call_id: str, to_user: str, from_uri: str, from_name: str) -> None:
+    def on_incoming(self, call_id: str, to_user: str, from_uri: str, from_name: str, trunk: str) -> None:
         self._calls[call_id] = EngineCall(call_id, has_sip=True)
-        self._emit(api.Incoming(call_id, to_user, from_uri, from_name))
+        self._emit(api.Incoming(call_id, to_user, from_uri, from_name, trunk))
+
+    def on_trunk_state(self, trunk: str, code: int, reason: str, expires: int) -> None:
+        registered = 200 <= code < 300 and expires > 0
+        log.info("trunk %s: %s (%s %s)", trunk, "registered" if registered else "not registered", code, reason)
+        self._emit(api.TrunkState(trunk, registered, code, reason))
 
     def on_progress(self, call_id: str, code: int, early_media: bool) -> None:
-        if call_id in self._calls:
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.progressed = True
             self._emit(api.Progress(call_id, code, early_media))
 
     def on_answered(self, call_id: str) -> None:
-        if call_id in self._calls:
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.answered = call.progressed = True
             self._emit(api.Answered(call_id))
 
     def on_dtmf(self, call_id: str, digit: str) -> None:
         if call_id in self._calls:
             self._emit(api.DtmfReceived(call_id, digit))
+
+    def on_hold(self, call_id: str, local: bool, remote: bool) -> None:
+        if call_id in self._calls:
+            self._emit(api.HoldChanged(call_id, local, remote))
 
     def on_media_timeout(self, call_id: str) -> None:
         call = self._calls.get(call_id)
@@ -208,8 +256,14 @@ class MediaEngine:
 
     def on_disconnected(self, call_id: str, code: int, reason: str) -> None:
         call = self._calls.get(call_id)
-        if call is not None:
-            self._spawn(self._finish(call, call.local_cause or endcause.from_sip(code, reason)))
+        if call is None:
+            return
+        if call.targets and not call.answered and not call.ending and (code in FAILOVER_CODES or call.abandoned):
+            log.info("call %s: %s %s, failing over to %s", call_id, code, reason, call.targets[0][0] or call.targets[0][1])
+            call.has_sip = False
+            self._spawn(self._next_target(call))
+            return
+        self._spawn(self._finish(call, call.local_cause or endcause.from_sip(code, reason)))
 
     # -- inside ---------------------------------------------------------------
 

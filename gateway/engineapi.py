@@ -9,22 +9,28 @@ passed as they are.
 
 Commands (control -> engine):
 
-- ``Dial``: answer the browser's WebRTC offer and place a SIP call to ``uri``.
+- ``Dial``: answer the browser's WebRTC offer and place a SIP call to the first
+  of ``targets`` that works: ``(trunk, number)`` pairs, or ``("", uri)`` for a
+  direct call; a target that times out or answers 5xx fails over to the next.
 - ``Accept``: answer the browser's offer and answer the ringing SIP call.
 - ``Serve``: answer a SIP call with a built-in application (``echo``, ``tone``).
 - ``Ring``: send 180 Ringing for an incoming SIP call.
 - ``Reject``: refuse an incoming SIP call with ``code``.
 - ``Hangup``: end a call in any state (BYE, CANCEL or a final response).
 - ``SendDtmf``: send RFC 4733 digits on the SIP leg.
+- ``Hold``: put the SIP leg on hold (re-INVITE ``a=sendonly``) or take it off.
 
 Events (engine -> control):
 
 - ``EngineReady``: the engine listens; ``sip_host`` is where it takes INVITEs.
-- ``Incoming``: a SIP INVITE arrived; control decides what happens to it.
+- ``Incoming``: a SIP INVITE arrived (on ``trunk``, or "" for direct calls);
+  control decides what happens to it.
+- ``TrunkState``: a trunk's registration changed (``registered``, SIP ``code``).
 - ``WebrtcAnswer``: the engine's SDP answer for the browser.
 - ``Progress``: 180/183 from the SIP side (``early_media`` when audio flows).
 - ``Answered``: both legs are up.
 - ``DtmfReceived``: a digit from the SIP side.
+- ``HoldChanged``: the SIP leg is held by us (``local``) and/or the far end (``remote``).
 - ``Ended``: the call is over on both legs, with its cause; sent exactly once.
 """
 
@@ -39,7 +45,7 @@ from typing import Callable, Protocol, Union
 @dataclasses.dataclass(frozen=True)
 class Dial:
     call_id: str
-    uri: str
+    targets: tuple[tuple[str, str], ...]
     offer: str
     caller: str
 
@@ -80,6 +86,12 @@ class SendDtmf:
 
 
 @dataclasses.dataclass(frozen=True)
+class Hold:
+    call_id: str
+    hold: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class EngineReady:
     sip_host: str
     capacity: int
@@ -91,6 +103,15 @@ class Incoming:
     to_user: str
     from_uri: str
     from_name: str
+    trunk: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TrunkState:
+    trunk: str
+    registered: bool
+    code: int
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +139,13 @@ class DtmfReceived:
 
 
 @dataclasses.dataclass(frozen=True)
+class HoldChanged:
+    call_id: str
+    local: bool
+    remote: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Ended:
     call_id: str
     cause: str
@@ -125,14 +153,14 @@ class Ended:
     reason: str
 
 
-Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf]
-Event = Union[EngineReady, Incoming, WebrtcAnswer, Progress, Answered, DtmfReceived, Ended]
+Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold]
+Event = Union[EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, Ended]
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf,
-        EngineReady, Incoming, WebrtcAnswer, Progress, Answered, DtmfReceived, Ended,
+        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold,
+        EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, Ended,
     )
 }
 
@@ -148,7 +176,12 @@ def decode(line: str) -> Command | Event:
     cls = _TYPES.get(data.pop("type", None)) if isinstance(data, dict) else None
     if cls is None:
         raise ValueError(f"not an engine message: {line[:80]!r}")
-    return cls(**data)
+    return cls(**{key: _tuples(value) for key, value in data.items()})
+
+
+def _tuples(value: object) -> object:
+    """JSON has no tuples: turn lists back into the tuples the messages hold."""
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
 
 
 class EngineLink(Protocol):

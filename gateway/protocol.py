@@ -54,6 +54,8 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
         "call": (_call_id, True, "a call id"),
         "digits": (lambda v: isinstance(v, str) and bool(_DIGITS.match(v)), True, "1-32 of 0-9 * # A-D"),
     },
+    "hold": {"call": (_call_id, True, "a call id")},
+    "resume": {"call": (_call_id, True, "a call id")},
     "ping": {},
 }
 

@@ -103,6 +103,8 @@ async def _dispatch(control: CallControl, session: PageSession, kind: str, field
         control.hangup(session, fields["call"])
     elif kind == "dtmf":
         control.send_dtmf(session, fields["call"], fields["digits"])
+    elif kind in ("hold", "resume"):
+        control.hold(session, fields["call"], kind == "hold")
     elif kind == "ping":
         return {"type": "pong"}
     return None

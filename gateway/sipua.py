@@ -1,25 +1,30 @@
-"""The SIP leg: one pjsua2 endpoint, its local account and its calls.
+"""The SIP leg: one pjsua2 endpoint, its accounts and its calls.
 
-Everything in this module runs on the SIP thread (see :mod:`gateway.sipthread`),
-except the audio port callbacks, which run on pjsua2's clock thread and
-touch nothing but their :class:`AudioIO`.  Calls are known to the rest of the
-gateway by a string id; the pjsua2 objects never leave this module.
+Everything here runs on the SIP thread (see :mod:`gateway.sipthread`).
+Calls are known to the rest of the gateway by a string id, trunks by name;
+the pjsua2 objects never leave the ``sip*`` modules.
 """
 
 from __future__ import annotations
 
-import ctypes
-import dataclasses
 import logging
 import re
+import socket
 import time
-from typing import Callable, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import pjsua2 as pj
 
 from . import audioformat
 from .config import SipConfig
-from .sipthread import FrameQueue, SipThread
+from .sipaccount import LocalAccount, TrunkAccount, trunk_uri
+from .sipcall import SipCall
+from .sipport import AudioIO
+from .sipthread import SipThread
+
+if TYPE_CHECKING:
+    from dialplan import Trunk
 
 log = logging.getLogger(__name__)
 
@@ -34,154 +39,25 @@ _NAME_ADDR = re.compile(r'^[^<]*<|>.*$')
 class SipEvents(Protocol):
     """What the SIP leg reports; each method is called on the asyncio loop."""
 
-    def on_incoming(self, call_id: str, to_user: str, from_uri: str, from_name: str) -> None: ...
+    def on_incoming(self, call_id: str, to_user: str, from_uri: str, from_name: str, trunk: str) -> None: ...
     def on_progress(self, call_id: str, code: int, early_media: bool) -> None: ...
     def on_answered(self, call_id: str) -> None: ...
     def on_dtmf(self, call_id: str, digit: str) -> None: ...
     def on_media_timeout(self, call_id: str) -> None: ...
     def on_disconnected(self, call_id: str, code: int, reason: str) -> None: ...
+    def on_trunk_state(self, trunk: str, code: int, reason: str, expires: int) -> None: ...
+    def on_hold(self, call_id: str, local: bool, remote: bool) -> None: ...
 
 
-@dataclasses.dataclass
-class AudioIO:
-    """Where a call's audio goes: frames to the SIP side, and a sink for frames from it."""
-
-    to_sip: FrameQueue
-    from_sip: Callable[[bytes], None]
-
-
-def _frame_bytes(frame: pj.MediaFrame) -> bytes:
-    """Read a frame's payload through the vector's data pointer.
-
-    ``bytes(frame.buf)`` iterates the SWIG vector element by element and costs
-    about 1.5 ms per 20 ms frame; reading libstdc++'s ``[begin, end)`` pair
-    directly costs a few microseconds.
-    """
-    vector = frame.buf
-    begin, end = (ctypes.c_void_p * 2).from_address(int(vector.this))
-    if not begin or not end:
-        return b""
-    return ctypes.string_at(begin, end - begin)
-
-
-class BridgePort(pj.AudioMediaPort):
-    """A conference port that moves one call's audio to and from Python."""
-
-    def __init__(self, sip: SipThread, audio: AudioIO) -> None:
-        super().__init__()
-        self._sip = sip
-        self._audio = audio
-        self.closed = False
-        fmt = pj.MediaFormatAudio()
-        fmt.init(pj.PJMEDIA_FORMAT_PCM, audioformat.RATE, 1, audioformat.PTIME_MS * 1000, 16)
-        self.createPort("bridge", fmt)
-
-    def onFrameRequested(self, frame: pj.MediaFrame) -> None:
-        if self.closed:
-            return
-        frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
-        frame.buf = pj.ByteVector(self._audio.to_sip.take())
-        frame.size = audioformat.FRAME_BYTES
-
-    def onFrameReceived(self, frame: pj.MediaFrame) -> None:
-        if self.closed or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
-            return
-        data = _frame_bytes(frame)
-        if len(data) == audioformat.FRAME_BYTES:
-            self._sip.to_loop(self._audio.from_sip, data)
-
-
-class SipCall(pj.Call):
-    """One SIP dialog; reports its progress to the user agent."""
-
-    def __init__(self, ua: SipUserAgent, call_id: str, pj_call_id: int = pj.PJSUA_INVALID_ID) -> None:
-        super().__init__(ua.account, pj_call_id)
-        self.ua = ua
-        self.call_id = call_id
-        self.audio: AudioIO | None = None
-        self.app: str | None = None
-        self.port: BridgePort | None = None
-        self.tone: pj.ToneGenerator | None = None
-        self.rx_packets = -1
-        self.rx_changed = time.monotonic()
-
-    def onCallState(self, prm: pj.OnCallStateParam) -> None:
-        ci = self.getInfo()
-        log.debug("SIP call %s: %s (%s)", self.call_id, ci.stateText, ci.lastStatusCode)
-        if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
-            self.ua.emit("on_progress", self.call_id, ci.lastStatusCode, self._audio_index(ci) is not None)
-        elif ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
-            self.ua.emit("on_answered", self.call_id)
-        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self.ua.bury(self)
-            self.ua.emit("on_disconnected", self.call_id, ci.lastStatusCode, ci.lastReason)
-
-    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
-        ci = self.getInfo()
-        index = self._audio_index(ci)
-        if index is None:
-            return
-        media = self.getAudioMedia(index)
-        if self.app == "echo":
-            media.startTransmit(media)
-        elif self.app == "tone":
-            self.tone = self.tone or _tone_generator()
-            self.tone.startTransmit(media)
-        elif self.audio is not None:
-            if self.port is None:
-                self.port = BridgePort(self.ua.sip, self.audio)
-            media.startTransmit(self.port)
-            self.port.startTransmit(media)
-        if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
-            self.ua.emit("on_progress", self.call_id, 183, True)
-
-    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
-        self.ua.emit("on_dtmf", self.call_id, prm.digit)
-
-    def received_packets(self) -> int | None:
-        """RTP packets received so far, or None while no audio stream runs or the far end holds."""
-        ci = self.getInfo()
-        if ci.state != pj.PJSIP_INV_STATE_CONFIRMED:
-            return None
-        index = self._audio_index(ci)
-        if index is None:
-            return None
-        return self.getStreamStat(index).rtcp.rxStat.pkt
-
-    @staticmethod
-    def _audio_index(ci: pj.CallInfo) -> int | None:
-        for index, media in enumerate(ci.media):
-            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                return index
-        return None
-
-    def detach_media(self) -> list[pj.AudioMedia]:
-        """Silence this call's own media objects and hand them over for deletion."""
-        media: list[pj.AudioMedia] = []
-        if self.port is not None:
-            self.port.closed = True
-            media.append(self.port)
-        if self.tone is not None:
-            self.tone.stop()
-            media.append(self.tone)
-        self.port = self.tone = None
-        return media
-
-
-def _tone_generator() -> pj.ToneGenerator:
-    """A steady 440 Hz tone, the built-in ``tone`` application."""
-    tone = pj.ToneGenerator()
-    tone.createToneGenerator(audioformat.RATE, 1)
-    desc = pj.ToneDesc()
-    desc.freq1 = 440
-    desc.freq2 = 0
-    desc.on_msec = 1000
-    desc.off_msec = 0
-    desc.volume = 0
-    tones = pj.ToneDescVector()
-    tones.append(desc)
-    tone.play(tones, True)
-    return tone
+def _addresses(host: str) -> list[str]:
+    """``ip:port`` forms of a trunk's host, to know its INVITEs by their source address."""
+    name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+    try:
+        infos = socket.getaddrinfo(name, int(port or 5060), type=socket.SOCK_DGRAM)
+    except (OSError, ValueError):
+        log.warning("trunk host %s does not resolve: its calls are known only by its account", host)
+        return []
+    return [f"{info[4][0]}:{info[4][1]}" for info in infos]
 
 
 class InvitePacer:
@@ -206,25 +82,20 @@ class InvitePacer:
         self._next = max(now, self._next) + self._interval
 
 
-class _Account(pj.Account):
-    def __init__(self, ua: SipUserAgent) -> None:
-        super().__init__()
-        self.ua = ua
-
-    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        self.ua.incoming(prm)
-
-
 class SipUserAgent:
-    """The pjsua2 endpoint with one local account; lives on the SIP thread."""
+    """The pjsua2 endpoint with its local and trunk accounts; lives on the SIP thread."""
 
-    def __init__(self, sip: SipThread, events: SipEvents, config: SipConfig, new_call_id: Callable[[], str]) -> None:
+    def __init__(
+        self, sip: SipThread, events: SipEvents, config: SipConfig, trunks: Sequence[Trunk], new_call_id: Callable[[], str]
+    ) -> None:
         self.sip = sip
         self.events = events
         self.config = config
+        self.trunk_list = list(trunks)
         self.new_call_id = new_call_id
         self.endpoint: pj.Endpoint | None = None
-        self.account: _Account | None = None
+        self.account: LocalAccount | None = None
+        self.trunks: dict[str, TrunkAccount] = {}
         self.address = ""
         self.calls: dict[str, SipCall] = {}
         self.pacer = InvitePacer(config.max_invites_per_second)
@@ -268,14 +139,9 @@ class SipUserAgent:
         ep.libStart()
         self.endpoint = ep
         self.address = ep.transportGetInfo(udp).localName
-        account = pj.AccountConfig()
-        account.idUri = f"sip:gateway@{self.address}"
-        account.mediaConfig.transportConfig.port = self.config.rtp_port
-        account.mediaConfig.transportConfig.boundAddress = self.config.listen
-        if self.config.public_host:
-            account.mediaConfig.transportConfig.publicAddress = self.config.public_host
-        self.account = _Account(self)
-        self.account.create(account, True)
+        self.account = LocalAccount(self, self.address, self.config)
+        self.trunks = {trunk.name: TrunkAccount(self, trunk, self.config) for trunk in self.trunk_list}
+        self.trunk_sources = {address: trunk for trunk in self.trunk_list for address in _addresses(trunk.host)}
         log.info("SIP listening on %s (udp%s)", self.address, "+tcp" if self.config.tcp else "")
         return ep
 
@@ -293,9 +159,10 @@ class SipUserAgent:
         self.sip.handle_events(0.1)
         self.calls.clear()
         self.graveyard.clear()
-        if self.account is not None:
-            self.account.shutdown()
-            self.account = None
+        for account in [*self.trunks.values(), *([self.account] if self.account else [])]:
+            account.shutdown()
+        self.trunks.clear()
+        self.account = None
         if self.endpoint is not None:
             self.endpoint.libDestroy()
         self.sip.forget_endpoint()
@@ -311,12 +178,18 @@ class SipUserAgent:
 
     # -- called from the asyncio side through SipThread.run -----------------
 
-    def make_call(self, call_id: str, uri: str, caller: str, audio: AudioIO) -> None:
-        """Send an INVITE; raises ``pj.Error`` (for example no free call slot)."""
-        call = SipCall(self, call_id)
-        call.audio = audio
+    def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: AudioIO) -> None:
+        """Send an INVITE, through ``trunk`` (to the number ``target``) or, with no trunk,
+        to the URI ``target`` as ``caller``; raises ``pj.Error`` (for example no free call slot)."""
         prm = pj.CallOpParam(True)
-        prm.txOption.localUri = f'"{caller}" <sip:{caller}@{self.address}>'
+        if trunk:
+            account = self.trunks[trunk]
+            uri = trunk_uri(account.trunk, target)
+        else:
+            account, uri = self.account, target
+            prm.txOption.localUri = f'"{caller}" <sip:{caller}@{self.address}>'
+        call = SipCall(self, account, call_id)
+        call.audio = audio
         call.makeCall(uri, prm)
         self.calls[call_id] = call
 
@@ -353,6 +226,18 @@ class SipUserAgent:
         if call is not None:
             call.dialDtmf(digits)
 
+    def hold(self, call_id: str, hold: bool) -> None:
+        """Re-INVITE with ``a=sendonly`` to hold, ``a=sendrecv`` to resume."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        prm = pj.CallOpParam(True)
+        if hold:
+            call.setHold(prm)
+        else:
+            prm.opt.flag = pj.PJSUA_CALL_UNHOLD
+            call.reinvite(prm)
+
     def tick(self) -> None:
         """Once a second: end calls whose RTP stopped, and free dead calls' objects."""
         now = time.monotonic()
@@ -371,19 +256,30 @@ class SipUserAgent:
     def emit(self, name: str, *args: object) -> None:
         self.sip.to_loop(getattr(self.events, name), *args)
 
-    def incoming(self, prm: pj.OnIncomingCallParam) -> None:
+    def incoming(self, prm: pj.OnIncomingCallParam, trunk: Trunk | None) -> None:
+        """A new INVITE, on the local account or on a trunk's.
+
+        A trunk is known by its account (the INVITE came to its registration)
+        or by the INVITE's source address (a trunk peered by IP).  The dialled user is the Request-URI's, except on a registered trunk:
+        there the registrar rewrote the Request-URI to our contact, and the
+        number dialled (the DID) is left in the To header.
+        """
         self.pacer.admit()
         call_id = self.new_call_id()
-        call = SipCall(self, call_id, prm.callId)
+        account = self.trunks[trunk.name] if trunk else self.account
+        trunk = trunk or self.trunk_sources.get(prm.rdata.srcAddress)
+        call = SipCall(self, account, call_id, prm.callId)
         self.calls[call_id] = call
         ci = call.getInfo()
         request = _REQUEST_USER.match(prm.rdata.wholeMsg)
-        uri_user = _URI_USER.search(ci.localUri)
-        to_user = request.group(1) if request else uri_user.group(1) if uri_user else ""
+        to_header = _URI_USER.search(ci.localUri)
+        to_user = request.group(1) if request else ""
+        if to_header and (not to_user or (trunk is not None and to_user == trunk.username)):
+            to_user = to_header.group(1)
         name = _DISPLAY_NAME.match(ci.remoteUri)
         from_uri = _NAME_ADDR.sub("", ci.remoteUri).strip()
-        log.info("SIP INVITE %s for %r from %s", call_id, to_user, from_uri)
-        self.emit("on_incoming", call_id, to_user, from_uri, name.group(1).strip() if name else "")
+        log.info("SIP INVITE %s for %r from %s%s", call_id, to_user, from_uri, f" on trunk {trunk.name}" if trunk else "")
+        self.emit("on_incoming", call_id, to_user, from_uri, name.group(1).strip() if name else "", trunk.name if trunk else "")
 
     def bury(self, call: SipCall) -> None:
         """A disconnected call: forget it now, delete its media a little later.

@@ -19,6 +19,7 @@ from playwright.async_api import expect
 from .audio import dominant_frequency, has_tone, tone, write_wav
 from .browser import DESKTOP, PHONE, BrowserPhone, open_phone
 from .gatewayprocess import GatewayProcess
+from .peers.coturn import Coturn
 from .webclient import RATE, WebClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -123,6 +124,21 @@ async def test_default_tls_mode_serves_a_working_phone(
         await tone_call(phone)
         await phone.hang_up()
         await phone.wait_state("ended")
+
+
+async def test_page_forced_to_relay_calls_through_coturn(
+    start_gateway: Callable[..., GatewayProcess], browser: OpenPhone, tmp_path: Path
+) -> None:
+    """TURN only: the page gets short-lived credentials at sign-in and may use relay candidates alone."""
+    with Coturn(tmp_path, "turn-secret") as turn:
+        gateway = start_gateway(
+            f'[webrtc]\nturn_urls = ["{turn.url}"]\nturn_secret = "turn-secret"\nice_transport_policy = "relay"\n'
+        )
+        async with browser(gateway) as phone:
+            await phone.sign_in("alice")
+            await tone_call(phone)
+            offer = await phone.page.evaluate("window.phone.pc.localDescription.sdp")
+            assert "typ relay" in offer and "typ host" not in offer
 
 
 async def test_keyboard_only_call(gateway: GatewayProcess, browser: OpenPhone) -> None:

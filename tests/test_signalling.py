@@ -56,7 +56,7 @@ async def test_dialplan_refusal_is_explained_before_any_invite(web_client) -> No
 
 @pytest.mark.parametrize(("password", "accepted"), [("right", True), ("wrong", False), (None, False)])
 async def test_sign_in_with_passwords(start_gateway, password: str | None, accepted: bool) -> None:
-    gateway = start_gateway(f'[users]\nalice = "{hash_password("right")}"\n')
+    gateway = start_gateway(f'[users.alice]\npassword = "{hash_password("right")}"\n')
     client = WebClient(gateway.url)
     try:
         hello = await client.connect()

@@ -64,7 +64,7 @@ async def test_sip_phone_calls_a_page_and_hangs_up(gateway, web_client, phone: B
     ("config", "signed_in", "callee", "expected"),
     [
         ("", False, "alice", 480),
-        ('[users]\nalice = "scrypt$16384$8$1$c2FsdA==$aGFzaA=="\n', False, "nobody", 404),
+        ('[users.alice]\npassword = "scrypt$16384$8$1$c2FsdA==$aGFzaA=="\n', False, "nobody", 404),
         ("[calls]\nring_timeout = 2.0\n", True, "alice", 480),
     ],
     ids=["nobody-signed-in", "unknown-user", "no-answer"],
@@ -194,3 +194,20 @@ async def test_dtmf_from_the_page_reaches_the_sip_phone(web_client, phone: Bares
     await alice.send({"type": "dtmf", "call": call, "digits": "4#"})
     digits = [(await asyncio.to_thread(phone.wait_event, "CALL_DTMF_START"))["param"] for _ in range(2)]
     assert digits == ["4", "#"]
+
+
+async def test_hold_and_resume_from_both_sides(web_client, phone: Baresip) -> None:
+    alice = await web_client()
+    call = await alice.call(phone.uri, tone_hz=PAGE_HZ)
+    await alice.next("answered")
+    await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
+    await alice.send({"type": "hold", "call": call})
+    assert await alice.next("hold") == {"type": "hold", "call": call, "local": True, "remote": False}
+    await alice.send({"type": "resume", "call": call})
+    assert (await alice.next("hold"))["local"] is False
+    phone.command("hold")
+    assert (await alice.next("hold"))["remote"] is True
+    phone.command("resume")
+    assert (await alice.next("hold"))["remote"] is False
+    await asyncio.sleep(2)
+    assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)

@@ -10,6 +10,7 @@ from gateway import endcause, engineapi
 from gateway.callstate import CallState, can_move
 from gateway.config import ConfigError, load
 from gateway.passwords import hash_password, verify_password
+from gateway.turn import turn_server
 
 
 @pytest.mark.parametrize(
@@ -47,10 +48,11 @@ def test_call_state_moves(old: CallState, new: CallState, allowed: bool) -> None
 @pytest.mark.parametrize(
     "message",
     [
-        engineapi.Dial("c1", "sip:600@127.0.0.1", "v=0", "alice"),
+        engineapi.Dial("c1", (("", "sip:600@127.0.0.1"), ("carrier", "+4420")), "v=0", "alice"),
         engineapi.Hangup("c1"),
         engineapi.Ended("c1", "busy", 486, "Busy"),
-        engineapi.Incoming("c2", "alice", "sip:bob@h", "Bob"),
+        engineapi.Incoming("c2", "alice", "sip:bob@h", "Bob", ""),
+        engineapi.TrunkState("carrier", False, 403, "Forbidden"),
     ],
 )
 def test_engine_messages_survive_json(message: object) -> None:
@@ -80,7 +82,7 @@ def test_password_hashes_are_salted_and_checked() -> None:
         ("[sip]\nport = 70000\n", "sip.port must be 0-65535"),
         ("[sip\n", "Expected"),
         ("colour = 1\n", "unknown key 'colour'"),
-        ("[users]\nalice = 'plain'\n", "users.alice"),
+        ("[users.alice]\npassword = 'plain'\n", "users.alice.password"),
         ("[users]\n'Bad Name' = 'scrypt$x'\n", "a user name is"),
         ("[webrtc]\nice_servers = [{ username = 'u' }]\n", "needs urls"),
         ("[calls]\nring_timeout = 0\n", "must be positive"),
@@ -98,3 +100,10 @@ def test_no_file_gives_embedded_defaults() -> None:
     config = load(None)
     assert config.users is None
     assert config.webrtc.ice_servers == []
+
+
+def test_turn_credentials_follow_coturns_shared_secret_scheme() -> None:
+    server = turn_server(["turn:127.0.0.1:3478"], "s3cret", 600, "alice", now=1_000_000)
+    assert server["username"] == "1000600:alice"
+    # base64(HMAC-SHA1("s3cret", "1000600:alice")), as coturn's use-auth-secret computes it
+    assert server["credential"] == "WArXTW1V1HCEEN+krrm2umr8b4c="

@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 RATE = 48000
@@ -56,13 +57,16 @@ class ToneTrack(MediaStreamTrack):
 class WebClient:
     """One page: a WebSocket plus, during a call, one peer connection."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, relay_only: bool = False) -> None:
         self._url = base_url.replace("http", "ws", 1).rstrip("/") + "/ws"
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self.pc: RTCPeerConnection | None = None
+        self.ice_servers: list[RTCIceServer] = []
+        """From sign-in, as a page would use them; ``relay_only`` forces TURN."""
+        self._policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
         self.received: list[tuple[float, np.ndarray]] = []
         """Every frame heard: (arrival time, 48 kHz mono samples)."""
         self._recorder: asyncio.Task[None] | None = None
@@ -100,11 +104,12 @@ class WebClient:
         reply = await self.next()
         if reply["type"] != "signed_in":
             raise AssertionError(f"sign-in failed: {reply}")
+        self.ice_servers = [RTCIceServer(**server) for server in reply["ice_servers"]]
         return reply
 
     async def offer(self, tone: float | MediaStreamTrack) -> str:
         """A fresh peer connection sending ``tone`` (Hz, or a track); returns its SDP offer."""
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers, iceTransportPolicy=self._policy))
         self.tone = tone if isinstance(tone, MediaStreamTrack) else ToneTrack(tone)
         self.pc.addTrack(self.tone)
         self.pc.on("track", self._record)

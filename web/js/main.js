@@ -82,7 +82,7 @@ async function signIn(creds, { again = false } = {}) {
     }
     account = reply;
     credentials = creds;
-    phone.signedIn(reply.ice_servers);
+    phone.signedIn(reply.ice_servers, reply.ice_transport_policy);
     try {
       localStorage.setItem(REMEMBERED_USER, creds.user);
     } catch {

@@ -74,6 +74,7 @@ export class Phone extends EventTarget {
   #sig;
   #audio;
   #iceServers = [];
+  #icePolicy = "all";
   #signedIn = false;
   #calls = new Map(); // gateway call id -> Call
   #active = null; // the call in the main panel: outgoing or answered, live or just ended
@@ -90,8 +91,9 @@ export class Phone extends EventTarget {
     sig.on("close", () => this.signedOut("network_error", "Connection to the gateway was lost"));
   }
 
-  /** From `signed_in`: its `ice_servers` are used for every RTCPeerConnection from now on. */
-  signedIn(iceServers) {
+  /** From `signed_in`: its `ice_servers` and `ice_transport_policy` apply to every RTCPeerConnection from now on. */
+  signedIn(iceServers, icePolicy = "all") {
+    this.#icePolicy = icePolicy === "relay" ? "relay" : "all";
     this.#signedIn = true;
     this.#iceServers = Array.isArray(iceServers) ? iceServers : [];
   }
@@ -368,7 +370,7 @@ export class Phone extends EventTarget {
     call.mic = mic;
     stillWanted();
 
-    const pc = new RTCPeerConnection({ iceServers: this.#iceServers });
+    const pc = new RTCPeerConnection({ iceServers: this.#iceServers, iceTransportPolicy: this.#icePolicy });
     call.pc = pc;
     for (const track of mic.getAudioTracks()) pc.addTrack(track, mic);
     pc.addEventListener("track", (ev) => {

@@ -1,0 +1,74 @@
+"""SIP accounts: the gateway's own address, and one per trunk.
+
+A trunk account registers (when the trunk asks for it) and answers digest
+challenges with the trunk's credentials, both for REGISTER and for the
+INVITEs sent through it.  pjsua2 retries a failed registration after
+``sip.register_retry`` seconds, so wrong credentials are never retried in a
+tight loop.  Runs on the SIP thread.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pjsua2 as pj
+
+from .config import SipConfig
+
+if TYPE_CHECKING:
+    from dialplan import Trunk
+
+    from .sipua import SipUserAgent
+
+
+def _media(account: pj.AccountConfig, sip: SipConfig) -> pj.AccountConfig:
+    account.mediaConfig.transportConfig.port = sip.rtp_port
+    account.mediaConfig.transportConfig.boundAddress = sip.listen
+    if sip.public_host:
+        account.mediaConfig.transportConfig.publicAddress = sip.public_host
+    return account
+
+
+def trunk_uri(trunk: Trunk, user: str = "") -> str:
+    """Where a request for ``user`` (or, without one, a REGISTER) goes on ``trunk``."""
+    transport = ";transport=tcp" if trunk.transport == "tcp" else ""
+    return f"sip:{user + '@' if user else ''}{trunk.host}{transport}"
+
+
+class LocalAccount(pj.Account):
+    """``sip:gateway@<address>``: takes every INVITE no trunk account claims."""
+
+    def __init__(self, ua: SipUserAgent, address: str, sip: SipConfig) -> None:
+        super().__init__()
+        self.ua = ua
+        config = _media(pj.AccountConfig(), sip)
+        config.idUri = f"sip:gateway@{address}"
+        self.create(config, True)
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        self.ua.incoming(prm, None)
+
+
+class TrunkAccount(pj.Account):
+    """One trunk: its identity, its registration and its credentials."""
+
+    def __init__(self, ua: SipUserAgent, trunk: Trunk, sip: SipConfig) -> None:
+        super().__init__()
+        self.ua = ua
+        self.trunk = trunk
+        config = _media(pj.AccountConfig(), sip)
+        config.idUri = trunk_uri(trunk, trunk.username or "gateway")
+        config.regConfig.registrarUri = trunk_uri(trunk)
+        config.regConfig.registerOnAdd = trunk.register
+        config.regConfig.timeoutSec = trunk.expires
+        config.regConfig.retryIntervalSec = int(sip.register_retry)
+        config.regConfig.firstRetryIntervalSec = int(sip.register_retry)
+        if trunk.username:
+            config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", trunk.username, 0, trunk.password or ""))
+        self.create(config, True)
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        self.ua.incoming(prm, self.trunk)
+
+    def onRegState(self, prm: pj.OnRegStateParam) -> None:
+        self.ua.emit("on_trunk_state", self.trunk.name, prm.code, prm.reason, prm.expiration)

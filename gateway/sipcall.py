@@ -1,0 +1,104 @@
+"""One SIP dialog as pjsua2 sees it; runs on the SIP thread."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import pjsua2 as pj
+
+from .sipport import AudioIO, BridgePort, tone_generator
+
+if TYPE_CHECKING:
+    from .sipua import SipUserAgent
+
+log = logging.getLogger(__name__)
+
+
+class SipCall(pj.Call):
+    """One SIP dialog; reports its progress to the user agent."""
+
+    def __init__(self, ua: SipUserAgent, account: pj.Account, call_id: str, pj_call_id: int = pj.PJSUA_INVALID_ID) -> None:
+        super().__init__(account, pj_call_id)
+        self.ua = ua
+        self.call_id = call_id
+        self.audio: AudioIO | None = None
+        self.app: str | None = None
+        self.port: BridgePort | None = None
+        self.tone: pj.ToneGenerator | None = None
+        self.held = (False, False)
+        self.rx_packets = -1
+        self.rx_changed = time.monotonic()
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        ci = self.getInfo()
+        log.debug("SIP call %s: %s (%s)", self.call_id, ci.stateText, ci.lastStatusCode)
+        if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
+            self.ua.emit("on_progress", self.call_id, ci.lastStatusCode, self._audio_index(ci) is not None)
+        elif ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.ua.emit("on_answered", self.call_id)
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.ua.bury(self)
+            self.ua.emit("on_disconnected", self.call_id, ci.lastStatusCode, ci.lastReason)
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
+        ci = self.getInfo()
+        self._report_hold(ci)
+        index = self._audio_index(ci)
+        if index is None:
+            return
+        media = self.getAudioMedia(index)
+        if self.app == "echo":
+            media.startTransmit(media)
+        elif self.app == "tone":
+            self.tone = self.tone or tone_generator()
+            self.tone.startTransmit(media)
+        elif self.audio is not None:
+            if self.port is None:
+                self.port = BridgePort(self.ua.sip, self.audio)
+            media.startTransmit(self.port)
+            self.port.startTransmit(media)
+        if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
+            self.ua.emit("on_progress", self.call_id, 183, True)
+
+    def _report_hold(self, ci: pj.CallInfo) -> None:
+        statuses = {media.status for media in ci.media if media.type == pj.PJMEDIA_TYPE_AUDIO}
+        held = (pj.PJSUA_CALL_MEDIA_LOCAL_HOLD in statuses, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD in statuses)
+        if held != self.held:
+            self.held = held
+            self.ua.emit("on_hold", self.call_id, *held)
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        self.ua.emit("on_dtmf", self.call_id, prm.digit)
+
+    def received_packets(self) -> int | None:
+        """RTP packets received so far, or None while no audio stream runs or the far end holds."""
+        ci = self.getInfo()
+        if ci.state != pj.PJSIP_INV_STATE_CONFIRMED:
+            return None
+        index = self._audio_index(ci)
+        if index is None:
+            return None
+        return self.getStreamStat(index).rtcp.rxStat.pkt
+
+    @staticmethod
+    def _audio_index(ci: pj.CallInfo) -> int | None:
+        for index, media in enumerate(ci.media):
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                return index
+        return None
+
+    def detach_media(self) -> list[pj.AudioMedia]:
+        """Silence this call's own media objects and hand them over for deletion."""
+        media: list[pj.AudioMedia] = []
+        if self.port is not None:
+            self.port.closed = True
+            media.append(self.port)
+        if self.tone is not None:
+            self.tone.stop()
+            media.append(self.tone)
+        self.port = self.tone = None
+        return media
+
+
