@@ -27,7 +27,7 @@ With none of these sections the plan is the built-in one: open sign-in,
 ``[[trunks]]``
     ``name``, ``host`` ("host" or "host:port") required; ``transport`` udp|tcp
     (udp), ``username``/``password`` (together), ``register`` (false),
-    ``expires`` (300, 60-86400), ``number_format`` e164|e164_digits|
+    ``expires`` (300, 10-86400), ``number_format`` e164|e164_digits|
     international|national (e164), ``international_prefix`` ("00"),
     ``strip_prefix``, ``add_prefix``, ``tech_prefix`` ("").
 ``[[routes]]``
@@ -273,8 +273,8 @@ def _trunk(table: _Table) -> Trunk:
     if (username is None) != (password is None):
         raise DialplanError(f"{table.path}: username and password go together")
     expires = table.get("expires", int, 300)
-    if not 60 <= expires <= 86400:
-        raise DialplanError(f"{table.at('expires')}: must be 60-86400 seconds, not {expires}")
+    if not 10 <= expires <= 86400:
+        raise DialplanError(f"{table.at('expires')}: must be 10-86400 seconds, not {expires}")
     prefix = "digits, *, # and + only"
     return Trunk(
         name=name,

@@ -102,7 +102,7 @@ def plan_from(text: str) -> Dialplan:
         (GB + CARRIER + 'username = "gw1"', "trunks[0]: username and password go together"),
         (GB + CARRIER + 'password = "secret"', "trunks[0]: username and password go together"),
         (GB + CARRIER + 'register = "yes"', "trunks[0].register: expected true or false, not str"),
-        (GB + CARRIER + "expires = 5", "trunks[0].expires: must be 60-86400 seconds, not 5"),
+        (GB + CARRIER + "expires = 5", "trunks[0].expires: must be 10-86400 seconds, not 5"),
         (GB + CARRIER + "expires = true", "trunks[0].expires: expected an integer, not bool"),
         (
             GB + CARRIER + 'number_format = "E164"',

@@ -1,0 +1,195 @@
+"""SIP trunks against a real Kamailio: registration with digest auth, calls, failover, DIDs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.passwords import hash_password
+
+from .audio import has_tone, read_wav, tone, write_wav
+from .gatewayprocess import GatewayProcess
+from .peers import sipp
+from .peers.baresip import Baresip
+from .peers.kamailio import Kamailio, SilentSipPort, register_phone
+from .webclient import RATE, WebClient
+
+PASSWORD = "pw"
+HASH = hash_password(PASSWORD)
+NUMBER = "+44 20 7946 0000"
+DIGITS = "442079460000"
+PHONE_HZ = 1000
+PAGE_HZ = 700
+
+
+def gateway_config(trunks: dict[str, str], route: list[str], *, password: str = "secret", extra: str = "") -> str:
+    """Users alice and bob (group sales), the given trunks (name -> host), one route through them."""
+    blocks = "".join(
+        f'[[trunks]]\nname = "{name}"\nhost = "{host}"\nusername = "gw"\npassword = "{password}"\n'
+        f'register = {"true" if name == "kam" else "false"}\nexpires = 60\nnumber_format = "e164_digits"\n\n'
+        for name, host in trunks.items()
+    )
+    return f"""
+[sip]
+register_retry = 2.0
+failover_timeout = 2.0
+
+[dialplan]
+country = "GB"
+emergency_trunks = ["{route[-1]}"]
+
+[groups]
+sales = ["alice", "bob"]
+
+[users.alice]
+password = "{HASH}"
+allow = ["national", "mobile", "international"]
+
+[users.bob]
+password = "{HASH}"
+
+{blocks}
+[[routes]]
+trunks = {json.dumps(route)}
+
+{extra}
+"""
+
+
+def health(gateway: GatewayProcess) -> dict:
+    with urllib.request.urlopen(gateway.url + "health", timeout=5) as reply:
+        return json.load(reply)
+
+
+async def wait_trunk(gateway: GatewayProcess, name: str, registered: bool, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = health(gateway)["trunks"].get(name)
+        if state and state["registered"] is registered:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"trunk {name} never became registered={registered}: {state}")
+        await asyncio.sleep(0.2)
+
+
+async def signed_in(gateway: GatewayProcess, user: str = "alice") -> WebClient:
+    client = WebClient(gateway.url)
+    await client.connect()
+    await client.sign_in(user, PASSWORD)
+    return client
+
+
+@pytest.fixture
+def phone(tmp_path: Path) -> Iterator[Baresip]:
+    wav = tmp_path / "phone-tone.wav"
+    write_wav(wav, tone(PHONE_HZ, 60, 8000), 8000)
+    with Baresip(tmp_path, wav) as running:
+        yield running
+
+
+@pytest.fixture
+def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
+    with Kamailio(tmp_path / "kam", {"gw": "secret", "1001": "pw1"}) as running:
+        yield running
+
+
+async def test_registers_then_calls_a_number_through_the_trunk(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path, phone: Baresip
+) -> None:
+    with Kamailio(tmp_path / "kam", {"gw": "secret"}, routes={DIGITS: phone.uri}) as kam:
+        gateway = start_gateway(gateway_config({"kam": f"127.0.0.1:{kam.port}"}, ["kam"]))
+        await wait_trunk(gateway, "kam", True)
+        assert kam.registered("gw")
+        alice = await signed_in(gateway)
+        try:
+            await alice.call(NUMBER, tone_hz=PAGE_HZ)
+            await alice.next("answered")
+            await asyncio.sleep(3)
+            assert has_tone(alice.last_heard(1.5), RATE, PHONE_HZ)
+        finally:
+            await alice.close()
+        await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
+        samples, rate = read_wav(phone.recording())
+        assert has_tone(samples[rate:], rate, PAGE_HZ)
+
+
+async def test_wrong_credentials_are_reported_not_retried_in_a_loop(
+    start_gateway: Callable[..., GatewayProcess], kamailio: Kamailio
+) -> None:
+    gateway = start_gateway(gateway_config({"kam": f"127.0.0.1:{kamailio.port}"}, ["kam"], password="wrong"))
+    state = await wait_trunk(gateway, "kam", False)
+    assert state["code"] in (401, 403)
+    await asyncio.sleep(3)
+    assert kamailio.register_count("gw") <= 6, "REGISTER retried in a tight loop"
+
+
+async def test_registration_recovers_after_kamailio_restarts(
+    start_gateway: Callable[..., GatewayProcess], kamailio: Kamailio
+) -> None:
+    """A restarted registrar has forgotten the gateway; the next refresh puts it back."""
+    gateway = start_gateway(gateway_config({"kam": f"127.0.0.1:{kamailio.port}"}, ["kam"]).replace("expires = 60", "expires = 10"))
+    await wait_trunk(gateway, "kam", True)
+    kamailio.restart()
+    assert not kamailio.registered("gw")
+    await asyncio.to_thread(kamailio.wait_registered, "gw", 15)
+    assert health(gateway)["trunks"]["kam"]["registered"]
+
+
+@pytest.mark.parametrize("failure", ["503", "silence"])
+async def test_a_failing_first_trunk_fails_over_to_the_second(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path, failure: str
+) -> None:
+    with (
+        sipp.echo_uas(tmp_path / "echo") as echo,
+        Kamailio(tmp_path / "good", {"gw": "secret"}, routes={DIGITS: echo.uri("echo")}) as good,
+        Kamailio(tmp_path / "bad", {"gw": "secret"}, respond=503) as bad,
+        SilentSipPort() as silent,
+    ):
+        first = f"127.0.0.1:{bad.port}" if failure == "503" else f"{silent.ip}:{silent.port}"
+        gateway = start_gateway(gateway_config({"first": first, "kam": f"127.0.0.1:{good.port}"}, ["first", "kam"]))
+        await wait_trunk(gateway, "kam", True)
+        alice = await signed_in(gateway)
+        try:
+            await alice.call(NUMBER, tone_hz=PAGE_HZ)
+            await alice.next("answered", timeout=15)
+            await asyncio.sleep(2)
+            assert has_tone(alice.last_heard(1.0), RATE, PAGE_HZ)
+        finally:
+            await alice.close()
+
+
+async def test_inbound_did_rings_a_user_and_a_group_rings_everyone(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path, phone: Baresip
+) -> None:
+    inbound = '[[inbound]]\ndid = "+442079460000"\nuser = "alice"\n\n[[inbound]]\ndid = "+442079460001"\ngroup = "sales"\n'
+    routes: dict[str, str] = {}
+    with Kamailio(tmp_path / "kam", {"gw": "secret", "1001": "pw1"}, routes=routes) as kam:
+        gateway = start_gateway(gateway_config({"kam": f"127.0.0.1:{kam.port}"}, ["kam"], extra=inbound))
+        for did in (DIGITS, "442079460001"):
+            kam.rpc("htable.sets", "routes", f"s:{did}", f"s:sip:{did}@{gateway.sip_address}")
+        await wait_trunk(gateway, "kam", True)
+        alice, bob = await signed_in(gateway, "alice"), await signed_in(gateway, "bob")
+        try:
+            register_phone(phone, kam, "1001")
+            phone.dial(kam.user_uri(DIGITS))
+            ringing = await alice.next("incoming")
+            assert ringing["from"].startswith("sip:1001@")
+            await alice.answer(ringing["call"], tone_hz=PAGE_HZ)
+            await alice.next("answered")
+            await asyncio.sleep(2.5)
+            assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
+            phone.hangup()
+            await alice.next("ended")
+            await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
+            phone.dial(kam.user_uri("442079460001"))
+            calls = {(await alice.next("incoming"))["call"], (await bob.next("incoming"))["call"]}
+            assert len(calls) == 1
+        finally:
+            await alice.close()
+            await bob.close()
