@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import getpass
 import logging
 import signal
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(hash_password(password))
         return 0
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    faulthandler.enable()  # a crash inside pjsua2 then names the Python frames of every thread
     try:
         config = load_config(args)
         asyncio.run(serve(config))

@@ -163,20 +163,25 @@ class CallControl:
             self._end(call, endcause.NORMAL if call.state is CallState.ANSWERED else endcause.CANCELLED)
 
     def send_dtmf(self, session: Session, call_id: str, digits: str) -> None:
-        call = self._calls.get(call_id)
-        if call is None or call.owner is not session:
-            raise RequestError("no_such_call", "No such call")
-        if call.state is not CallState.ANSWERED:
-            raise RequestError("wrong_state", "DTMF needs an answered call")
+        self._answered_call(session, call_id, "DTMF needs an answered call")
         self._link.send(api.SendDtmf(call_id, digits))
 
+    def request_stats(self, session: Session, call_id: str, request: str | None) -> None:
+        """Ask the engine for the SIP leg's quality; the answer comes as a ``stats`` message."""
+        self._answered_call(session, call_id, "Quality is measured on answered calls")
+        self._link.send(api.GetStats(call_id, request or ""))
+
     def hold(self, session: Session, call_id: str, hold: bool) -> None:
+        self._answered_call(session, call_id, "Only an answered call can be held")
+        self._link.send(api.Hold(call_id, hold))
+
+    def _answered_call(self, session: Session, call_id: str, otherwise: str) -> ControlCall:
         call = self._calls.get(call_id)
         if call is None or call.owner is not session:
             raise RequestError("no_such_call", "No such call")
         if call.state is not CallState.ANSWERED:
-            raise RequestError("wrong_state", "Only an answered call can be held")
-        self._link.send(api.Hold(call_id, hold))
+            raise RequestError("wrong_state", otherwise)
+        return call
 
     # -- engine events ----------------------------------------------------------
 
@@ -204,6 +209,12 @@ class CallControl:
                 self._tell_owner(call, {"type": "answered", "call": call.call_id})
         elif isinstance(event, api.DtmfReceived):
             self._tell_owner(call, {"type": "dtmf", "call": call.call_id, "digit": event.digit})
+        elif isinstance(event, api.CallStats):
+            sip = {"codec": event.codec, "jitter_ms": round(event.jitter_ms, 1), "loss_pct": round(event.loss_pct, 2), "rtt_ms": round(event.rtt_ms, 1)}
+            reply: dict[str, Any] = {"type": "stats", "call": call.call_id, "sip": sip}
+            if event.request:
+                reply["id"] = event.request
+            self._tell_owner(call, reply)
         elif isinstance(event, api.HoldChanged):
             self._tell_owner(call, {"type": "hold", "call": call.call_id, "local": event.local, "remote": event.remote})
         elif isinstance(event, api.Ended):

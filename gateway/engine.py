@@ -118,6 +118,8 @@ class MediaEngine:
             self._spawn(self._sip.run(self._ua.send_dtmf, call.call_id, command.digits))
         elif isinstance(command, api.Hold):
             self._spawn(self._sip.run(self._ua.hold, call.call_id, command.hold))
+        elif isinstance(command, api.GetStats):
+            self._spawn(self._report_stats(call, command.request))
 
     async def _dial(self, call: EngineCall, command: api.Dial) -> None:
         if await self._answer_browser(call, command.offer):
@@ -156,6 +158,10 @@ class MediaEngine:
             log.info("call %s: no answer from the target within %.0f s, trying the next", call.call_id, self._config.sip.failover_timeout)
             call.abandoned = True
             await self._sip.run(self._ua.hangup, call.call_id)
+
+    async def _report_stats(self, call: EngineCall, request: str) -> None:
+        codec, jitter, loss, rtt = await self._sip.run(self._ua.quality, call.call_id)
+        self._emit(api.CallStats(call.call_id, request, codec, jitter, loss, rtt))
 
     async def _accept(self, call: EngineCall, offer: str) -> None:
         if await self._answer_browser(call, offer):

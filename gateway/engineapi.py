@@ -19,6 +19,7 @@ Commands (control -> engine):
 - ``Hangup``: end a call in any state (BYE, CANCEL or a final response).
 - ``SendDtmf``: send RFC 4733 digits on the SIP leg.
 - ``Hold``: put the SIP leg on hold (re-INVITE ``a=sendonly``) or take it off.
+- ``GetStats``: report the SIP leg's quality, answered by ``CallStats``.
 
 Events (engine -> control):
 
@@ -31,6 +32,7 @@ Events (engine -> control):
 - ``Answered``: both legs are up.
 - ``DtmfReceived``: a digit from the SIP side.
 - ``HoldChanged``: the SIP leg is held by us (``local``) and/or the far end (``remote``).
+- ``CallStats``: the SIP leg's codec, jitter, loss and round trip, for ``request``.
 - ``Ended``: the call is over on both legs, with its cause; sent exactly once.
 """
 
@@ -92,6 +94,12 @@ class Hold:
 
 
 @dataclasses.dataclass(frozen=True)
+class GetStats:
+    call_id: str
+    request: str
+
+
+@dataclasses.dataclass(frozen=True)
 class EngineReady:
     sip_host: str
     capacity: int
@@ -146,6 +154,16 @@ class HoldChanged:
 
 
 @dataclasses.dataclass(frozen=True)
+class CallStats:
+    call_id: str
+    request: str
+    codec: str
+    jitter_ms: float
+    loss_pct: float
+    rtt_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Ended:
     call_id: str
     cause: str
@@ -153,14 +171,16 @@ class Ended:
     reason: str
 
 
-Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold]
-Event = Union[EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, Ended]
+Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats]
+Event = Union[
+    EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats, Ended
+]
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold,
-        EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, Ended,
+        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats,
+        EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats, Ended,
     )
 }
 

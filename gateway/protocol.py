@@ -55,6 +55,7 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
         "digits": (lambda v: isinstance(v, str) and bool(_DIGITS.match(v)), True, "1-32 of 0-9 * # A-D"),
     },
     "hold": {"call": (_call_id, True, "a call id")},
+    "stats": {"call": (_call_id, True, "a call id")},
     "resume": {"call": (_call_id, True, "a call id")},
     "ping": {},
 }

@@ -77,7 +77,7 @@ async def _handle(control: CallControl, session: PageSession, raw: str) -> None:
         return
     fields = request.fields
     try:
-        reply = await _dispatch(control, session, request.type, fields)
+        reply = await _dispatch(control, session, request.type, fields, request.id)
     except RequestError as exc:
         session.send(_error(exc.code, exc.message, request.id, fields.get("call")))
         return
@@ -87,7 +87,9 @@ async def _handle(control: CallControl, session: PageSession, raw: str) -> None:
         session.send(reply)
 
 
-async def _dispatch(control: CallControl, session: PageSession, kind: str, fields: dict[str, Any]) -> dict[str, Any] | None:
+async def _dispatch(
+    control: CallControl, session: PageSession, kind: str, fields: dict[str, Any], request_id: str | None
+) -> dict[str, Any] | None:
     if kind == "sign_in":
         return await control.sign_in(session, fields["user"], fields.get("password"))
     if kind == "sign_out":
@@ -105,6 +107,8 @@ async def _dispatch(control: CallControl, session: PageSession, kind: str, field
         control.send_dtmf(session, fields["call"], fields["digits"])
     elif kind in ("hold", "resume"):
         control.hold(session, fields["call"], kind == "hold")
+    elif kind == "stats":
+        control.request_stats(session, fields["call"], request_id)
     elif kind == "ping":
         return {"type": "pong"}
     return None

@@ -72,6 +72,25 @@ class SipCall(pj.Call):
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         self.ua.emit("on_dtmf", self.call_id, prm.digit)
 
+    def send_dtmf(self, digits: str) -> None:
+        """RFC 4733 telephone-events when the far end negotiated them, SIP INFO otherwise."""
+        index = self._audio_index(self.getInfo())
+        prm = pj.CallSendDtmfParam()
+        prm.digits = digits
+        rfc4733 = index is not None and self.getStreamInfo(index).audTxEventPt > 0
+        prm.method = pj.PJSUA_DTMF_METHOD_RFC2833 if rfc4733 else pj.PJSUA_DTMF_METHOD_SIP_INFO
+        self.sendDtmf(prm)
+
+    def quality(self) -> tuple[str, float, float, float]:
+        """The SIP leg as RTCP sees it: codec, jitter (ms), loss (%), round trip (ms)."""
+        index = self._audio_index(self.getInfo())
+        if index is None:
+            return ("", 0.0, 0.0, 0.0)
+        info, rtcp = self.getStreamInfo(index), self.getStreamStat(index).rtcp
+        received = rtcp.rxStat.pkt + rtcp.rxStat.loss
+        loss = 100 * rtcp.rxStat.loss / received if received else 0.0
+        return (f"{info.codecName}/{info.codecClockRate}", rtcp.rxStat.jitterUsec.mean / 1000, loss, rtcp.rttUsec.mean / 1000)
+
     def received_packets(self) -> int | None:
         """RTP packets received so far, or None while no audio stream runs or the far end holds."""
         ci = self.getInfo()

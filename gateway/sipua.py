@@ -224,7 +224,11 @@ class SipUserAgent:
     def send_dtmf(self, call_id: str, digits: str) -> None:
         call = self.calls.get(call_id)
         if call is not None:
-            call.dialDtmf(digits)
+            call.send_dtmf(digits)
+
+    def quality(self, call_id: str) -> tuple[str, float, float, float]:
+        call = self.calls.get(call_id)
+        return call.quality() if call is not None else ("", 0.0, 0.0, 0.0)
 
     def hold(self, call_id: str, hold: bool) -> None:
         """Re-INVITE with ``a=sendonly`` to hold, ``a=sendrecv`` to resume."""

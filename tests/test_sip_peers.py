@@ -206,8 +206,35 @@ async def test_hold_and_resume_from_both_sides(web_client, phone: Baresip) -> No
     await alice.send({"type": "resume", "call": call})
     assert (await alice.next("hold"))["local"] is False
     phone.command("hold")
-    assert (await alice.next("hold"))["remote"] is True
+    while not (await alice.next("hold"))["remote"]:
+        pass
     phone.command("resume")
-    assert (await alice.next("hold"))["remote"] is False
+    while (await alice.next("hold"))["remote"]:
+        pass
     await asyncio.sleep(2)
     assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
+
+
+async def test_dtmf_goes_as_sip_info_when_the_phone_has_no_telephone_event(web_client, tmp_path: Path) -> None:
+    alice = await web_client()
+    phone = sipp.Sipp(tmp_path / "sipp", "dtmf_info", ["-sf", str(sipp.SCENARIOS / "uas_dtmf_info.xml"), "-m", "1"], rtp_echo=True)
+    with phone:
+        call = await alice.call(phone.uri("bob"))
+        await alice.next("answered")
+        await alice.send({"type": "dtmf", "call": call, "digits": "5"})
+        await asyncio.sleep(1)
+        await alice.send({"type": "hangup", "call": call})
+        await alice.next("ended")
+        assert (await asyncio.to_thread(phone.result, 10)).returncode == 0, "the phone did not get the INFO"
+
+
+async def test_the_page_can_read_the_sip_legs_quality(web_client, phone: Baresip) -> None:
+    alice = await web_client()
+    call = await alice.call(phone.uri)
+    await alice.next("answered")
+    await asyncio.sleep(2)
+    await alice.send({"type": "stats", "call": call, "id": "q1"})
+    stats = await alice.next("stats")
+    assert stats["id"] == "q1"
+    assert stats["sip"]["codec"] in ("PCMU/8000", "PCMA/8000")
+    assert 0 <= stats["sip"]["loss_pct"] <= 100
