@@ -102,4 +102,6 @@ async def test_twenty_calls_in_a_row_leak_nothing(gateway, web_client) -> None:
         await one_call()
     await asyncio.sleep(1.5)
     assert gateway.open_fds() <= fds
-    assert gateway.threads() <= threads
+    # asyncio's default executor (aiortc encodes there) starts threads lazily up
+    # to a fixed bound, so one or two may appear; a leak would add one per call
+    assert gateway.threads() <= threads + 2
