@@ -17,14 +17,16 @@ _STOP_SECONDS = 20
 class GatewayProcess:
     """Starts the gateway with a configuration text and reads its addresses from its output."""
 
-    def __init__(self, workdir: Path, config: str = "", tls: bool = False, log_level: str = "debug") -> None:
+    def __init__(
+        self, workdir: Path, config: str = "", tls: bool = False, log_level: str = "debug", http_port: int = 0
+    ) -> None:
         self.workdir = workdir
         self.log_path = workdir / "gateway.log"
         config_path = workdir / "gateway.toml"
         config_path.write_text(config)
         args = [
             sys.executable, "-m", "gateway", "--config", str(config_path),
-            "--http-host", "0.0.0.0" if tls else "127.0.0.1", "--http-port", "0",
+            "--http-host", "0.0.0.0" if tls else "127.0.0.1", "--http-port", str(http_port),
             "--sip-host", "127.0.0.1", "--sip-port", "0", "--rtp-port", "0",
             "--state-dir", str(workdir / "state"), "--log-level", log_level,
         ]
@@ -47,6 +49,10 @@ class GatewayProcess:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"gateway did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+
+    @property
+    def http_port(self) -> int:
+        return int(self.url.rstrip("/").rsplit(":", 1)[1])
 
     def uri(self, user: str) -> str:
         return f"sip:{user}@{self.sip_address}"
