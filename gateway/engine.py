@@ -289,4 +289,7 @@ class MediaEngine:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(_TICK_SECONDS)
-            await self._sip.run(self._ua.tick)
+            try:
+                await self._sip.run(self._ua.tick)
+            except pj.Error as exc:
+                log.warning("media check failed: %s", exc.info())

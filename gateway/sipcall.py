@@ -93,7 +93,10 @@ class SipCall(pj.Call):
 
     def received_packets(self) -> int | None:
         """RTP packets received so far, or None while no audio stream runs or the far end holds."""
-        ci = self.getInfo()
+        try:
+            ci = self.getInfo()
+        except pj.Error:
+            return None  # the dialog is ending; its DISCONNECTED is on the way
         if ci.state != pj.PJSIP_INV_STATE_CONFIRMED:
             return None
         index = self._audio_index(ci)

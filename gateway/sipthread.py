@@ -128,7 +128,11 @@ class SipThread:
             try:
                 future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - the caller gets it
-                future.set_exception(exc)
+                log.debug("job on the SIP thread failed", exc_info=True)
+                # Without its traceback: the frames hold pjsua2 objects, and if
+                # they were freed by the garbage collector on the asyncio thread
+                # their destructors would run on an unregistered thread and crash.
+                future.set_exception(exc.with_traceback(None))
             del fn
 
 
