@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from .audio import tone, write_wav
 from .gatewayprocess import GatewayProcess
+from .peers.baresip import Baresip
 from .webclient import WebClient
+
+PHONE_HZ = 1000
+"""What the ``phone`` fixture plays into its calls."""
 
 
 @pytest.fixture
@@ -27,6 +32,15 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
         code = gateway.stop()
         assert code == 0, f"gateway exited with {code}:\n{gateway.log()[-3000:]}"
         assert "Assertion" not in gateway.log()
+
+
+@pytest.fixture
+def phone(tmp_path: Path) -> Iterator[Baresip]:
+    """A baresip phone that auto-answers, plays 1000 Hz and records what it hears."""
+    wav = tmp_path / "phone-tone.wav"
+    write_wav(wav, tone(PHONE_HZ, 60, 8000), 8000)
+    with Baresip(tmp_path, wav) as running:
+        yield running
 
 
 @pytest.fixture

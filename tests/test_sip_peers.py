@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .audio import has_tone, read_wav, tone, write_wav
+from .audio import has_tone, read_wav
 from .peers import sipp
 from .peers.baresip import Baresip
+from .conftest import PHONE_HZ
 from .webclient import RATE, WebClient
 
-PHONE_HZ = 1000
 PAGE_HZ = 700
-
-
-@pytest.fixture
-def phone(tmp_path: Path) -> Iterator[Baresip]:
-    """A baresip phone that auto-answers, plays 1000 Hz and records what it hears."""
-    wav = tmp_path / "phone-tone.wav"
-    write_wav(wav, tone(PHONE_HZ, 60, 8000), 8000)
-    with Baresip(tmp_path, wav) as running:
-        yield running
 
 
 def assert_phone_heard(phone: Baresip, freq: float) -> None:

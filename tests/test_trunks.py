@@ -13,18 +13,18 @@ import pytest
 
 from gateway.passwords import hash_password
 
-from .audio import has_tone, read_wav, tone, write_wav
+from .audio import has_tone, read_wav
 from .gatewayprocess import GatewayProcess
 from .peers import sipp
 from .peers.baresip import Baresip
 from .peers.kamailio import Kamailio, SilentSipPort, register_phone
+from .conftest import PHONE_HZ
 from .webclient import RATE, WebClient
 
 PASSWORD = "pw"
 HASH = hash_password(PASSWORD)
 NUMBER = "+44 20 7946 0000"
 DIGITS = "442079460000"
-PHONE_HZ = 1000
 PAGE_HZ = 700
 
 
@@ -83,14 +83,6 @@ async def signed_in(gateway: GatewayProcess, user: str = "alice") -> WebClient:
     await client.connect()
     await client.sign_in(user, PASSWORD)
     return client
-
-
-@pytest.fixture
-def phone(tmp_path: Path) -> Iterator[Baresip]:
-    wav = tmp_path / "phone-tone.wav"
-    write_wav(wav, tone(PHONE_HZ, 60, 8000), 8000)
-    with Baresip(tmp_path, wav) as running:
-        yield running
 
 
 @pytest.fixture
