@@ -14,8 +14,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from .audio import FULL_SCALE, dominant_frequency, has_tone
+from .gatewayprocess import GatewayProcess
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
@@ -203,3 +204,11 @@ async def _record_failure(phone: BrowserPhone, label: str) -> None:
         await phone.screenshot(f"failure-{label}")
     except Exception as err:  # the page may be gone already; the original error matters more
         print(f"no failure screenshot: {err}")
+
+
+MIC_HZ = 1000
+"""What the page's fake microphone plays, pulsed so Chromium's processing does not fade it."""
+MIC_RATE = 48000
+
+OpenPhone = Callable[[GatewayProcess], AbstractAsyncContextManager[BrowserPhone]]
+"""Opens the page of a given gateway in Chromium (the ``browser`` fixture)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from .audio import tone, write_wav
+from .browser import MIC_HZ, MIC_RATE, OpenPhone, open_phone
 from .gatewayprocess import GatewayProcess
 from .peers.baresip import Baresip
 from .webclient import WebClient
@@ -41,6 +42,20 @@ def phone(tmp_path: Path) -> Iterator[Baresip]:
     write_wav(wav, tone(PHONE_HZ, 60, 8000), 8000)
     with Baresip(tmp_path, wav) as running:
         yield running
+
+
+@pytest.fixture
+def mic_wav(tmp_path: Path) -> Path:
+    """The page's fake microphone: 2 s of pulsed MIC_HZ (whole pulses, so the loop is seamless)."""
+    path = tmp_path / "mic.wav"
+    write_wav(path, tone(MIC_HZ, 2.0, MIC_RATE, amplitude=0.5, pulsed=True), MIC_RATE)
+    return path
+
+
+@pytest.fixture
+def browser(mic_wav: Path, request: pytest.FixtureRequest) -> OpenPhone:
+    """Open the page of a given gateway in Chromium, named after the test for failure artefacts."""
+    return lambda gateway: open_phone(gateway.url, mic_wav, request.node.name)
 
 
 @pytest.fixture

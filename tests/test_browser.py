@@ -10,38 +10,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 from playwright.async_api import expect
 
-from .audio import dominant_frequency, has_tone, tone, write_wav
-from .browser import DESKTOP, PHONE, BrowserPhone, open_phone
+from .audio import dominant_frequency, has_tone
+from .browser import DESKTOP, MIC_HZ, PHONE, BrowserPhone, OpenPhone
 from .gatewayprocess import GatewayProcess
 from .peers.coturn import Coturn
 from .webclient import RATE, WebClient
 
 pytestmark = pytest.mark.timeout(60)
 
-MIC_HZ = 1000  # what the page's fake microphone plays, pulsed so Chromium does not fade it out
-MIC_RATE = 48000
-
-OpenPhone = Callable[[GatewayProcess], AbstractAsyncContextManager[BrowserPhone]]
 
 
-@pytest.fixture
-def mic_wav(tmp_path: Path) -> Path:
-    """The fake microphone: 2 s of pulsed MIC_HZ (a whole number of pulses, so the loop is seamless)."""
-    path = tmp_path / "mic.wav"
-    write_wav(path, tone(MIC_HZ, 2.0, MIC_RATE, amplitude=0.5, pulsed=True), MIC_RATE)
-    return path
 
 
-@pytest.fixture
-def browser(mic_wav: Path, request: pytest.FixtureRequest) -> OpenPhone:
-    """Open the page of a given gateway in Chromium, named after the test for failure artefacts."""
-    return lambda gateway: open_phone(gateway.url, mic_wav, request.node.name)
+
 
 
 async def wait_heard(client: WebClient, freq: float, timeout: float = 10) -> None:

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-
 from playwright.async_api import expect
 
-from .audio import tone, write_wav
-from .browser import open_phone
+from .browser import OpenPhone
 from .gatewayprocess import GatewayProcess
 
 
 async def test_page_reconnects_after_the_gateway_restarts(
-    start_gateway: Callable[..., GatewayProcess], tmp_path: Path, request
+    start_gateway: Callable[..., GatewayProcess], browser: OpenPhone
 ) -> None:
-    mic = tmp_path / "mic.wav"
-    write_wav(mic, tone(1000, 5, 48000, pulsed=True), 48000)
     first = start_gateway()
-    async with open_phone(first.url, mic, request.node.name) as phone:
+    async with browser(first) as phone:
         await phone.sign_in("alice")
         assert first.stop() == 0
         await expect(phone.page.locator("#conn-state")).to_have_attribute("data-state", "reconnecting", timeout=10_000)

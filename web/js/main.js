@@ -4,6 +4,9 @@ import { Signalling, gatewayUrl } from "./signalling.js";
 import { Phone, normalizeTarget, microphoneApiAvailable, NO_MIC_API } from "./phone.js";
 import * as ui from "./ui.js";
 import * as tones from "./tones.js";
+import { startQualityPanel } from "./quality.js";
+import { startHistory } from "./history.js";
+import { startAudioSettings, startNotifications } from "./devices.js";
 
 const { els } = ui;
 const DIAL_KEYS = new Set(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "+"]);
@@ -28,6 +31,39 @@ Object.defineProperty(window, "phone", {
       return phone.pc;
     },
   }),
+});
+
+// --- in-call controls, quality, settings, history ---------------------------
+
+els.mute.addEventListener("click", () => phone.setMuted(!phone.view().muted));
+els.hold.addEventListener("click", () => phone.setHold(!phone.view().holdLocal));
+
+const updateQuality = startQualityPanel({
+  getPc: () => phone.pc,
+  ask: (call) => sig.request({ type: "stats", call }, 5000),
+});
+
+const callHistory = startHistory({
+  canDial: () => !!account && !phone.inCall,
+  dial: (number) => {
+    if (!account || phone.inCall) return;
+    els.number.value = number;
+    placeCall();
+  },
+});
+phone.addEventListener("callended", (ev) => callHistory.add(ev.detail));
+
+const audioSettings = startAudioSettings({
+  audio: els.remoteAudio,
+  useMicrophone: (id) => phone.useMicrophone(id),
+  onError: (err) => ui.showError(errorText(err)),
+});
+let deviceNamesKnown = false;
+
+const notifications = startNotifications({
+  onActivate: () => {
+    if (!els.answer.hidden) els.answer.focus();
+  },
 });
 
 // --- gateway --------------------------------------------------------------
@@ -259,6 +295,19 @@ function isActivatable(el) {
 function render() {
   const view = phone.view();
   ui.renderCall(view);
+  updateQuality(view);
+  callHistory.refresh();
+  if (view.incoming) {
+    const caller = view.incoming.fromName || ui.displayAddress(view.incoming.from) || "Unknown caller";
+    notifications.incoming(view.incoming, caller);
+  } else {
+    notifications.incoming(null);
+  }
+  // Device names are given only once the microphone has been allowed.
+  if (!deviceNamesKnown && view.state === "answered") {
+    deviceNamesKnown = true;
+    audioSettings.refreshDevices();
+  }
   let tone = null;
   if (view.incoming) tone = phone.inCall ? "waiting" : "ringtone";
   else if (view.state === "ringing") tone = "ringback";
@@ -269,6 +318,7 @@ function refreshControls() {
   const connected = sig.state === "connected" && helloSeen;
   ui.setSignInEnabled(connected && !signInPending);
   ui.setOnline(connected && !!account);
+  callHistory.refresh();
 }
 
 function errorText(err) {

@@ -2,6 +2,8 @@
 // offer (in `call` for outgoing calls, in `answer` for incoming ones), sent
 // whole after ICE gathering because the gateway does not trickle.
 
+import { CAUSE_WORDS } from "./causes.js";
+
 const ICE_GATHER_TIMEOUT_MS = 5000;
 const DTMF_DIGIT = /^[0-9*#A-D]$/;
 // An ended call is remembered this long so the gateway's `ended`, which may
@@ -10,19 +12,6 @@ const ENDED_MEMORY_MS = 30000;
 // Events for a call id we don't know yet (its `calling` reply still pending).
 const ORPHAN_MEMORY_MS = 5000;
 
-const CAUSE_WORDS = {
-  normal: "Call ended",
-  cancelled: "Cancelled",
-  busy: "Busy",
-  declined: "Declined",
-  not_found: "Not found",
-  unavailable: "Unavailable",
-  no_answer: "No answer",
-  rejected: "Rejected",
-  answered_elsewhere: "Answered elsewhere",
-  network_error: "Network error",
-  failed: "Call failed",
-};
 
 /** "Busy (486)": the gateway's reason in words, then the SIP code when there is one. */
 export function describeEnd({ cause, code, reason }) {
@@ -64,9 +53,14 @@ class Call {
     this.remoteStream = null;
     this.answering = false; // incoming call: we are preparing/sent our `answer`
     this.answeredAt = 0;
+    this.startedAt = Date.now();
     this.end = null; // {cause, code, reason, local}
     this.dtmfSent = "";
     this.dtmfReceived = "";
+    this.muted = false; // our microphone track is disabled (no renegotiation)
+    this.holdLocal = false; // we put the call on hold (gateway's `hold` event)
+    this.holdRemote = false; // the SIP side put us on hold
+    this.holdPending = false; // a `hold`/`resume` was sent, its event not yet here
   }
 }
 
@@ -79,13 +73,14 @@ export class Phone extends EventTarget {
   #calls = new Map(); // gateway call id -> Call
   #active = null; // the call in the main panel: outgoing or answered, live or just ended
   #orphans = new Map(); // call id -> [{msg, at}]
+  #micDeviceId = ""; // the chosen microphone, "" for the browser's default
 
   constructor(sig, audioElement) {
     super();
     this.#sig = sig;
     this.#audio = audioElement;
     sig.on("incoming", (m) => this.#onIncoming(m));
-    for (const type of ["sdp", "ringing", "early_media", "answered", "ended", "dtmf"]) {
+    for (const type of ["sdp", "ringing", "early_media", "answered", "ended", "dtmf", "hold"]) {
       sig.on(type, (m) => this.#route(m));
     }
     sig.on("close", () => this.signedOut("network_error", "Connection to the gateway was lost"));
@@ -149,6 +144,10 @@ export class Phone extends EventTarget {
       endText: shown && !live && shown.end ? describeEnd(shown.end) : "",
       dtmfSent: shown?.dtmfSent ?? "",
       dtmfReceived: shown?.dtmfReceived ?? "",
+      muted: !!live?.muted,
+      holdLocal: !!live?.holdLocal,
+      holdRemote: !!live?.holdRemote,
+      holdPending: !!live?.holdPending,
       incoming: ringing ? { id: ringing.id, from: ringing.peer, fromName: ringing.peerName } : null,
     };
   }
@@ -231,6 +230,67 @@ export class Phone extends EventTarget {
     return true;
   }
 
+  /** Mute or unmute the microphone of the call in progress: the track is disabled, nothing is renegotiated. */
+  setMuted(muted) {
+    const call = this.#live();
+    if (!call) return;
+    call.muted = !!muted;
+    this.#applyMute(call);
+    this.#changed();
+  }
+
+  /** Put the answered call on hold (true) or take it off (false); the gateway's `hold` event confirms it. */
+  setHold(hold) {
+    const call = this.#live();
+    if (!call?.id || call.state !== "answered" || call.holdPending) return;
+    call.holdPending = true;
+    this.#changed();
+    const sent = this.#sig.send({ type: hold ? "hold" : "resume", call: call.id }, (err) => {
+      call.holdPending = false;
+      this.#changed();
+      this.#errorUnlessGone(err);
+    });
+    if (!sent) {
+      call.holdPending = false;
+      this.#changed();
+    }
+  }
+
+  /** The microphone to use ("" for the default); switched at once in a call, without renegotiation. */
+  async useMicrophone(deviceId) {
+    this.#micDeviceId = deviceId || "";
+    const call = this.#live();
+    if (!call?.pc || !call.mic) return;
+    const sender = call.pc.getSenders().find((s) => s.track?.kind === "audio");
+    if (!sender) return;
+    let mic;
+    try {
+      mic = await navigator.mediaDevices.getUserMedia({ audio: this.#audioConstraints(), video: false });
+    } catch (err) {
+      this.#error(new Error(microphoneProblem(err)));
+      return;
+    }
+    if (this.#live() !== call || !call.mic) {
+      for (const track of mic.getTracks()) track.stop();
+      return;
+    }
+    const [track] = mic.getAudioTracks();
+    await sender.replaceTrack(track);
+    for (const old of call.mic.getTracks()) old.stop();
+    call.mic = mic;
+    this.#applyMute(call);
+  }
+
+  #audioConstraints() {
+    const audio = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+    if (this.#micDeviceId) audio.deviceId = { ideal: this.#micDeviceId };
+    return audio;
+  }
+
+  #applyMute(call) {
+    for (const track of call.mic?.getAudioTracks() ?? []) track.enabled = !call.muted;
+  }
+
   /** End every call locally (signed out, socket lost): the gateway ends its side itself. */
   #endAll(cause, reason) {
     // Ringing calls first, so the call in progress keeps the panel.
@@ -288,6 +348,8 @@ export class Phone extends EventTarget {
         return this.#onEnded(call, msg);
       case "dtmf":
         return this.#onDtmf(call, msg);
+      case "hold":
+        return this.#onHold(call, msg);
     }
   }
 
@@ -347,6 +409,14 @@ export class Phone extends EventTarget {
     this.#changed();
   }
 
+  #onHold(call, msg) {
+    if (call.state === "ended") return;
+    call.holdLocal = !!msg.local;
+    call.holdRemote = !!msg.remote;
+    call.holdPending = false;
+    this.#changed();
+  }
+
   // --- media --------------------------------------------------------------
 
   async #prepareOffer(call) {
@@ -360,7 +430,7 @@ export class Phone extends EventTarget {
     let mic;
     try {
       mic = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        audio: this.#audioConstraints(),
         video: false,
       });
     } catch (err) {
@@ -368,6 +438,7 @@ export class Phone extends EventTarget {
       throw new Error(microphoneProblem(err));
     }
     call.mic = mic;
+    this.#applyMute(call);
     stillWanted();
 
     const pc = new RTCPeerConnection({ iceServers: this.#iceServers, iceTransportPolicy: this.#icePolicy });
@@ -429,6 +500,7 @@ export class Phone extends EventTarget {
   }
 
   #finish(call, end) {
+    const endedAt = Date.now();
     call.state = "ended";
     call.answering = false;
     call.end = end;
@@ -437,6 +509,19 @@ export class Phone extends EventTarget {
     if (this.#active !== call && !this.#live()) this.#active = call;
     this.#forgetLater(call);
     this.#changed();
+    this.dispatchEvent(
+      new CustomEvent("callended", {
+        detail: {
+          direction: call.direction,
+          peer: call.peer,
+          peerName: call.peerName,
+          startedAt: call.startedAt,
+          answeredAt: call.answeredAt,
+          endedAt,
+          cause: end.cause,
+        },
+      }),
+    );
   }
 
   #forgetLater(call) {

@@ -39,6 +39,10 @@ export const els = {
   backspace: $("backspace"),
   plus: document.querySelector('.key[data-key="+"]'),
   remoteAudio: $("remote-audio"),
+  callControls: $("call-controls"),
+  mute: $("mute"),
+  hold: $("hold"),
+  side: $("side"),
 };
 
 const CONN_WORDS = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…" };
@@ -87,6 +91,7 @@ export function renderAccount(account) {
     els.myUri.textContent = account.sip_uri ?? "";
     els.avatar.textContent = (account.user || "?").slice(0, 1).toUpperCase();
   }
+  els.side.hidden = !signedIn;
 }
 
 /** Calls can be placed only while connected and signed in on this socket. */
@@ -127,11 +132,33 @@ export function renderCall(v) {
   els.backspace.disabled = live;
   els.keypad.dataset.mode = live ? "dtmf" : "dial";
 
+  renderCallControls(v, live);
   renderIncoming(v.incoming);
   document.title = pageTitle(v, who);
 }
 
+function renderCallControls(v, live) {
+  const inCall = live && !v.answering;
+  els.callControls.hidden = !inCall;
+  // Constant names: aria-pressed says whether it is on, the look shows it too.
+  setToggle(els.mute, v.muted);
+  els.mute.disabled = !inCall;
+  const held = v.holdLocal;
+  setToggle(els.hold, held);
+  els.hold.disabled = v.state !== "answered" || v.holdPending;
+  els.hold.setAttribute("aria-busy", String(!!v.holdPending));
+  els.body.dataset.hold = v.holdLocal ? "local" : v.holdRemote ? "remote" : "";
+  els.status.dataset.hold = els.body.dataset.hold;
+}
+
+function setToggle(button, pressed) {
+  button.setAttribute("aria-pressed", String(!!pressed));
+}
+
 function statusText(v) {
+  if (v.state === "answered" && v.holdLocal && v.holdRemote) return "On hold (both sides)";
+  if (v.state === "answered" && v.holdLocal) return "On hold";
+  if (v.state === "answered" && v.holdRemote) return "Held by the other side";
   if (v.state === "ended") return `Ended: ${v.endText || "Call ended"}`;
   if (v.state === "incoming" && v.answering) return "Answering";
   return STATE_WORDS[v.state] ?? v.state;

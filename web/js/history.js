@@ -1,0 +1,147 @@
+// Call history, kept in this browser's localStorage: newest first, one
+// button per entry to call back, and the last number for Redial.
+
+import { CAUSE_WORDS } from "./causes.js";
+import { displayAddress, formatDuration } from "./ui.js";
+
+const KEY = "webphone.history";
+const MAX_ENTRIES = 50;
+
+// The gateway's end causes in words, plus the outcomes only history knows.
+const OUTCOME_WORDS = { ...CAUSE_WORDS, answered: "Answered", failed: "Failed", missed: "Missed" };
+
+function load() {
+  try {
+    const list = JSON.parse(localStorage.getItem(KEY) ?? "[]");
+    return Array.isArray(list) ? list.filter((e) => e && typeof e.number === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+function save(list) {
+  try {
+    localStorage.setItem(KEY, JSON.stringify(list.slice(0, MAX_ENTRIES)));
+  } catch {
+    // Storage may be disabled or full; history is only a convenience.
+  }
+}
+
+/** What happened, in one word, from the phone's `callended` detail. */
+export function outcomeOf(d) {
+  if (d.answeredAt) return "answered";
+  if (d.direction === "in") {
+    if (d.cause === "declined" || d.cause === "answered_elsewhere") return d.cause;
+    return "missed";
+  }
+  if (d.cause === "normal") return "cancelled";
+  return OUTCOME_WORDS[d.cause] ? d.cause : "failed";
+}
+
+/** Wire the list. dial(number): place a call (returns nothing). */
+export function startHistory({ dial, canDial }) {
+  const $ = (id) => document.getElementById(id);
+  const listEl = $("history");
+  const empty = $("history-empty");
+  const clear = $("history-clear");
+  const redial = $("redial");
+  const redialLabel = $("redial-label");
+  let entries = load();
+
+  function lastOutgoing() {
+    return entries.find((e) => e.direction === "out")?.number ?? "";
+  }
+
+  function render() {
+    listEl.replaceChildren(
+      ...entries.map((e) => {
+        const li = document.createElement("li");
+        li.className = "history-item";
+        li.dataset.outcome = e.outcome;
+        const who = e.name || displayAddress(e.number) || e.number;
+        const when = new Date(e.time);
+        const dir = e.direction === "in" ? "Incoming" : "Outgoing";
+        const outcome = OUTCOME_WORDS[e.outcome] ?? e.outcome;
+        const length = e.outcome === "answered" ? formatDuration(e.duration) : outcome;
+
+        const info = document.createElement("div");
+        info.className = "history-info";
+        const name = document.createElement("span");
+        name.className = "history-who";
+        name.textContent = who;
+        name.title = e.number;
+        const meta = document.createElement("span");
+        meta.className = "history-meta";
+        const time = document.createElement("time");
+        time.dateTime = when.toISOString();
+        time.textContent = when.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+        meta.append(`${e.direction === "in" ? "↙" : "↗"} ${dir} · `, time, ` · ${length}`);
+        info.append(name, meta);
+
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "history-call";
+        button.dataset.number = e.number;
+        button.setAttribute("aria-label", `Call ${who} back`);
+        button.innerHTML = '<svg aria-hidden="true"><use href="#i-phone"/></svg>';
+        li.append(info, button);
+        return li;
+      }),
+    );
+    empty.hidden = entries.length > 0;
+    clear.hidden = entries.length === 0;
+    refresh();
+  }
+
+  /** Enable or disable the call-back buttons (not signed in, or in a call). */
+  function refresh() {
+    const allowed = canDial();
+    const last = lastOutgoing();
+    redial.disabled = !allowed || !last;
+    redial.title = last ? `Call ${displayAddress(last) || last} again` : "";
+    redialLabel.textContent = "Redial";
+    redial.setAttribute("aria-label", last ? `Redial ${displayAddress(last) || last}` : "Redial");
+    for (const b of listEl.querySelectorAll(".history-call")) b.disabled = !allowed;
+  }
+
+  listEl.addEventListener("click", (ev) => {
+    const button = ev.target.closest(".history-call");
+    if (button && !button.disabled) dial(button.dataset.number);
+  });
+  redial.addEventListener("click", () => {
+    const last = lastOutgoing();
+    if (last) dial(last);
+  });
+  clear.addEventListener("click", () => {
+    entries = [];
+    save(entries);
+    render();
+    redial.focus();
+  });
+  window.addEventListener("storage", (ev) => {
+    if (ev.key === KEY) {
+      entries = load();
+      render();
+    }
+  });
+
+  render();
+  return {
+    /** From the phone's `callended` event. */
+    add(d) {
+      if (!d.peer) return;
+      entries.unshift({
+        time: d.startedAt,
+        number: d.peer,
+        name: d.peerName || "",
+        direction: d.direction,
+        duration: d.answeredAt ? Math.max(0, d.endedAt - d.answeredAt) : 0,
+        outcome: outcomeOf(d),
+      });
+      entries = entries.slice(0, MAX_ENTRIES);
+      save(entries);
+      render();
+    },
+    refresh,
+  };
+}
