@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
-from .audio import dominant_frequency, has_tone
+from .audio import dominant_frequency, has_tone, read_wav, tone, write_wav
 from .browser import DESKTOP, MIC_HZ, PHONE, BrowserPhone, OpenPhone
 from .gatewayprocess import GatewayProcess
+from .peers.baresip import Baresip
 from .peers.coturn import Coturn
 from .webclient import RATE, WebClient
 
@@ -180,3 +181,27 @@ async def test_screenshots_of_each_state_at_desktop_and_phone_sizes(
         await phone.hang_up()
         await phone.wait_state("ended")
         await shoot(phone, "ended")
+
+
+async def test_page_calls_a_sip_phone_with_audio_both_ways_and_dtmf(
+    gateway: GatewayProcess, browser: OpenPhone, tmp_path: Path
+) -> None:
+    """The real page and a real SIP phone (baresip): each hears the other's tone, and pad digits arrive as DTMF."""
+    phone_hz = 550
+    wav = tmp_path / "phone.wav"
+    write_wav(wav, tone(phone_hz, 60, 8000), 8000)
+    with Baresip(tmp_path, wav) as sip_phone:
+        async with browser(gateway) as page_phone:
+            await page_phone.sign_in("alice")
+            await page_phone.dial(sip_phone.uri)
+            await page_phone.wait_state("answered")
+            await page_phone.wait_tone(phone_hz)
+            for digit in ("1", "#"):
+                await page_phone.page.click(f'.key[data-key="{digit}"]')
+            digits = [(await asyncio.to_thread(sip_phone.wait_event, "CALL_DTMF_START"))["param"] for _ in range(2)]
+            assert digits == ["1", "#"]
+            await page_phone.hang_up()
+            await page_phone.wait_state("ended")
+        await asyncio.to_thread(sip_phone.wait_event, "CALL_CLOSED")
+        samples, rate = read_wav(sip_phone.recording())
+        assert has_tone(samples[rate:], rate, MIC_HZ), f"the SIP phone heard {dominant_frequency(samples[rate:], rate):.0f} Hz"
