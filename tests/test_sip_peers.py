@@ -228,3 +228,17 @@ async def test_the_page_can_read_the_sip_legs_quality(web_client, phone: Baresip
     assert stats["id"] == "q1"
     assert stats["sip"]["codec"] in ("PCMU/8000", "PCMA/8000")
     assert 0 <= stats["sip"]["loss_pct"] <= 100
+
+
+async def test_dtmf_from_the_sip_side_reaches_the_page(gateway, web_client, tmp_path: Path) -> None:
+    alice = await web_client()
+    caller = sipp.Sipp(
+        tmp_path / "sipp", "dtmf_caller", ["-sf", str(sipp.SCENARIOS / "uac_dtmf_info.xml"), "-m", "1"],
+        remote=f"127.0.0.1:{gateway.sip_port}", variables={"ruri": gateway.uri("alice")}, rtp_echo=True,
+    )
+    with caller:
+        incoming = await alice.next("incoming")
+        await alice.answer(incoming["call"])
+        dtmf = await alice.next("dtmf")
+        assert (dtmf["call"], dtmf["digit"]) == (incoming["call"], "7")
+        await alice.next("ended")
