@@ -46,9 +46,7 @@ class RequestError(Exception):
 @dataclasses.dataclass(eq=False)
 class ControlCall:
     call_id: str
-    direction: str
     state: CallState
-    peer: str
     owner: Session | None = None
     ringing: set[Session] = dataclasses.field(default_factory=set)
     local_cause: EndCause | None = None
@@ -126,7 +124,7 @@ class CallControl:
         if not self._sip_host:
             raise RequestError("busy", "The gateway's SIP side is not ready yet")
         targets = self._targets(route)
-        call = ControlCall(uuid.uuid4().hex[:16], "outbound", CallState.CALLING, to, owner=session)
+        call = ControlCall(uuid.uuid4().hex[:16], CallState.CALLING, owner=session)
         self._calls[call.call_id] = call
         log.info("call %s: %s calls %s via %s", call.call_id, user, to, ", ".join(f"{t} {n}".strip() for t, n in targets))
         self._link.send(api.Dial(call.call_id, targets, offer, user))
@@ -221,7 +219,7 @@ class CallControl:
             self._ended(call, EndCause(event.cause, event.code, event.reason))
 
     def _incoming(self, event: api.Incoming) -> None:
-        call = ControlCall(event.call_id, "inbound", CallState.INCOMING, event.from_uri)
+        call = ControlCall(event.call_id, CallState.INCOMING)
         self._calls[call.call_id] = call
         route: Route = self._dialplan.inbound(event.to_user, trunk=event.trunk or None)
         log.info("call %s: SIP call from %s to %r: %s %s", call.call_id, event.from_uri, event.to_user, route.action, route.target)

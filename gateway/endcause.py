@@ -41,14 +41,12 @@ CANCELLED = EndCause("cancelled", 487, "Call cancelled")
 DECLINED = EndCause("declined", 603, "Declined")
 NO_ANSWER = EndCause("no_answer", 480, "No Answer")
 UNAVAILABLE = EndCause("unavailable", 480, "Not available: nobody is signed in as this user")
-NOT_FOUND = EndCause("not_found", 404, "No such user or number")
 NO_FREE_LINE = EndCause("busy", 503, "All lines of this gateway are busy")
 ANSWERED_ELSEWHERE = EndCause("answered_elsewhere", 200, "Answered on another device")
 MEDIA_TIMEOUT = EndCause("network_error", 408, "The phone stopped sending audio")
 BROWSER_GONE = EndCause("network_error", 0, "The browser connection was lost")
 ICE_FAILED = EndCause("network_error", 0, "Could not connect audio to the browser")
 SHUTDOWN = EndCause("failed", 503, "The gateway is shutting down")
-ENGINE_ERROR = EndCause("failed", 500, "Gateway error")
 
 
 def from_sip(code: int, reason: str = "") -> EndCause:
@@ -63,8 +61,3 @@ def from_sip(code: int, reason: str = "") -> EndCause:
         cause, text = "network_error", "No response from the far end"
         code = 0 if code < 100 else code
     return EndCause(cause, code, text)
-
-
-def rejected(reason: str) -> EndCause:
-    """A call the dialplan refused, with its reason."""
-    return EndCause("rejected", 403, reason)

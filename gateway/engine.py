@@ -72,7 +72,7 @@ class MediaEngine:
     async def start(self) -> None:
         await self._sip.start(self._ua.create)
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
-        self._emit(api.EngineReady(sip_host=self._ua.address, capacity=self._config.sip.max_calls))
+        self._emit(api.EngineReady(sip_host=self._ua.address))
 
     async def stop(self) -> None:
         """Hang up every call with BYE, close every leg, then destroy pjsua2."""

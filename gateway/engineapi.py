@@ -102,7 +102,6 @@ class GetStats:
 @dataclasses.dataclass(frozen=True)
 class EngineReady:
     sip_host: str
-    capacity: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -155,6 +155,3 @@ class FrameQueue:
             return self._frames.popleft()
         except IndexError:
             return self._silence
-
-    def __len__(self) -> int:
-        return len(self._frames)
