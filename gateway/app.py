@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
 from . import signalling
-from .config import Config
+from .config import Config, worker_count
 from .control import CallControl
-from .engine import MediaEngine
 from .engineapi import LocalLink
+from .front import Front
+from .supervisor import Supervisor
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -22,7 +24,6 @@ class Services:
     """What the cleanup context starts; handlers reach it through the app."""
 
     control: CallControl | None = None
-    engine: MediaEngine | None = None
     sockets: set[web.WebSocketResponse] = dataclasses.field(default_factory=set)
 
 
@@ -48,15 +49,40 @@ def create_app(config: Config) -> web.Application:
 
 
 async def _calls(app: web.Application) -> AsyncIterator[None]:
-    """Embedded default: one media engine in this process, behind the same interface a worker has."""
-    services = app[SERVICES]
-    engine = MediaEngine(app[CONFIG], lambda event: control.on_event(event))
-    control = CallControl(app[CONFIG], LocalLink(engine.send))
-    services.control, services.engine = control, engine
+    """Call control plus its media engines: embedded, or workers behind a SIP front."""
+    config = app[CONFIG]
+    workers = worker_count(config, os.cpu_count() or 1)
+    if workers:
+        async for _ in _workers(app, workers):
+            yield
+        return
+    # The embedded default: one engine in this process, behind the same interface a worker has.
+    from .engine import MediaEngine  # only here: a supervisor's process never loads pjsua2
+
+    control = app[SERVICES].control = CallControl(config)
+    link = LocalLink(lambda command: engine.send(command))
+    engine = MediaEngine(config, lambda event: control.on_event(link, event))
+    control.attach(link)
     await engine.start()
     yield
     control.hang_up_all()
     await engine.stop()
+
+
+async def _workers(app: web.Application, count: int) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    front = Front(config)
+    control = app[SERVICES].control = CallControl(config, sip_host=front.address, presence=front)
+    supervisor = Supervisor(config, control, front, count)
+    control.on_load = supervisor.on_load
+    await front.start(config.state_dir / "front")
+    try:
+        await supervisor.start()
+        yield
+        control.hang_up_all()
+    finally:
+        await supervisor.stop()
+        await front.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:

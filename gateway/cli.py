@@ -75,9 +75,9 @@ async def serve(config: configuration.Config) -> None:
     hosts = ["localhost", *_own_addresses()] if config.http.listen in ("0.0.0.0", "::") else [config.http.listen]
     for host in hosts:
         print(f"Web phone: {scheme}://{host}:{port}/", flush=True)
-    engine = app[SERVICES].engine
-    assert engine is not None
-    print(f"SIP: {engine.sip_address} (UDP{' and TCP' if config.sip.tcp else ''}); try extensions 600 (echo) and 601 (tone)", flush=True)
+    control = app[SERVICES].control
+    assert control is not None
+    print(f"SIP: {control.sip_host} (UDP{' and TCP' if config.sip.tcp else ''}); try extensions 600 (echo) and 601 (tone)", flush=True)
     for warning in config.plan.warnings:
         print(f"warning: {warning}", flush=True)
     stop = asyncio.Event()

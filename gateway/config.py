@@ -62,11 +62,48 @@ class CallsConfig:
 
 
 @dataclasses.dataclass
+class EnginesConfig:
+    """Where media engines run: one inside this process, or worker processes behind a SIP front.
+
+    With workers, ``[sip] listen/port/public_host`` is the front's public
+    address (Kamailio); workers listen on ``internal_host``.
+    """
+
+    workers: int = 0
+    """0: one engine in this process (or as many as ``capacity`` needs); N: N worker processes."""
+    capacity: int = 0
+    """Concurrent calls wanted; sets the worker count when ``workers`` is 0 and this is above 4."""
+    internal_host: str = "127.0.0.1"
+    """Address the workers' SIP and the front's control interface listen on; the front must reach it."""
+    sip_port: int = 0
+    """First worker's SIP port (worker i takes sip_port + i); 0 lets the kernel choose."""
+    restart_delay: float = 1.0
+
+
+@dataclasses.dataclass
+class FrontConfig:
+    """Kamailio in front of the workers: managed by the gateway, or one that already runs."""
+
+    rpc_url: str = ""
+    """JSON-RPC address of a Kamailio started elsewhere (``http://host:port/RPC``); empty: start our own."""
+    address: str = ""
+    """SIP address (host:port) of that Kamailio; empty for our own (it listens on ``[sip]``)."""
+    host_id: int = 1
+    """This gateway among several behind one front (1-99): the dispatcher set of its workers."""
+    pike_requests: int = 40
+    """New requests one source may send per 2 seconds before the front ignores it for a while."""
+    source_invites_per_second: int = 20
+    """INVITEs a second the front admits from one source that is not a trunk; the rest get 503."""
+
+
+@dataclasses.dataclass
 class Config:
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     sip: SipConfig = dataclasses.field(default_factory=SipConfig)
     webrtc: WebRtcConfig = dataclasses.field(default_factory=WebRtcConfig)
     calls: CallsConfig = dataclasses.field(default_factory=CallsConfig)
+    engines: EnginesConfig = dataclasses.field(default_factory=EnginesConfig)
+    front: FrontConfig = dataclasses.field(default_factory=FrontConfig)
     users: dict[str, str] | None = None
     """User name -> password hash; None means open sign-in (any name, no password)."""
     plan: Dialplan = dataclasses.field(default_factory=lambda: load_plan({}))
@@ -74,7 +111,10 @@ class Config:
     state_dir: Path = Path(".gateway")
 
 
-_SECTIONS = {"http": HttpConfig, "sip": SipConfig, "webrtc": WebRtcConfig, "calls": CallsConfig}
+_SECTIONS = {
+    "http": HttpConfig, "sip": SipConfig, "webrtc": WebRtcConfig, "calls": CallsConfig,
+    "engines": EnginesConfig, "front": FrontConfig,
+}
 _DIALPLAN_SECTIONS = frozenset({"dialplan", "groups", "users", "trunks", "routes", "inbound"})
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "bool": (bool,), "float": (int, float), "list[dict[str, Any]]": (list,),
@@ -154,6 +194,28 @@ def validate(config: Config, origin: str) -> None:
         raise ConfigError(f"{origin}: sip.max_invites_per_second must be above 0 and at most 50 (pjlib aborts near 60)")
     if config.calls.ring_timeout <= 0 or config.sip.media_timeout <= 0:
         raise ConfigError(f"{origin}: calls.ring_timeout and sip.media_timeout must be positive")
+    engines, front = config.engines, config.front
+    if engines.workers < 0 or engines.capacity < 0 or not 0 <= engines.sip_port <= 65535:
+        raise ConfigError(f"{origin}: engines.workers, engines.capacity and engines.sip_port must not be negative")
+    if not 1 <= front.host_id <= 99:
+        raise ConfigError(f"{origin}: front.host_id must be 1-99")
+    if bool(front.rpc_url) != bool(front.address):
+        raise ConfigError(f"{origin}: front.rpc_url and front.address go together (a Kamailio started elsewhere)")
+    if front.pike_requests < 1 or front.source_invites_per_second < 1:
+        raise ConfigError(f"{origin}: front.pike_requests and front.source_invites_per_second must be positive")
     for index, server in enumerate(config.webrtc.ice_servers):
         if not isinstance(server, dict) or "urls" not in server:
             raise ConfigError(f"{origin}: webrtc.ice_servers[{index}] needs urls = [\"stun:host:port\", ...]")
+
+
+def worker_count(config: Config, cores: int) -> int:
+    """How many engine processes to run: 0 means the embedded engine.
+
+    ``capacity`` alone asks for enough workers to carry it, and at least one
+    per core, since one Python process uses at most one core.
+    """
+    if config.engines.workers:
+        return config.engines.workers
+    if config.engines.capacity <= config.sip.max_calls:
+        return 0
+    return max(-(-config.engines.capacity // config.sip.max_calls), cores)

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from dialplan import Route
 
@@ -34,6 +34,17 @@ class Session(Protocol):
     def send(self, message: dict[str, Any]) -> None: ...
 
 
+class Presence(Protocol):
+    """Shares who is signed in here with other gateway hosts (through the SIP front)."""
+
+    def signed_in(self, user: str) -> None: ...
+    def signed_out(self, user: str) -> None: ...
+
+
+LoadListener = Callable[[api.EngineLink, bool], None]
+"""Told when an engine becomes full (True) or has room again (False)."""
+
+
 class RequestError(Exception):
     """A page request that cannot be carried out; nothing changed."""
 
@@ -44,9 +55,24 @@ class RequestError(Exception):
 
 
 @dataclasses.dataclass(eq=False)
+class Engine:
+    """One media engine as call control sees it: a link and a count of its calls."""
+
+    link: api.EngineLink
+    sip_host: str = ""
+    capacity: int = 0
+    calls: int = 0
+
+    @property
+    def full(self) -> bool:
+        return self.calls >= self.capacity
+
+
+@dataclasses.dataclass(eq=False)
 class ControlCall:
     call_id: str
     state: CallState
+    engine: Engine
     owner: Session | None = None
     ringing: set[Session] = dataclasses.field(default_factory=set)
     local_cause: EndCause | None = None
@@ -57,14 +83,39 @@ class ControlCall:
 
 
 class CallControl:
-    def __init__(self, config: Config, link: api.EngineLink) -> None:
+    """Knows every engine; places each new call on one with room.
+
+    ``sip_host`` is the gateway's public SIP address when a front stands
+    before the engines; without one it is the (single) engine's own.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sip_host: str = "",
+        presence: Presence | None = None,
+    ) -> None:
         self._config = config
-        self._link = link
         self._dialplan = config.plan
+        self._public_sip = sip_host
         self._sip_host = ""
+        self._presence = presence
+        self.on_load: LoadListener | None = None
+        """Told when an engine fills up or has room again (the supervisor tells the front)."""
+        self._engines: dict[api.EngineLink, Engine] = {}
         self._trunks: dict[str, api.TrunkState] = {}
         self._signed_in: dict[str, set[Session]] = {}
         self._calls: dict[str, ControlCall] = {}
+
+    @property
+    def sip_host(self) -> str:
+        """The gateway's SIP address as peers should use it ("" until an engine is ready)."""
+        return self._sip_host
+
+    @property
+    def call_count(self) -> int:
+        return len(self._calls)
 
     @property
     def open_sign_in(self) -> bool:
@@ -83,6 +134,8 @@ class CallControl:
             raise RequestError("auth_failed", "A user name is 1-32 of a-z 0-9 . _ - (starting with a letter or digit)")
         self.sign_out(session)
         session.user = user
+        if user not in self._signed_in and self._presence is not None:
+            self._presence.signed_in(user)
         self._signed_in.setdefault(user, set()).add(session)
         log.info("%s signed in", user)
         return {
@@ -112,8 +165,8 @@ class CallControl:
         if session.user is not None:
             sessions = self._signed_in.get(session.user, set())
             sessions.discard(session)
-            if not sessions:
-                self._signed_in.pop(session.user, None)
+            if not sessions and self._signed_in.pop(session.user, None) is not None and self._presence is not None:
+                self._presence.signed_out(session.user)
             session.user = None
 
     def place_call(self, session: Session, to: str, offer: str) -> str:
@@ -121,14 +174,21 @@ class CallControl:
         route = self._dialplan.outbound(to, user)
         if route.action == "reject":
             raise RequestError("rejected", route.reason)
-        if not self._sip_host:
-            raise RequestError("busy", "The gateway's SIP side is not ready yet")
+        engine = self._free_engine()
         targets = self._targets(route)
-        call = ControlCall(uuid.uuid4().hex[:16], CallState.CALLING, owner=session)
-        self._calls[call.call_id] = call
+        call = self._add_call(ControlCall(uuid.uuid4().hex[:16], CallState.CALLING, engine, owner=session))
         log.info("call %s: %s calls %s via %s", call.call_id, user, to, ", ".join(f"{t} {n}".strip() for t, n in targets))
-        self._link.send(api.Dial(call.call_id, targets, offer, user))
+        engine.link.send(api.Dial(call.call_id, targets, offer, user))
         return call.call_id
+
+    def _free_engine(self) -> Engine:
+        """The ready engine with the most room."""
+        ready = [engine for engine in self._engines.values() if engine.capacity and not engine.full]
+        if not ready:
+            if not any(engine.capacity for engine in self._engines.values()):
+                raise RequestError("busy", "The gateway's SIP side is not ready yet")
+            raise RequestError("busy", endcause.NO_FREE_LINE.reason)
+        return min(ready, key=lambda engine: engine.calls - engine.capacity)
 
     def _targets(self, route: Route) -> tuple[tuple[str, str], ...]:
         """What the engine dials for an outbound route, in failover order."""
@@ -146,7 +206,7 @@ class CallControl:
         self._move(call, CallState.ANSWERING)
         for other in others:
             other.send(_ended(call, endcause.ANSWERED_ELSEWHERE))
-        self._link.send(api.Accept(call_id, offer))
+        call.engine.link.send(api.Accept(call_id, offer))
 
     def decline(self, session: Session, call_id: str) -> None:
         self._reject(self._ringing_call(session, call_id), endcause.DECLINED)
@@ -161,17 +221,17 @@ class CallControl:
             self._end(call, endcause.NORMAL if call.state is CallState.ANSWERED else endcause.CANCELLED)
 
     def send_dtmf(self, session: Session, call_id: str, digits: str) -> None:
-        self._answered_call(session, call_id, "DTMF needs an answered call")
-        self._link.send(api.SendDtmf(call_id, digits))
+        call = self._answered_call(session, call_id, "DTMF needs an answered call")
+        call.engine.link.send(api.SendDtmf(call_id, digits))
 
     def request_stats(self, session: Session, call_id: str, request: str | None) -> None:
         """Ask the engine for the SIP leg's quality; the answer comes as a ``stats`` message."""
-        self._answered_call(session, call_id, "Quality is measured on answered calls")
-        self._link.send(api.GetStats(call_id, request or ""))
+        call = self._answered_call(session, call_id, "Quality is measured on answered calls")
+        call.engine.link.send(api.GetStats(call_id, request or ""))
 
     def hold(self, session: Session, call_id: str, hold: bool) -> None:
-        self._answered_call(session, call_id, "Only an answered call can be held")
-        self._link.send(api.Hold(call_id, hold))
+        call = self._answered_call(session, call_id, "Only an answered call can be held")
+        call.engine.link.send(api.Hold(call_id, hold))
 
     def _answered_call(self, session: Session, call_id: str, otherwise: str) -> ControlCall:
         call = self._calls.get(call_id)
@@ -183,15 +243,34 @@ class CallControl:
 
     # -- engine events ----------------------------------------------------------
 
-    def on_event(self, event: api.Event) -> None:
+    def attach(self, link: api.EngineLink) -> None:
+        """A new engine; calls go to it once it reports ``EngineReady``."""
+        self._engines[link] = Engine(link)
+
+    def detach(self, link: api.EngineLink, cause: EndCause) -> None:
+        """An engine is gone (its process died): its calls end for the pages now.
+
+        The SIP side of those calls is the front's to end; nothing is sent
+        to the engine any more.
+        """
+        engine = self._engines.pop(link, None)
+        for call in [call for call in self._calls.values() if call.engine is engine]:
+            call.local_cause = call.local_cause or cause
+            self._ended(call, call.local_cause)
+
+    def on_event(self, link: api.EngineLink, event: api.Event) -> None:
+        engine = self._engines.get(link)
+        if engine is None:
+            return
         if isinstance(event, api.EngineReady):
-            self._sip_host = event.sip_host
+            engine.sip_host, engine.capacity = event.sip_host, event.capacity
+            self._sip_host = self._public_sip or event.sip_host
             return
         if isinstance(event, api.TrunkState):
             self._trunks[event.trunk] = event
             return
         if isinstance(event, api.Incoming):
-            self._incoming(event)
+            self._incoming(engine, event)
             return
         call = self._calls.get(event.call_id)
         if call is None:
@@ -218,21 +297,20 @@ class CallControl:
         elif isinstance(event, api.Ended):
             self._ended(call, EndCause(event.cause, event.code, event.reason))
 
-    def _incoming(self, event: api.Incoming) -> None:
-        call = ControlCall(event.call_id, CallState.INCOMING)
-        self._calls[call.call_id] = call
+    def _incoming(self, engine: Engine, event: api.Incoming) -> None:
+        call = self._add_call(ControlCall(event.call_id, CallState.INCOMING, engine))
         route: Route = self._dialplan.inbound(event.to_user, trunk=event.trunk or None)
         log.info("call %s: SIP call from %s to %r: %s %s", call.call_id, event.from_uri, event.to_user, route.action, route.target)
         if route.action == "builtin":
             call.state = CallState.ANSWERING
-            self._link.send(api.Serve(call.call_id, route.target))
+            engine.link.send(api.Serve(call.call_id, route.target))
         elif route.action in ("user", "group"):
             users = [route.target] if route.action == "user" else list(route.targets)
             call.ringing = {session for user in users for session in self._signed_in.get(user, ())}
             if not call.ringing:
-                self._reject(call, endcause.UNAVAILABLE)
+                self._reject(call, endcause.UNAVAILABLE, tuple(users) if self._presence is not None else ())
                 return
-            self._link.send(api.Ring(call.call_id))
+            engine.link.send(api.Ring(call.call_id))
             message = {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": event.to_user}
             for session in call.ringing:
                 session.send(message)
@@ -263,18 +341,18 @@ class CallControl:
         call.state = new
         return True
 
-    def _reject(self, call: ControlCall, cause: EndCause) -> None:
+    def _reject(self, call: ControlCall, cause: EndCause, users: tuple[str, ...] = ()) -> None:
         """Refuse an incoming SIP call that nobody answered."""
         if self._move(call, CallState.ENDING):
             call.local_cause = cause
             self._cancel_ring_timer(call)
-            self._link.send(api.Reject(call.call_id, cause.code, cause.reason))
+            call.engine.link.send(api.Reject(call.call_id, cause.code, cause.reason, users))
 
     def _end(self, call: ControlCall, cause: EndCause) -> None:
         if self._move(call, CallState.ENDING):
             call.local_cause = cause
             self._cancel_ring_timer(call)
-            self._link.send(api.Hangup(call.call_id))
+            call.engine.link.send(api.Hangup(call.call_id))
 
     def _ended(self, call: ControlCall, reported: EndCause) -> None:
         cause = call.local_cause or reported
@@ -285,6 +363,20 @@ class CallControl:
         for session in call.sessions():
             session.send(_ended(call, cause))
         del self._calls[call.call_id]
+        call.engine.calls -= 1
+        if call.engine.calls == call.engine.capacity - 1:
+            self._tell_load(call.engine)
+
+    def _add_call(self, call: ControlCall) -> ControlCall:
+        self._calls[call.call_id] = call
+        call.engine.calls += 1
+        if call.engine.full:
+            self._tell_load(call.engine)
+        return call
+
+    def _tell_load(self, engine: Engine) -> None:
+        if self.on_load is not None and engine.link in self._engines:
+            self.on_load(engine.link, engine.full)
 
     @staticmethod
     def _tell_owner(call: ControlCall, message: dict[str, Any]) -> None:
@@ -303,7 +395,10 @@ class CallControl:
             name: {"registered": state.registered, "code": state.code, "reason": state.reason}
             for name, state in self._trunks.items()
         }
-        return {"sip": self._sip_host, "trunks": trunks, "calls": len(self._calls)}
+        engines = [
+            {"sip": engine.sip_host, "calls": engine.calls, "capacity": engine.capacity} for engine in self._engines.values()
+        ]
+        return {"sip": self._sip_host, "trunks": trunks, "calls": len(self._calls), "engines": engines}
 
     def hang_up_all(self) -> None:
         """Shutdown: end every call the engine still carries."""

@@ -21,6 +21,7 @@ from . import endcause, engineapi as api
 from .bridge import Bridge
 from .config import Config
 from .endcause import EndCause
+from .sipaccount import SipRole
 from .sipthread import SipThread
 from .sipua import SipUserAgent
 from .webrtcleg import WebRtcLeg
@@ -56,13 +57,14 @@ class EngineCall:
 class MediaEngine:
     """Executes commands from call control; reports through ``emit``."""
 
-    def __init__(self, config: Config, emit: api.EventSink) -> None:
+    def __init__(self, config: Config, emit: api.EventSink, role: SipRole = SipRole()) -> None:
         self._config = config
         self._emit = emit
         self._sip = SipThread()
         self._ids = itertools.count(1)
         self._prefix = f"{os.getpid():x}"
-        self._ua = SipUserAgent(self._sip, self, config.sip, list(config.plan.trunks.values()), self._new_call_id)
+        trunks = list(config.plan.trunks.values())
+        self._ua = SipUserAgent(self._sip, self, config.sip, role, trunks, self._new_call_id)
         self._calls: dict[str, EngineCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -72,7 +74,7 @@ class MediaEngine:
     async def start(self) -> None:
         await self._sip.start(self._ua.create)
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
-        self._emit(api.EngineReady(sip_host=self._ua.address))
+        self._emit(api.EngineReady(self._ua.address, self._config.sip.max_calls))
 
     async def stop(self) -> None:
         """Hang up every call with BYE, close every leg, then destroy pjsua2."""
@@ -111,7 +113,7 @@ class MediaEngine:
         elif isinstance(command, api.Reject):
             call.local_cause = endcause.from_sip(command.code, command.reason)
             call.ending = True
-            self._spawn(self._sip.run(self._ua.reject, call.call_id, command.code, command.reason))
+            self._spawn(self._sip.run(self._ua.reject, call.call_id, command.code, command.reason, command.users))
         elif isinstance(command, api.Hangup):
             self._spawn(self._hangup(call))
         elif isinstance(command, api.SendDtmf):

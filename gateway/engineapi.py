@@ -15,7 +15,9 @@ Commands (control -> engine):
 - ``Accept``: answer the browser's offer and answer the ringing SIP call.
 - ``Serve``: answer a SIP call with a built-in application (``echo``, ``tone``).
 - ``Ring``: send 180 Ringing for an incoming SIP call.
-- ``Reject``: refuse an incoming SIP call with ``code``.
+- ``Reject``: refuse an incoming SIP call with ``code``; ``users`` (behind a
+  front) names the users this host has no page for, so the front can try
+  the host where they are signed in.
 - ``Hangup``: end a call in any state (BYE, CANCEL or a final response).
 - ``SendDtmf``: send RFC 4733 digits on the SIP leg.
 - ``Hold``: put the SIP leg on hold (re-INVITE ``a=sendonly``) or take it off.
@@ -23,7 +25,8 @@ Commands (control -> engine):
 
 Events (engine -> control):
 
-- ``EngineReady``: the engine listens; ``sip_host`` is where it takes INVITEs.
+- ``EngineReady``: the engine listens; ``sip_host`` is where it takes INVITEs,
+  ``capacity`` how many SIP calls it carries at once.
 - ``Incoming``: a SIP INVITE arrived (on ``trunk``, or "" for direct calls);
   control decides what happens to it.
 - ``TrunkState``: a trunk's registration changed (``registered``, SIP ``code``).
@@ -74,6 +77,7 @@ class Reject:
     call_id: str
     code: int
     reason: str
+    users: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +106,7 @@ class GetStats:
 @dataclasses.dataclass(frozen=True)
 class EngineReady:
     sip_host: str
+    capacity: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ tight loop.  Runs on the SIP thread.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import pjsua2 as pj
@@ -21,7 +22,25 @@ if TYPE_CHECKING:
     from .sipua import SipUserAgent
 
 
-def _media(account: pj.AccountConfig, sip: SipConfig) -> pj.AccountConfig:
+@dataclasses.dataclass(frozen=True)
+class SipRole:
+    """Where an engine stands: facing the network itself, or a worker behind a SIP front.
+
+    Behind a front every request leaves through it (``front`` as outbound
+    proxy, so trunks see one address), and only the worker that
+    ``registers`` keeps the trunks' registrations.
+    """
+
+    front: str = ""
+    registers: bool = True
+    internal_host: str = ""
+    """Behind a front: the address SIP listens on (RTP stays on ``sip.listen``)."""
+
+
+def _account(sip: SipConfig, role: SipRole) -> pj.AccountConfig:
+    account = pj.AccountConfig()
+    if role.front:
+        account.sipConfig.proxies.append(f"sip:{role.front};lr")
     account.mediaConfig.transportConfig.port = sip.rtp_port
     account.mediaConfig.transportConfig.boundAddress = sip.listen
     if sip.public_host:
@@ -38,10 +57,10 @@ def trunk_uri(trunk: Trunk, user: str = "") -> str:
 class LocalAccount(pj.Account):
     """``sip:gateway@<address>``: takes every INVITE no trunk account claims."""
 
-    def __init__(self, ua: SipUserAgent, address: str, sip: SipConfig) -> None:
+    def __init__(self, ua: SipUserAgent, address: str, sip: SipConfig, role: SipRole) -> None:
         super().__init__()
         self.ua = ua
-        config = _media(pj.AccountConfig(), sip)
+        config = _account(sip, role)
         config.idUri = f"sip:gateway@{address}"
         self.create(config, True)
 
@@ -52,14 +71,14 @@ class LocalAccount(pj.Account):
 class TrunkAccount(pj.Account):
     """One trunk: its identity, its registration and its credentials."""
 
-    def __init__(self, ua: SipUserAgent, trunk: Trunk, sip: SipConfig) -> None:
+    def __init__(self, ua: SipUserAgent, trunk: Trunk, sip: SipConfig, role: SipRole) -> None:
         super().__init__()
         self.ua = ua
         self.trunk = trunk
-        config = _media(pj.AccountConfig(), sip)
+        config = _account(sip, role)
         config.idUri = trunk_uri(trunk, trunk.username or "gateway")
         config.regConfig.registrarUri = trunk_uri(trunk)
-        config.regConfig.registerOnAdd = trunk.register
+        config.regConfig.registerOnAdd = trunk.register and role.registers
         config.regConfig.timeoutSec = trunk.expires
         config.regConfig.retryIntervalSec = int(sip.register_retry)
         config.regConfig.firstRetryIntervalSec = int(sip.register_retry)

@@ -18,7 +18,7 @@ import pjsua2 as pj
 
 from . import audioformat
 from .config import SipConfig
-from .sipaccount import LocalAccount, TrunkAccount, trunk_uri
+from .sipaccount import LocalAccount, SipRole, TrunkAccount, trunk_uri
 from .sipcall import SipCall
 from .sipport import AudioIO
 from .sipthread import SipThread
@@ -34,6 +34,10 @@ _REQUEST_USER = re.compile(r"^[A-Z]+ sips?:([^@;>\s]+)@")
 _URI_USER = re.compile(r"sips?:([^@;>\s]+)@")
 _DISPLAY_NAME = re.compile(r'^\s*"?([^"<]*?)"?\s*<')
 _NAME_ADDR = re.compile(r'^[^<]*<|>.*$')
+_FRONT_SOURCE = re.compile(r"^X-Gateway-Source:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
+"""Where the front received an INVITE from: behind it, every INVITE comes from the front."""
+USERS_HEADER = "X-Gateway-Users"
+"""On a 480 to the front: the users this host has no page for; the front looks for them on other hosts."""
 
 
 class SipEvents(Protocol):
@@ -86,11 +90,18 @@ class SipUserAgent:
     """The pjsua2 endpoint with its local and trunk accounts; lives on the SIP thread."""
 
     def __init__(
-        self, sip: SipThread, events: SipEvents, config: SipConfig, trunks: Sequence[Trunk], new_call_id: Callable[[], str]
+        self,
+        sip: SipThread,
+        events: SipEvents,
+        config: SipConfig,
+        role: SipRole,
+        trunks: Sequence[Trunk],
+        new_call_id: Callable[[], str],
     ) -> None:
         self.sip = sip
         self.events = events
         self.config = config
+        self.role = role
         self.trunk_list = list(trunks)
         self.new_call_id = new_call_id
         self.endpoint: pj.Endpoint | None = None
@@ -125,8 +136,8 @@ class SipUserAgent:
             ep.codecSetPriority(codec.codecId, _CODEC_PRIORITY.get(codec.codecId, 0))
         transport = pj.TransportConfig()
         transport.port = self.config.port
-        transport.boundAddress = self.config.listen
-        if self.config.public_host:
+        transport.boundAddress = self.role.internal_host or self.config.listen
+        if self.config.public_host and not self.role.internal_host:
             transport.publicAddress = self.config.public_host
         try:
             udp = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
@@ -139,8 +150,8 @@ class SipUserAgent:
         ep.libStart()
         self.endpoint = ep
         self.address = ep.transportGetInfo(udp).localName
-        self.account = LocalAccount(self, self.address, self.config)
-        self.trunks = {trunk.name: TrunkAccount(self, trunk, self.config) for trunk in self.trunk_list}
+        self.account = LocalAccount(self, self.address, self.config, self.role)
+        self.trunks = {trunk.name: TrunkAccount(self, trunk, self.config, self.role) for trunk in self.trunk_list}
         self.trunk_sources = {address: trunk for trunk in self.trunk_list for address in _addresses(trunk.host)}
         log.info("SIP listening on %s (udp%s)", self.address, "+tcp" if self.config.tcp else "")
         return ep
@@ -208,12 +219,16 @@ class SipUserAgent:
             call.app = app
             self._answer_with(call_id, 200)
 
-    def reject(self, call_id: str, code: int, reason: str) -> None:
+    def reject(self, call_id: str, code: int, reason: str, users: Sequence[str]) -> None:
         call = self.calls.get(call_id)
         if call is not None:
             prm = pj.CallOpParam()
             prm.statusCode = code
             prm.reason = reason
+            if users:
+                header = pj.SipHeader()
+                header.hName, header.hValue = USERS_HEADER, ",".join(users)
+                prm.txOption.headers.append(header)
             self._hangup(call, prm)
 
     def hangup(self, call_id: str) -> None:
@@ -264,14 +279,16 @@ class SipUserAgent:
         """A new INVITE, on the local account or on a trunk's.
 
         A trunk is known by its account (the INVITE came to its registration)
-        or by the INVITE's source address (a trunk peered by IP).  The dialled user is the Request-URI's, except on a registered trunk:
+        or by the INVITE's source address (a trunk peered by IP; behind a
+        front, the source the front saw).  The dialled user is the Request-URI's, except on a registered trunk:
         there the registrar rewrote the Request-URI to our contact, and the
         number dialled (the DID) is left in the To header.
         """
         self.pacer.admit()
         call_id = self.new_call_id()
         account = self.trunks[trunk.name] if trunk else self.account
-        trunk = trunk or self.trunk_sources.get(prm.rdata.srcAddress)
+        source = _FRONT_SOURCE.search(prm.rdata.wholeMsg) if self.role.front else None
+        trunk = trunk or self.trunk_sources.get(source.group(1) if source else prm.rdata.srcAddress)
         call = SipCall(self, account, call_id, prm.callId)
         self.calls[call_id] = call
         ci = call.getInfo()

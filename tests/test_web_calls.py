@@ -76,10 +76,10 @@ async def test_a_call_beyond_the_engines_four_lines_is_refused_cleanly(web_clien
     for other in others:
         await other.call("601")
         await other.next("answered")
-    await alice.call("600")
-    ended = await alice.next("ended")
-    assert ended["cause"] == "busy"
-    assert ended["code"] in (486, 503)
+    await alice.send({"type": "call", "to": "600", "sdp": await alice.offer(0), "id": "c1"})
+    refused = await alice.next("error")
+    assert (refused["code"], refused["id"]) == ("busy", "c1")
+    assert "busy" in refused["message"]
     await asyncio.sleep(0.5)
     assert has_tone(others[0].last_heard(0.5), RATE, 440)
 

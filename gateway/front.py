@@ -1,0 +1,283 @@
+"""The SIP front door: Kamailio before the media-engine workers.
+
+Trunks, phones and Asterisk see one SIP address, the front's.  The gateway
+either starts Kamailio itself (a managed child written from
+:file:`front.cfg` and the gateway's configuration) or uses one that runs
+elsewhere, shared by several gateway hosts.  Either way it steers it through
+Kamailio's JSON-RPC: workers join and leave the dispatcher sets, a full
+worker is taken out of rotation, a dead worker's dialogs get their BYE, and
+who is signed in on this host is published in the ``presence`` table so an
+inbound call can be sent to the right host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import ifaddr
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = Path(__file__).with_name("front.cfg")
+ALL_WORKERS = 1
+"""Dispatcher set of every worker of every host: where new calls go."""
+PRESENCE_SECONDS = 90
+_REFRESH_SECONDS = PRESENCE_SECONDS / 3
+_RPC_TIMEOUT = aiohttp.ClientTimeout(total=5)
+_WILDCARD = ("0.0.0.0", "")
+
+
+class FrontError(Exception):
+    """The front cannot be started or does not answer."""
+
+
+def host_set(host_id: int) -> int:
+    """Dispatcher set of one gateway host's workers (where its signed-in users are)."""
+    return 100 + host_id
+
+
+def kernel_port(host: str) -> int:
+    """A port free for both UDP and TCP on ``host``, chosen by the kernel."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise FrontError(f"no port free for both UDP and TCP on {host}")
+
+
+def own_addresses() -> list[str]:
+    """This machine's IPv4 addresses, loopback last."""
+    addresses = [str(ip.ip) for adapter in ifaddr.get_adapters() for ip in adapter.ips if ip.is_IPv4]
+    return sorted(set(addresses), key=lambda address: address.startswith("127."))
+
+
+def own_address() -> str:
+    """Where peers reach a wildcard listener: the first non-loopback address."""
+    return own_addresses()[0]
+
+
+class Front:
+    """One Kamailio front: its addresses, perhaps its process, and the RPCs the gateway needs."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._set = host_set(config.front.host_id)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._users: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+        self._dispatcher = asyncio.Lock()
+        """Kamailio refuses a dispatcher change while another one is being applied."""
+        sip, engines = config.sip, config.engines
+        if config.front.rpc_url:
+            self.address = self.proxy = config.front.address
+            self.rpc_url = config.front.rpc_url
+            return
+        self.port = sip.port or kernel_port(sip.listen if sip.listen not in _WILDCARD else "0.0.0.0")
+        public = sip.public_host or (sip.listen if sip.listen not in _WILDCARD else own_address())
+        self.address = f"{public}:{self.port}"
+        """Where trunks and phones send SIP: the gateway's public SIP address."""
+        self.proxy = f"{engines.internal_host if sip.listen in _WILDCARD else sip.listen}:{self.port}"
+        """Where the workers send their requests."""
+        self._rpc_port = kernel_port(engines.internal_host)
+        self.rpc_url = f"http://{engines.internal_host}:{self._rpc_port}/RPC"
+
+    @property
+    def managed(self) -> bool:
+        return not self._config.front.rpc_url
+
+    # -- life cycle -------------------------------------------------------------
+
+    async def start(self, workdir: Path) -> None:
+        """Start our own Kamailio (when managed) and wait until its RPC answers."""
+        self._session = aiohttp.ClientSession(timeout=_RPC_TIMEOUT)
+        if self.managed:
+            workdir.mkdir(parents=True, exist_ok=True)
+            config_path = workdir / "kamailio.cfg"
+            config_path.write_text(self.kamailio_config(workdir))
+            self._process = _launch(config_path, workdir)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                await self.rpc("core.version")
+                break
+            except FrontError:
+                if (self._process is not None and self._process.poll() is not None) or time.monotonic() > deadline:
+                    await self.stop()
+                    raise FrontError(f"Kamailio did not start; see {workdir / 'kamailio.log'}") from None
+                await asyncio.sleep(0.1)
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_presence())
+        log.info("SIP front %s (%s)", self.address, "Kamailio started by the gateway" if self.managed else self.rpc_url)
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        for user in list(self._users):
+            self.signed_out(user)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        if self._process is not None:
+            _terminate(self._process)
+            self._process = None
+
+    def kamailio_config(self, workdir: Path) -> str:
+        """The managed Kamailio's configuration: generated values, then :file:`front.cfg`."""
+        sip, front = self._config.sip, self._config.front
+        advertise = f" advertise {self.address}" if sip.public_host else ""
+        (workdir / "dispatcher.list").write_text("")
+        values = {
+            "FRONT_ADDRESS": self.address,
+            "PIKE_REQUESTS": front.pike_requests,
+            "SOURCE_INVITES": front.source_invites_per_second,
+            "PRESENCE_SECONDS": PRESENCE_SECONDS,
+            "RPC_PORT": self._rpc_port,
+            "DISPATCHER_LIST": workdir / "dispatcher.list",
+        }
+        # One socket per address, never 0.0.0.0: Kamailio writes the socket's
+        # address into Record-Route and picks the socket facing each peer.
+        hosts = [sip.listen] if sip.listen not in _WILDCARD else own_addresses()
+        lines = ["#!KAMAILIO"]
+        for host in hosts:
+            lines += [f"listen={proto}:{host}:{self.port}{advertise}" for proto in ("udp", "tcp")[: 1 + sip.tcp]]
+        lines.append(f"listen=tcp:{self._config.engines.internal_host}:{self._rpc_port}")
+        lines += [f'#!substdef "!{name}!{value}!g"' for name, value in values.items()]
+        lines += _trusted_route(self._config)
+        return "\n".join(lines) + "\n" + TEMPLATE.read_text()
+
+    # -- workers ----------------------------------------------------------------
+
+    async def add_worker(self, address: str) -> None:
+        await self._dispatch("dispatcher.add", address)
+
+    async def remove_worker(self, address: str) -> None:
+        await self._dispatch("dispatcher.remove", address)
+
+    async def set_full(self, address: str, full: bool) -> None:
+        """A full worker gets no new calls until one of its calls ends."""
+        await self._dispatch("dispatcher.set_state", address, "i" if full else "a")
+
+    async def _dispatch(self, method: str, address: str, state: str = "") -> None:
+        """Change a worker in this host's set and in the set of all workers."""
+        async with self._dispatcher:
+            for group in (ALL_WORKERS, self._set):
+                await self.rpc(method, *([state] if state else []), group, f"sip:{address}")
+
+    async def end_dialogs(self, address: str) -> int:
+        """BYE both ends of every answered call a (dead) worker at ``address`` carried."""
+        dialogs = await self.rpc("dlg.list") or []
+        ended = 0
+        for dialog in dialogs:
+            contacts = f"{dialog.get('caller', {}).get('contact', '')} {dialog.get('callee', {}).get('contact', '')}"
+            if f"@{address}" in contacts or f":{address}" in contacts:
+                await self.rpc("dlg.end_dlg", dialog["h_entry"], dialog["h_id"])
+                ended += 1
+        return ended
+
+    def spawn(self, work: Any) -> None:
+        """Run an RPC in the background; its failure is logged, not raised."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("SIP front: %s", task.exception())
+
+    # -- presence (control.Presence) ----------------------------------------------
+
+    def signed_in(self, user: str) -> None:
+        self._users.add(user)
+        self.spawn(self.rpc("htable.sets", "presence", user, str(self._set)))
+
+    def signed_out(self, user: str) -> None:
+        self._users.discard(user)
+        self.spawn(self.rpc("htable.delete", "presence", user))
+
+    async def _refresh_presence(self) -> None:
+        """Entries expire after PRESENCE_SECONDS, so a host that vanished stops getting calls."""
+        while True:
+            await asyncio.sleep(_REFRESH_SECONDS)
+            for user in list(self._users):
+                self.spawn(self.rpc("htable.sets", "presence", user, str(self._set)))
+
+    # -- inside -----------------------------------------------------------------
+
+    async def rpc(self, method: str, *params: Any) -> Any:
+        assert self._session is not None
+        request = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}
+        try:
+            async with self._session.post(self.rpc_url, json=request) as response:
+                reply = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise FrontError(f"{method}: no answer from {self.rpc_url}: {exc}") from None
+        if "error" in reply:
+            raise FrontError(f"{method}: {reply['error'].get('message', reply['error'])}")
+        return reply.get("result")
+
+
+def _trusted_route(config: Config) -> list[str]:
+    """Trunks are exempt from the flood limits: a carrier sends many calls from one address."""
+    hosts = sorted({trunk.host.rsplit(":", 1)[0] if trunk.host.count(":") == 1 else trunk.host for trunk in config.plan.trunks.values()})
+    addresses = sorted({info[4][0] for host in hosts for info in _resolve(host)})
+    checks = [f'\tif ($si == "{address}") return 1;' for address in addresses]
+    return ["route[TRUSTED] {", *checks, "\treturn -1;", "}"]
+
+
+def _resolve(host: str) -> list[Any]:
+    try:
+        return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError:
+        log.warning("trunk host %s does not resolve: the front treats it like any other source", host)
+        return []
+
+
+def _launch(config_path: Path, workdir: Path) -> subprocess.Popen[bytes]:
+    binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
+    if not Path(binary).exists():
+        raise FrontError("the SIP front needs Kamailio (Debian package kamailio); it is not installed")
+    args = [binary, "-DD", "-E", "-f", str(config_path), "-Y", str(workdir), "-w", str(workdir)]
+    args += ["-P", str(workdir / "kamailio.pid")]
+    with open(workdir / "kamailio.log", "ab") as output:
+        return subprocess.Popen(
+            args, cwd=workdir, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+
+
+def _die_with_parent() -> None:
+    """Kamailio must not outlive a gateway that was killed (PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    try:
+        process.terminate()
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,210 @@
+"""Media engines as worker processes behind the SIP front, kept alive.
+
+The supervisor starts K workers (:mod:`gateway.worker`), each with its own
+SIP port on the internal address, links each to call control over a Unix
+socket carrying :mod:`gateway.engineapi` JSON lines, and adds it to the
+front's dispatcher once it is ready.  A worker that dies is taken out of
+rotation at once; its answered calls get their BYE from the front, its
+pages an ``ended`` event; then it is started again, later each time it dies
+young.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
+from types import MappingProxyType
+from typing import Any
+
+from . import engineapi as api, worker as worker_main
+from .config import Config
+from .control import CallControl
+from .endcause import EndCause
+from .front import Front, FrontError, kernel_port
+from .sipaccount import SipRole
+
+log = logging.getLogger(__name__)
+
+ENGINE_LOST = EndCause("failed", 500, "The media engine carrying this call stopped")
+_READY_SECONDS = 30.0
+_STOP_SECONDS = 8.0
+_YOUNG_SECONDS = 10.0
+_MAX_DELAY = 30.0
+_RTP_PORTS_PER_WORKER = 64
+
+
+def _mappingproxy(table: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    return MappingProxyType(table)
+
+
+def _reduce_mappingproxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
+    return _mappingproxy, (dict(proxy),)
+
+
+# The dialplan keeps its tables read-only; a worker gets its own copy of them.
+ForkingPickler.register(MappingProxyType, _reduce_mappingproxy)
+
+
+class WorkerLink:
+    """Call control's :class:`~gateway.engineapi.EngineLink` to one worker process."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    def send(self, command: api.Command) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(api.encode(command).encode() + b"\n")
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+@dataclasses.dataclass(eq=False)
+class Worker:
+    index: int
+    address: str
+    rtp_port: int
+    process: BaseProcess | None = None
+    link: WorkerLink | None = None
+    ready: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    delay: float = 0.0
+    runner: asyncio.Task[None] | None = None
+
+
+class Supervisor:
+    """Starts, watches and restarts the workers; the front learns where they are."""
+
+    def __init__(self, config: Config, control: CallControl, front: Front, count: int) -> None:
+        self._config = config
+        self._control = control
+        self._front = front
+        self._stopping = False
+        host = config.engines.internal_host
+        ports = [config.engines.sip_port + i if config.engines.sip_port else kernel_port(host) for i in range(count)]
+        rtp = config.sip.rtp_port
+        self.workers = [
+            Worker(i, f"{host}:{port}", rtp + i * _RTP_PORTS_PER_WORKER if rtp else 0) for i, port in enumerate(ports)
+        ]
+        self._by_link: dict[api.EngineLink, Worker] = {}
+        # Workers fork from a server that imported the heavy libraries once, initialised none.
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload([worker_main.__name__])
+
+    async def start(self) -> None:
+        """Start every worker; returns when all are ready (or raises)."""
+        loop = asyncio.get_running_loop()
+        runners = []
+        for worker in self.workers:
+            worker.runner = loop.create_task(self._keep_running(worker))
+            runners.append(worker.runner)
+        ready = asyncio.ensure_future(asyncio.gather(*(worker.ready.wait() for worker in self.workers)))
+        await asyncio.wait([ready, *runners], timeout=_READY_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            await asyncio.gather(ready, return_exceptions=True)
+            failed = [runner for runner in runners if runner.done() and runner.exception() is not None]
+            reason = f": {failed[0].exception()}" if failed else f" within {_READY_SECONDS:.0f} s"
+            await self.stop()
+            raise OSError(f"media engine workers did not start{reason}")
+
+    async def stop(self) -> None:
+        """Workers hang up their calls and exit once their link closes."""
+        self._stopping = True
+        deadline = time.monotonic() + _STOP_SECONDS
+        while self._control.call_count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for worker in self.workers:
+            if worker.link is not None:
+                worker.link.close()
+        await asyncio.gather(*(w.runner for w in self.workers if w.runner is not None), return_exceptions=True)
+
+    def on_load(self, link: api.EngineLink, full: bool) -> None:
+        """control's load listener: a full worker leaves the front's rotation until it has room."""
+        worker = self._by_link.get(link)
+        if worker is not None:
+            self._front.spawn(self._front.set_full(worker.address, full))
+
+    # -- one worker -------------------------------------------------------------
+
+    async def _keep_running(self, worker: Worker) -> None:
+        while not self._stopping:
+            started = time.monotonic()
+            await self._run(worker)
+            if self._stopping:
+                return
+            young = time.monotonic() - started < _YOUNG_SECONDS
+            worker.delay = min(max(worker.delay * 2, self._config.engines.restart_delay), _MAX_DELAY) if young else 0.0
+            log.warning("worker %d stopped; starting it again in %.1f s", worker.index, worker.delay)
+            await asyncio.sleep(worker.delay)
+
+    async def _run(self, worker: Worker) -> None:
+        """One life of a worker process, from start to exit."""
+        ours, theirs = socket.socketpair()
+        host, port = worker.address.rsplit(":", 1)
+        sip = dataclasses.replace(self._config.sip, port=int(port), rtp_port=worker.rtp_port)
+        config = dataclasses.replace(self._config, sip=sip)
+        role = SipRole(front=self._front.proxy, registers=worker.index == 0, internal_host=host)
+        process = self._context.Process(
+            target=worker_main.main,
+            args=(config, role, worker.index, theirs, logging.getLogger().getEffectiveLevel()),
+            name=f"engine-{worker.index}",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
+        link = WorkerLink(writer)
+        worker.process, worker.link = process, link
+        self._by_link[link] = worker
+        self._control.attach(link)
+        try:
+            await self._read_events(worker, link, reader)
+        finally:
+            await self._lost(worker, link, process)
+
+    async def _read_events(self, worker: Worker, link: WorkerLink, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            try:
+                event = api.decode(line.decode())
+            except (ValueError, TypeError) as exc:
+                log.error("worker %d sent something that is not an event: %s", worker.index, exc)
+                continue
+            if isinstance(event, api.EngineReady):
+                await self._joined(worker)
+            self._control.on_event(link, event)  # type: ignore[arg-type]
+
+    async def _joined(self, worker: Worker) -> None:
+        try:
+            await self._front.add_worker(worker.address)
+        except FrontError as exc:
+            log.error("worker %d is ready but the front does not take it: %s", worker.index, exc)
+        worker.ready.set()
+        log.info("worker %d (pid %s) takes calls on %s", worker.index, worker.process and worker.process.pid, worker.address)
+
+    async def _lost(self, worker: Worker, link: WorkerLink, process: BaseProcess) -> None:
+        """The link closed: the worker exited or was killed."""
+        link.close()
+        self._by_link.pop(link, None)
+        worker.ready.clear()
+        self._front.spawn(self._front.remove_worker(worker.address))
+        if not self._stopping:
+            try:
+                ended = await self._front.end_dialogs(worker.address)
+                log.warning("worker %d died: the front ended its %d answered call(s)", worker.index, ended)
+            except FrontError as exc:
+                log.error("worker %d died and its calls could not be ended at the front: %s", worker.index, exc)
+        self._control.detach(link, ENGINE_LOST)
+        await asyncio.get_running_loop().run_in_executor(None, _reap, process)
+
+
+def _reap(process: Any) -> None:
+    process.join(_STOP_SECONDS)
+    if process.is_alive():
+        process.kill()
+        process.join()
