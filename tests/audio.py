@@ -113,12 +113,20 @@ def has_tone(
     """
     if len(samples) < 4 or rms_dbfs(samples) == float("-inf"):
         return False
-    freqs, power = _power_spectrum(samples, rate)
+    freqs, _ = _power_spectrum(samples, rate)
     half_band = max(tolerance_hz, 2 * (freqs[1] - freqs[0]))
     if abs(dominant_frequency(samples, rate) - freq) > half_band:
         return False
-    in_band = np.abs(freqs - freq) <= half_band
+    return tone_snr_db(samples, rate, freq, tolerance_hz) >= min_snr_db
+
+
+def tone_snr_db(samples: np.ndarray, rate: int, freq: float, tolerance_hz: float = 15) -> float:
+    """Energy within `tolerance_hz` of `freq` over all other energy, in dB (what has_tone checks)."""
+    freqs, power = _power_spectrum(samples, rate)
+    in_band = np.abs(freqs - freq) <= max(tolerance_hz, 2 * (freqs[1] - freqs[0]))
     tone_power, rest_power = power[in_band].sum(), power[~in_band].sum()
     if rest_power == 0.0:
-        return tone_power > 0.0
-    return bool(10 * np.log10(tone_power / rest_power) >= min_snr_db)
+        return float("inf") if tone_power > 0.0 else float("-inf")
+    if tone_power == 0.0:
+        return float("-inf")
+    return float(10 * np.log10(tone_power / rest_power))

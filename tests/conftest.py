@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,11 +64,11 @@ def gateway(start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
 
 
 @pytest.fixture
-async def web_client(gateway: GatewayProcess) -> AsyncIterator[Callable[..., WebClient]]:
-    """Signed-in browser stand-ins, closed at the end of the test."""
+async def connect_client() -> AsyncIterator[Callable[..., Awaitable[WebClient]]]:
+    """Browser stand-ins on a given gateway, signed in unless ``user`` is None; closed at the end of the test."""
     clients: list[WebClient] = []
 
-    async def connect(user: str | None = "alice", password: str | None = None) -> WebClient:
+    async def connect(gateway: GatewayProcess, user: str | None = "alice", password: str | None = None) -> WebClient:
         client = WebClient(gateway.url)
         clients.append(client)
         await client.connect()
@@ -79,3 +79,9 @@ async def web_client(gateway: GatewayProcess) -> AsyncIterator[Callable[..., Web
     yield connect
     for client in clients:
         await client.close()
+
+
+@pytest.fixture
+def web_client(gateway: GatewayProcess, connect_client: Callable[..., Awaitable[WebClient]]) -> Callable[..., Awaitable[WebClient]]:
+    """Browser stand-ins on the default gateway."""
+    return lambda user="alice", password=None: connect_client(gateway, user, password)

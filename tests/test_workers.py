@@ -1,0 +1,149 @@
+"""Media engines as worker processes behind the gateway's own Kamailio front.
+
+Every test runs the real thing: ``python -m gateway`` with ``[engines]
+workers``, which starts Kamailio (Debian's package) and the worker
+processes; browser stand-ins (aiortc) and SIP peers (sipp, baresip) call
+through them, and audio is checked by its frequency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from pathlib import Path
+
+import aiohttp
+
+from . import peers
+from .audio import dominant_frequency, has_tone, tone_snr_db
+from .conftest import PHONE_HZ
+from .gatewayprocess import GatewayProcess
+from .peers import sipp
+from .peers.baresip import Baresip
+from .webclient import RATE, WebClient
+
+WORKER = re.compile(r"worker (\d+) \(pid (\d+)\) takes calls on (\S+)")
+
+
+async def health(gateway: GatewayProcess) -> dict:
+    async with aiohttp.ClientSession() as session, session.get(gateway.url + "health") as response:
+        return await response.json()
+
+
+def workers(gateway: GatewayProcess) -> dict[str, int]:
+    """Each worker's SIP address -> its newest pid, from the gateway's log."""
+    return {address: int(pid) for _, pid, address in WORKER.findall(gateway.log())}
+
+
+def pss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def tree_pss_mib(pid: int) -> float:
+    """PSS of a process and all its descendants (the gateway, its workers, Kamailio)."""
+    children = {pid}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) in children or int(fields[2]) in children:  # ppid or process group
+                children.add(int(entry.name))
+    return sum(pss_mib(child) for child in children if Path(f"/proc/{child}").exists())
+
+
+async def test_ten_calls_over_three_workers_each_keep_their_own_tone(start_gateway, tmp_path: Path) -> None:
+    gateway = start_gateway("[engines]\nworkers = 3\n")
+    clients = []
+    with sipp.echo_uas(tmp_path / "echo") as phone:
+        try:
+            for i in range(10):
+                client = WebClient(gateway.url)
+                clients.append(client)
+                await client.connect()
+                await client.sign_in(f"user{i}")
+                await client.call(phone.uri(f"echo{i}"), tone_hz=400 + 100 * i)
+                await client.next("answered", timeout=20)
+            engines = (await health(gateway))["engines"]
+            assert sorted(engine["calls"] for engine in engines) == [3, 3, 4], engines
+            await asyncio.sleep(3)
+            heard = [
+                f"{dominant_frequency(c.last_heard(1.0), RATE):.0f} Hz {tone_snr_db(c.last_heard(1.0), RATE, 400 + 100 * i):.1f} dB"
+                for i, c in enumerate(clients)
+            ]
+            for i, client in enumerate(clients):
+                assert has_tone(client.last_heard(1.0), RATE, 400 + 100 * i), f"call {i} lost its own tone: {heard}"
+        finally:
+            for client in clients:
+                await client.close()
+
+
+async def test_a_killed_worker_ends_its_calls_on_both_legs_and_comes_back(
+    start_gateway, connect_client, phone: Baresip, tmp_path: Path
+) -> None:
+    gateway = start_gateway("[engines]\nworkers = 2\n")
+    alice, bob = await connect_client(gateway, "alice"), await connect_client(gateway, "bob")
+    with sipp.echo_uas(tmp_path / "echo") as echo:
+        await alice.call(phone.uri, tone_hz=700)
+        await alice.next("answered", timeout=20)
+        await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
+        await bob.call(echo.uri("echo"), tone_hz=900)
+        await bob.next("answered", timeout=20)
+        engines = (await health(gateway))["engines"]
+        assert [engine["calls"] for engine in engines] == [1, 1], engines
+        alice_worker = workers(gateway)[engines[0]["sip"]]
+        await asyncio.sleep(1)
+        assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
+
+        os.kill(alice_worker, signal.SIGKILL)
+
+        ended = await alice.next("ended", timeout=10)
+        assert ended["cause"] == "failed" and "engine" in ended["reason"]
+        await asyncio.to_thread(phone.wait_event, "CALL_CLOSED", 10)  # the BYE came from the front
+        await asyncio.sleep(1)
+        assert has_tone(bob.last_heard(1.0), RATE, 900), "the other worker's call lost its audio"
+        await peers.net.wait_for_async(lambda: len(workers(gateway)) == 2 and alice_worker not in workers(gateway).values(), 20)
+        await peers.net.wait_for_async(lambda: len(WORKER.findall(gateway.log())) == 3, 20)
+        carol = await connect_client(gateway, "carol")
+        await carol.call("601")
+        await carol.next("answered", timeout=20)
+        await asyncio.sleep(2)
+        assert has_tone(carol.last_heard(1.0), RATE, 440)
+
+
+async def test_an_invite_flood_through_the_front_is_throttled_and_harms_no_call(
+    start_gateway, connect_client, tmp_path: Path
+) -> None:
+    gateway = start_gateway("[engines]\nworkers = 2\n")
+    alice = await connect_client(gateway, "alice")
+    before = dict(workers(gateway))
+    with sipp.echo_uas(tmp_path / "echo") as echo:
+        await alice.call(echo.uri("echo"), tone_hz=700)
+        await alice.next("answered", timeout=20)
+        await asyncio.sleep(2)
+        memory_before = tree_pss_mib(gateway.process.pid)
+        flood = sipp.Sipp(
+            tmp_path / "flood", "flood", ["-sf", str(sipp.SCENARIOS / "uac_final.xml")],
+            remote=gateway.sip_address, variables={"ruri": gateway.uri("nobody")},
+            options=["-r", "200", "-m", "2000", "-l", "2000", "-recv_timeout", "3000", "-timeout", "25s"],
+        )
+        with flood:
+            await asyncio.to_thread(flood.result, 40)
+        memory_after = tree_pss_mib(gateway.process.pid)
+        assert workers(gateway) == before, "a worker died or restarted under the flood"
+        assert has_tone(alice.last_heard(1.0), RATE, 700), "the call in progress lost its audio"
+        assert memory_after - memory_before < 100, f"memory grew from {memory_before:.0f} to {memory_after:.0f} MiB"
+        rows = flood.log_path("_shortmessages.log").read_text().splitlines()
+        invites = {row.split("\t")[4] for row in rows if "\tS\t" in row and "INVITE sip:" in row}
+        finals = {row.split("\t")[4] for row in rows if "\tR\t" in row and re.search(r"SIP/2.0 [2-6]\d\d", row)}
+        assert len(invites) >= 1500
+        assert len(finals) < len(invites) / 2, f"{len(finals)} of {len(invites)} flood INVITEs got an answer: not throttled"
+        bob = await connect_client(gateway, "bob")
+        await bob.call("601")
+        await bob.next("answered", timeout=20)
