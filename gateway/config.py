@@ -88,6 +88,8 @@ class FrontConfig:
     """JSON-RPC address of a Kamailio started elsewhere (``http://host:port/RPC``); empty: start our own."""
     address: str = ""
     """SIP address (host:port) of that Kamailio; empty for our own (it listens on ``[sip]``)."""
+    rpc_port: int = 0
+    """Our own Kamailio's JSON-RPC port on ``engines.internal_host``, for other hosts to point at (0: any)."""
     host_id: int = 1
     """This gateway among several behind one front (1-99): the dispatcher set of its workers."""
     pike_requests: int = 40

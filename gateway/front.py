@@ -99,7 +99,7 @@ class Front:
         """Where trunks and phones send SIP: the gateway's public SIP address."""
         self.proxy = f"{engines.internal_host if sip.listen in _WILDCARD else sip.listen}:{self.port}"
         """Where the workers send their requests."""
-        self._rpc_port = kernel_port(engines.internal_host)
+        self._rpc_port = config.front.rpc_port or kernel_port(engines.internal_host)
         self.rpc_url = f"http://{engines.internal_host}:{self._rpc_port}/RPC"
 
     @property

@@ -18,16 +18,26 @@ class GatewayProcess:
     """Starts the gateway with a configuration text and reads its addresses from its output."""
 
     def __init__(
-        self, workdir: Path, config: str = "", tls: bool = False, log_level: str = "debug", http_port: int = 0
+        self,
+        workdir: Path,
+        config: str = "",
+        tls: bool = False,
+        log_level: str = "debug",
+        http_port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        sip_port: int = 0,
+        netns: str = "",
     ) -> None:
         self.workdir = workdir
         self.log_path = workdir / "gateway.log"
         config_path = workdir / "gateway.toml"
         config_path.write_text(config)
         args = [
+            *(["ip", "netns", "exec", netns] if netns else []),
             sys.executable, "-m", "gateway", "--config", str(config_path),
-            "--http-host", "0.0.0.0" if tls else "127.0.0.1", "--http-port", str(http_port),
-            "--sip-host", "127.0.0.1", "--sip-port", "0", "--rtp-port", "0",
+            "--http-host", "0.0.0.0" if tls else host, "--http-port", str(http_port),
+            "--sip-host", host, "--sip-port", str(sip_port), "--rtp-port", "0",
             "--state-dir", str(workdir / "state"), "--log-level", log_level,
         ]
         if not tls:

@@ -1,0 +1,60 @@
+"""Gateway hosts on one machine: network namespaces on a bridge.
+
+Each :class:`Host` is a namespace (``ip netns``) with one veth leg on a
+bridge in the root namespace, so hosts reach each other and the test (in the
+root namespace, at the bridge's address) reaches every host, all at layer 2
+with no forwarding.  A fresh namespace has every port free, so programs in
+it may use fixed ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    netns: str
+    address: str
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def hosts(count: int) -> Iterator[tuple[str, list[Host]]]:
+    """``count`` hosts on a fresh bridge; yields (the root namespace's address on it, the hosts)."""
+    tag = f"{os.getpid() % 10000}"
+    subnet = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+    bridge = f"gwbr{tag}"
+    made: list[Host] = []
+    try:
+        _ip("link", "add", bridge, "type", "bridge")
+        _ip("addr", "add", f"{subnet}.1/24", "dev", bridge)
+        _ip("link", "set", bridge, "up")
+        for index in range(count):
+            host = Host(f"gwhost{tag}-{index}", f"{subnet}.{index + 2}")
+            outside, inside = f"gw{tag}o{index}", f"gw{tag}i{index}"
+            _ip("netns", "add", host.netns)
+            made.append(host)
+            _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+            _ip("link", "set", outside, "master", bridge, "up")
+            _ip("link", "set", inside, "netns", host.netns)
+            _ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", inside)
+            _ip("-n", host.netns, "link", "set", inside, "up")
+            _ip("-n", host.netns, "link", "set", "lo", "up")
+        yield f"{subnet}.1", made
+    finally:
+        for host in made:
+            left = subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True).stdout.split()
+            for pid in left:  # whatever a test left running in the host dies with it
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            subprocess.run(["ip", "netns", "delete", host.netns], capture_output=True)
+        subprocess.run(["ip", "link", "delete", bridge], capture_output=True)

@@ -1,0 +1,67 @@
+"""Two gateway hosts behind one front, each host a network namespace.
+
+Host A runs the front (its managed Kamailio) and one worker; host B points
+at A's front and runs one worker.  Bob's page is connected to host B.  An
+INVITE for bob arrives at the front, which hands new calls to the workers
+in turn: the call that lands on host A is answered 480 with
+``X-Gateway-Users: bob`` and the front sends it on to host B, where bob's
+page rings.  Both calls reach bob, and the audio makes the round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from .audio import has_tone
+from .gatewayprocess import GatewayProcess
+from .peers import netns, sipp
+from .webclient import RATE, WebClient
+
+SIP_PORT = 5060  # fixed ports are safe inside namespaces the test has just made
+RPC_PORT = 5080
+HTTP_PORT = 8080
+PAGE_HZ = 850
+
+
+async def test_an_inbound_call_at_the_front_rings_the_page_on_the_host_where_the_user_is(tmp_path: Path) -> None:
+    with netns.hosts(2) as (outside, (a, b)):
+        host_a = GatewayProcess(
+            _dir(tmp_path, "a"),
+            f'[engines]\nworkers = 1\ninternal_host = "{a.address}"\n[front]\nhost_id = 1\nrpc_port = {RPC_PORT}\n',
+            host=a.address, sip_port=SIP_PORT, http_port=HTTP_PORT, netns=a.netns,
+        )
+        host_b = GatewayProcess(
+            _dir(tmp_path, "b"),
+            f'[engines]\nworkers = 1\ninternal_host = "{b.address}"\n[front]\nhost_id = 2\n'
+            f'rpc_url = "http://{a.address}:{RPC_PORT}/RPC"\naddress = "{a.address}:{SIP_PORT}"\n',
+            host=b.address, http_port=HTTP_PORT, netns=b.netns,
+        )
+        bob = WebClient(host_b.url)
+        try:
+            assert host_b.sip_address == f"{a.address}:{SIP_PORT}", "host B should give out the front's address"
+            await bob.connect()
+            await bob.sign_in("bob")
+            await asyncio.sleep(0.5)  # the presence RPC to the front
+            for attempt in range(2):
+                caller = sipp.uac(tmp_path / f"caller{attempt}", f"sip:bob@{a.address}:{SIP_PORT}", hold_ms=3000, ip=outside)
+                with caller:
+                    incoming = await bob.next("incoming", timeout=10)
+                    await bob.answer(incoming["call"], tone_hz=PAGE_HZ)
+                    await bob.next("answered", timeout=10)
+                    await asyncio.sleep(2)
+                    assert has_tone(bob.last_heard(1.0), RATE, PAGE_HZ), "no audio round trip through the front"
+                    assert (await asyncio.to_thread(caller.result, 15)).final_status == 200
+                    await bob.next("ended", timeout=10)
+                await bob.hang_up_media()
+            assert "ended: unavailable, 480" in host_a.log(), "no call went through host A first"
+        finally:
+            await bob.close()
+            codes = host_b.stop(), host_a.stop()
+        assert codes == (0, 0), host_a.log()[-2000:] + host_b.log()[-2000:]
+
+
+def _dir(root: Path, name: str) -> Path:
+    path = root / name
+    path.mkdir()
+    return path
