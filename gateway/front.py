@@ -38,9 +38,11 @@ PRESENCE_SECONDS = 90
 _REFRESH_SECONDS = PRESENCE_SECONDS / 3
 _RPC_TIMEOUT = aiohttp.ClientTimeout(total=5)
 _WILDCARD = ("0.0.0.0", "")
+_INACTIVE = 1
+"""dispatcher destination flag: in the list, but given no calls."""
 
 
-class FrontError(Exception):
+class FrontError(OSError):
     """The front cannot be started or does not answer."""
 
 
@@ -142,7 +144,7 @@ class Front:
             self._process = None
 
     def kamailio_config(self, workdir: Path) -> str:
-        """The managed Kamailio's configuration: generated values, then :file:`front.cfg`."""
+        """The managed Kamailio's configuration: generated values, :file:`front.cfg`, the trunks' route."""
         sip, front = self._config.sip, self._config.front
         advertise = f" advertise {self.address}" if sip.public_host else ""
         (workdir / "dispatcher.list").write_text("")
@@ -162,26 +164,27 @@ class Front:
             lines += [f"listen={proto}:{host}:{self.port}{advertise}" for proto in ("udp", "tcp")[: 1 + sip.tcp]]
         lines.append(f"listen=tcp:{self._config.engines.internal_host}:{self._rpc_port}")
         lines += [f'#!substdef "!{name}!{value}!g"' for name, value in values.items()]
-        lines += _trusted_route(self._config)
-        return "\n".join(lines) + "\n" + TEMPLATE.read_text()
+        return "\n".join([*lines, TEMPLATE.read_text(), *_trusted_route(self._config)]) + "\n"
 
     # -- workers ----------------------------------------------------------------
 
     async def add_worker(self, address: str) -> None:
-        await self._dispatch("dispatcher.add", address)
-
-    async def remove_worker(self, address: str) -> None:
-        await self._dispatch("dispatcher.remove", address)
-
-    async def set_full(self, address: str, full: bool) -> None:
-        """A full worker gets no new calls until one of its calls ends."""
-        await self._dispatch("dispatcher.set_state", address, "i" if full else "a")
-
-    async def _dispatch(self, method: str, address: str, state: str = "") -> None:
-        """Change a worker in this host's set and in the set of all workers."""
+        """Known before it starts, so its first requests (a REGISTER) are taken as a worker's;
+        it gets calls once :meth:`set_active` says so."""
         async with self._dispatcher:
             for group in (ALL_WORKERS, self._set):
-                await self.rpc(method, *([state] if state else []), group, f"sip:{address}")
+                await self.rpc("dispatcher.add", group, f"sip:{address}", _INACTIVE)
+
+    async def remove_worker(self, address: str) -> None:
+        async with self._dispatcher:
+            for group in (ALL_WORKERS, self._set):
+                await self.rpc("dispatcher.remove", group, f"sip:{address}")
+
+    async def set_active(self, address: str, active: bool) -> None:
+        """Whether new calls go to a worker: not while it is full, dead or starting."""
+        async with self._dispatcher:
+            for group in (ALL_WORKERS, self._set):
+                await self.rpc("dispatcher.set_state", "a" if active else "i", group, f"sip:{address}")
 
     async def end_dialogs(self, address: str) -> int:
         """BYE both ends of every answered call a (dead) worker at ``address`` carried."""

@@ -98,6 +98,8 @@ class Supervisor:
 
     async def start(self) -> None:
         """Start every worker; returns when all are ready (or raises)."""
+        for worker in self.workers:
+            await self._front.add_worker(worker.address)
         loop = asyncio.get_running_loop()
         runners = []
         for worker in self.workers:
@@ -123,12 +125,14 @@ class Supervisor:
             if worker.link is not None:
                 worker.link.close()
         await asyncio.gather(*(w.runner for w in self.workers if w.runner is not None), return_exceptions=True)
+        for worker in self.workers:
+            self._front.spawn(self._front.remove_worker(worker.address))
 
     def on_load(self, link: api.EngineLink, full: bool) -> None:
         """control's load listener: a full worker leaves the front's rotation until it has room."""
         worker = self._by_link.get(link)
         if worker is not None:
-            self._front.spawn(self._front.set_full(worker.address, full))
+            self._front.spawn(self._front.set_active(worker.address, not full))
 
     # -- one worker -------------------------------------------------------------
 
@@ -181,7 +185,7 @@ class Supervisor:
 
     async def _joined(self, worker: Worker) -> None:
         try:
-            await self._front.add_worker(worker.address)
+            await self._front.set_active(worker.address, True)
         except FrontError as exc:
             log.error("worker %d is ready but the front does not take it: %s", worker.index, exc)
         worker.ready.set()
@@ -192,8 +196,8 @@ class Supervisor:
         link.close()
         self._by_link.pop(link, None)
         worker.ready.clear()
-        self._front.spawn(self._front.remove_worker(worker.address))
         if not self._stopping:
+            self._front.spawn(self._front.set_active(worker.address, False))
             try:
                 ended = await self._front.end_dialogs(worker.address)
                 log.warning("worker %d died: the front ended its %d answered call(s)", worker.index, ended)

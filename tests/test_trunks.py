@@ -185,3 +185,36 @@ async def test_inbound_did_rings_a_user_and_a_group_rings_everyone(
         finally:
             await alice.close()
             await bob.close()
+
+
+async def test_behind_the_front_the_trunk_sees_one_address_both_ways(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path, phone: Baresip
+) -> None:
+    """With workers, the registration's Contact is the front's, calls leave through it,
+    and the trunk's calls coming back through it are still known as the trunk's."""
+    inbound = '[[inbound]]\ndid = "+442079460001"\nuser = "alice"\n\n[engines]\nworkers = 2\n'
+    with Kamailio(tmp_path / "kam", {"gw": "secret", "1001": "pw1"}, routes={DIGITS: phone.uri}) as kam:
+        gateway = start_gateway(gateway_config({"kam": f"127.0.0.1:{kam.port}"}, ["kam"], extra=inbound))
+        kam.rpc("htable.sets", "routes", "s:442079460001", f"s:sip:442079460001@{gateway.sip_address}")
+        await wait_trunk(gateway, "kam", True)
+        assert [contact.uri.split("@", 1)[1].split(";")[0] for contact in kam.contacts("gw")] == [gateway.sip_address]
+        alice = await signed_in(gateway)
+        try:
+            call = await alice.call(NUMBER, tone_hz=PAGE_HZ)
+            await alice.next("answered")
+            await asyncio.sleep(2.5)
+            assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
+            await alice.send({"type": "hangup", "call": call})
+            await alice.next("ended")
+            await alice.hang_up_media()
+            await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
+            register_phone(phone, kam, "1001")
+            phone.dial(kam.user_uri("442079460001"))
+            ringing = await alice.next("incoming")
+            assert ringing["from"].startswith("sip:1001@")
+            await alice.answer(ringing["call"], tone_hz=PAGE_HZ)
+            await alice.next("answered")
+            await asyncio.sleep(2.5)
+            assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
+        finally:
+            await alice.close()
