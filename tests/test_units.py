@@ -8,7 +8,8 @@ import pytest
 
 from gateway import endcause, engineapi
 from gateway.callstate import CallState, can_move
-from gateway.config import ConfigError, load
+from gateway.config import ConfigError, load, worker_count
+from gateway.control import CallControl, RequestError
 from gateway.passwords import hash_password, verify_password
 from gateway.turn import turn_server
 
@@ -53,6 +54,8 @@ def test_call_state_moves(old: CallState, new: CallState, allowed: bool) -> None
         engineapi.Ended("c1", "busy", 486, "Busy"),
         engineapi.Incoming("c2", "alice", "sip:bob@h", "Bob", ""),
         engineapi.TrunkState("carrier", False, 403, "Forbidden"),
+        engineapi.Reject("c2", 480, "Not available", ("alice", "bob")),
+        engineapi.EngineReady("127.0.0.1:5071", 4),
     ],
 )
 def test_engine_messages_survive_json(message: object) -> None:
@@ -86,6 +89,9 @@ def test_password_hashes_are_salted_and_checked() -> None:
         ("[users]\n'Bad Name' = 'scrypt$x'\n", "a user name is"),
         ("[webrtc]\nice_servers = [{ username = 'u' }]\n", "needs urls"),
         ("[calls]\nring_timeout = 0\n", "must be positive"),
+        ("[engines]\nworkers = -1\n", "must not be negative"),
+        ("[front]\nhost_id = 100\n", "front.host_id must be 1-99"),
+        ("[front]\nrpc_url = 'http://front:5080/RPC'\n", "go together"),
     ],
 )
 def test_configuration_errors_name_file_and_key(tmp_path: Path, text: str, says: str) -> None:
@@ -107,3 +113,74 @@ def test_turn_credentials_follow_coturns_shared_secret_scheme() -> None:
     assert server["username"] == "1000600:alice"
     # base64(HMAC-SHA1("s3cret", "1000600:alice")), as coturn's use-auth-secret computes it
     assert server["credential"] == "WArXTW1V1HCEEN+krrm2umr8b4c="
+
+
+@pytest.mark.parametrize(
+    ("engines", "cores", "workers"),
+    [
+        ("", 2, 0),  # the embedded default
+        ("capacity = 4", 2, 0),  # one engine carries it
+        ("capacity = 5", 2, 2),
+        ("capacity = 100", 2, 25),
+        ("capacity = 10", 8, 8),  # at least one per core: a process uses one core at most
+        ("workers = 3\ncapacity = 100", 2, 3),  # asked for outright
+    ],
+)
+def test_worker_count_follows_capacity_and_cores(tmp_path: Path, engines: str, cores: int, workers: int) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(f"[engines]\n{engines}\n")
+    assert worker_count(load(path), cores) == workers
+
+
+class _Link:
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, command: object) -> None:
+        self.sent.append(command)
+
+
+class _Page:
+    user: str | None = None
+
+    def send(self, message: dict) -> None:
+        pass
+
+
+async def test_calls_go_to_the_engine_with_most_room_and_busy_when_none_has_any() -> None:
+    control = CallControl(load(None), sip_host="front:5060")
+    links = [_Link(), _Link()]
+    full: list[tuple[object, bool]] = []
+    control.on_load = lambda link, is_full: full.append((link, is_full))
+    for index, link in enumerate(links):
+        control.attach(link)
+        control.on_event(link, engineapi.EngineReady(f"engine{index}:5071", 2))
+    page = _Page()
+    await control.sign_in(page, "alice", None)
+    calls = [control.place_call(page, "600", "v=0") for _ in range(4)]
+    assert [len(link.sent) for link in links] == [2, 2]
+    assert links[0].sent[0].targets == (("", "sip:600@front:5060"),)  # local calls go through the front
+    assert sorted(is_full for _, is_full in full) == [True, True]
+    with pytest.raises(RequestError, match="busy"):
+        control.place_call(page, "600", "v=0")
+    control.on_event(links[1], engineapi.Ended(calls[1], "normal", 200, "Call ended"))
+    assert full[-1] == (links[1], False)
+    control.place_call(page, "600", "v=0")
+    assert len(links[1].sent) == 3
+
+
+async def test_a_lost_engine_ends_its_calls_for_the_page_only() -> None:
+    control = CallControl(load(None))
+    first, second = _Link(), _Link()
+    for link in (first, second):
+        control.attach(link)
+        control.on_event(link, engineapi.EngineReady("127.0.0.1:5071", 4))
+    page = _Page()
+    await control.sign_in(page, "alice", None)
+    lost, kept = control.place_call(page, "600", "v=0"), control.place_call(page, "600", "v=0")
+    assert (first.sent[0].call_id, second.sent[0].call_id) == (lost, kept)
+    control.detach(first, endcause.EndCause("failed", 500, "engine stopped"))
+    assert control.call_count == 1
+    control.hang_up_all()
+    assert len(first.sent) == 1, "nothing is sent to a dead engine"
+    assert second.sent[-1] == engineapi.Hangup(kept)
