@@ -2,7 +2,7 @@
 # Installs the real programs the integration tests talk to, from Debian's packages.
 set -euo pipefail
 
-packages=(sip-tester baresip kamailio coturn chromium chromium-driver)
+packages=(sip-tester baresip kamailio coturn chromium chromium-driver iproute2)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gateway.config import load
+import pytest
+
+from gateway.config import load, worker_count
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +22,15 @@ def test_readme_example_configuration_loads(tmp_path: Path) -> None:
     assert set(config.users or {}) == {"alice", "bob"}
 
 
-def test_docker_configuration_loads() -> None:
-    config = load(ROOT / "docker" / "gateway.toml")
+@pytest.mark.parametrize("name", ["gateway.toml", "gateway-a.toml", "gateway-b.toml"])
+def test_docker_configurations_load(name: str) -> None:
+    config = load(ROOT / "docker" / name)
     assert list(config.plan.trunks) == ["asterisk"]
+
+
+def test_the_two_docker_hosts_share_one_front() -> None:
+    a, b = load(ROOT / "docker" / "gateway-a.toml"), load(ROOT / "docker" / "gateway-b.toml")
+    assert (worker_count(a, 2), worker_count(b, 2)) == (4, 4)
+    assert b.front.address == f"{a.sip.public_host}:{a.sip.port}"
+    assert b.front.rpc_url == f"http://{a.engines.internal_host}:{a.front.rpc_port}/RPC"
+    assert a.front.host_id != b.front.host_id
