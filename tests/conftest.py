@@ -63,6 +63,12 @@ def gateway(start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
     return start_gateway()
 
 
+@pytest.fixture(params=["embedded", "workers"])
+def either_gateway(request: pytest.FixtureRequest, start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
+    """The default gateway, and one with two worker processes behind its Kamailio front."""
+    return start_gateway("" if request.param == "embedded" else "[engines]\nworkers = 2\n")
+
+
 @pytest.fixture
 async def connect_client() -> AsyncIterator[Callable[..., Awaitable[WebClient]]]:
     """Browser stand-ins on a given gateway, signed in unless ``user`` is None; closed at the end of the test."""

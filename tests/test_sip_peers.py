@@ -121,8 +121,11 @@ async def test_sip_phone_that_vanishes_ends_the_call_by_rtp_timeout(start_gatewa
         await alice.close()
 
 
-async def test_malformed_sip_leaves_calls_and_new_calls_working(gateway, web_client, phone: Baresip, tmp_path: Path) -> None:
-    alice = await web_client()
+async def test_malformed_sip_leaves_calls_and_new_calls_working(
+    either_gateway, connect_client, phone: Baresip, tmp_path: Path
+) -> None:
+    gateway = either_gateway
+    alice = await connect_client(gateway)
     await alice.call(phone.uri, tone_hz=PAGE_HZ)
     await alice.next("answered")
     sipp.send_udp(gateway.uri("alice"), sipp.GARBAGE)
@@ -131,13 +134,14 @@ async def test_malformed_sip_leaves_calls_and_new_calls_working(gateway, web_cli
     assert result.final_status in (None, 400)
     await asyncio.sleep(2)
     assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
-    bob = await web_client("bob")
+    bob = await connect_client(gateway, "bob")
     await bob.call("601")
     await bob.next("answered")
 
 
-async def test_sigterm_hangs_up_calls_with_bye_and_exits_cleanly(gateway, web_client, phone: Baresip) -> None:
-    alice = await web_client()
+async def test_sigterm_hangs_up_calls_with_bye_and_exits_cleanly(either_gateway, connect_client, phone: Baresip) -> None:
+    gateway = either_gateway
+    alice = await connect_client(gateway)
     await alice.call(phone.uri)
     await alice.next("answered")
     await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
