@@ -16,6 +16,7 @@ from aiohttp import web
 
 from . import config as configuration
 from .app import SERVICES, create_app
+from .front import Front
 from .passwords import hash_password
 from .tlscert import server_context
 
@@ -35,6 +36,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, help="where the self-signed certificate is kept (default ./.gateway)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--hash-password", action="store_true", help="read a password and print its hash for [users]")
+    parser.add_argument(
+        "--write-front", type=Path, metavar="DIR",
+        help="write the Kamailio front's configuration for this gateway into DIR and exit (to run it yourself)",
+    )
     return parser.parse_args(argv)
 
 
@@ -89,6 +94,14 @@ async def serve(config: configuration.Config) -> None:
     await runner.cleanup()
 
 
+def write_front(config: configuration.Config, directory: Path) -> int:
+    front = Front(config)
+    path = front.write(directory.resolve())
+    print(f"Wrote {path} and {path.with_name('dispatcher.list')}; run: kamailio -DD -E -f {path}")
+    print(f"Other gateways point at it with [front] rpc_url = \"{front.rpc_url}\" and address = \"{front.address}\"")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.hash_password:
@@ -99,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()  # a crash inside pjsua2 then names the Python frames of every thread
     try:
         config = load_config(args)
+        if args.write_front:
+            return write_front(config, args.write_front)
         asyncio.run(serve(config))
     except configuration.ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

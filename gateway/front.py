@@ -114,10 +114,7 @@ class Front:
         """Start our own Kamailio (when managed) and wait until its RPC answers."""
         self._session = aiohttp.ClientSession(timeout=_RPC_TIMEOUT)
         if self.managed:
-            workdir.mkdir(parents=True, exist_ok=True)
-            config_path = workdir / "kamailio.cfg"
-            config_path.write_text(self.kamailio_config(workdir))
-            self._process = _launch(config_path, workdir)
+            self._process = _launch(self.write(workdir), workdir)
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -143,11 +140,18 @@ class Front:
             _terminate(self._process)
             self._process = None
 
+    def write(self, workdir: Path) -> Path:
+        """Kamailio's configuration and its (empty) dispatcher list in ``workdir``; returns the former."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "dispatcher.list").write_text("")
+        config_path = workdir / "kamailio.cfg"
+        config_path.write_text(self.kamailio_config(workdir))
+        return config_path
+
     def kamailio_config(self, workdir: Path) -> str:
-        """The managed Kamailio's configuration: generated values, :file:`front.cfg`, the trunks' route."""
+        """The front's configuration: generated values, :file:`front.cfg`, the trunks' route."""
         sip, front = self._config.sip, self._config.front
         advertise = f" advertise {self.address}" if sip.public_host else ""
-        (workdir / "dispatcher.list").write_text("")
         values = {
             "FRONT_ADDRESS": self.address,
             "PIKE_REQUESTS": front.pike_requests,

@@ -14,13 +14,11 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import aiohttp
-
-from gateway.config import load
-from gateway.front import Front
 
 from . import peers
 from .audio import dominant_frequency, has_tone, tone_snr_db
@@ -189,15 +187,20 @@ def front_states(gateway: GatewayProcess) -> dict[str, str]:
 
 
 def test_the_front_configuration_is_valid_kamailio(tmp_path: Path) -> None:
-    """What the gateway writes, with trunks to exempt and a public address, passes `kamailio -c`."""
+    """What `--write-front` writes, with trunks to exempt and a public address, passes `kamailio -c`."""
     path = tmp_path / "gateway.toml"
     path.write_text(
         '[sip]\nport = 5060\npublic_host = "203.0.113.7"\n[engines]\nworkers = 2\n'
         '[dialplan]\ncountry = "GB"\n[[trunks]]\nname = "carrier"\nhost = "127.0.0.2:5060"\n'
     )
-    written = Front(load(path)).kamailio_config(tmp_path)
+    front = tmp_path / "front"
+    told = subprocess.run(
+        [sys.executable, "-m", "gateway", "-c", str(path), "--write-front", str(front)], capture_output=True, text=True
+    )
+    assert told.returncode == 0 and "kamailio -DD -E -f" in told.stdout, told.stderr
+    written = (front / "kamailio.cfg").read_text()
     assert 'if ($si == "127.0.0.2") return 1;' in written
     assert "advertise 203.0.113.7:5060" in written
-    (tmp_path / "kamailio.cfg").write_text(written)
-    check = subprocess.run(["kamailio", "-c", "-f", str(tmp_path / "kamailio.cfg")], capture_output=True, text=True)
+    assert (front / "dispatcher.list").exists()
+    check = subprocess.run(["kamailio", "-c", "-f", str(front / "kamailio.cfg")], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr[-2000:]
