@@ -18,6 +18,7 @@ import pjsua2 as pj
 from aiortc.mediastreams import MediaStreamTrack
 
 from . import endcause, engineapi as api
+from .background import Background
 from .bridge import Bridge
 from .config import Config
 from .endcause import EndCause
@@ -66,7 +67,7 @@ class MediaEngine:
         trunks = list(config.plan.trunks.values())
         self._ua = SipUserAgent(self._sip, self, config.sip, role, trunks, self._new_call_id)
         self._calls: dict[str, EngineCall] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background(log, "engine task")
         self._ticker: asyncio.Task[None] | None = None
 
     # -- life cycle ---------------------------------------------------------
@@ -83,7 +84,7 @@ class MediaEngine:
         for call in list(self._calls.values()):
             call.local_cause = call.local_cause or endcause.SHUTDOWN
             self._spawn(self._hangup(call))
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.wait()
         await self._sip.stop(self._ua.destroy)
         for call in list(self._calls.values()):
             await self._finish(call, call.local_cause or endcause.SHUTDOWN)
@@ -279,14 +280,7 @@ class MediaEngine:
         return f"{self._prefix}-{next(self._ids)}"
 
     def _spawn(self, work: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("engine task failed", exc_info=task.exception())
+        self._background.spawn(work)
 
     async def _tick(self) -> None:
         while True:

@@ -203,6 +203,25 @@ def decode(line: str) -> Command | Event:
     return cls(**{key: _tuples(value) for key, value in data.items()})
 
 
+def decode_command(line: str) -> Command:
+    """A command from call control (what a worker reads); anything else raises ``ValueError``."""
+    message = decode(line)
+    if not isinstance(message, _COMMANDS):
+        raise ValueError(f"not a command: {type(message).__name__}")
+    return message
+
+
+def decode_event(line: str) -> Event:
+    """An event from an engine (what the supervisor reads); anything else raises ``ValueError``."""
+    message = decode(line)
+    if isinstance(message, _COMMANDS):
+        raise ValueError(f"not an event: {type(message).__name__}")
+    return message
+
+
+_COMMANDS = (Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats)
+
+
 def _tuples(value: object) -> object:
     """JSON has no tuples: turn lists back into the tuples the messages hold."""
     return tuple(_tuples(item) for item in value) if isinstance(value, list) else value

@@ -21,12 +21,14 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import ifaddr
 
+from .background import Background
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ class Front:
         self._process: subprocess.Popen[bytes] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._users: set[str] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background = Background(log, "SIP front request")
         self._refresher: asyncio.Task[None] | None = None
         self._dispatcher = asyncio.Lock()
         """Kamailio refuses a dispatcher change while another one is being applied."""
@@ -133,7 +135,7 @@ class Front:
             self._refresher.cancel()
         for user in list(self._users):
             self.signed_out(user)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.wait()
         if self._session is not None:
             await self._session.close()
         if self._process is not None:
@@ -201,16 +203,9 @@ class Front:
                 ended += 1
         return ended
 
-    def spawn(self, work: Any) -> None:
+    def spawn(self, work: Awaitable[Any]) -> None:
         """Run an RPC in the background; its failure is logged, not raised."""
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("SIP front: %s", task.exception())
+        self._background.spawn(work)
 
     # -- presence (control.Presence) ----------------------------------------------
 

@@ -175,13 +175,13 @@ class Supervisor:
     async def _read_events(self, worker: Worker, link: WorkerLink, reader: asyncio.StreamReader) -> None:
         while line := await reader.readline():
             try:
-                event = api.decode(line.decode())
+                event = api.decode_event(line.decode())
             except (ValueError, TypeError) as exc:
                 log.error("worker %d sent something that is not an event: %s", worker.index, exc)
                 continue
             if isinstance(event, api.EngineReady):
                 await self._joined(worker)
-            self._control.on_event(link, event)  # type: ignore[arg-type]
+            self._control.on_event(link, event)
 
     async def _joined(self, worker: Worker) -> None:
         try:
@@ -207,7 +207,7 @@ class Supervisor:
         await asyncio.get_running_loop().run_in_executor(None, _reap, process)
 
 
-def _reap(process: Any) -> None:
+def _reap(process: BaseProcess) -> None:
     process.join(_STOP_SECONDS)
     if process.is_alive():
         process.kill()

@@ -53,8 +53,8 @@ async def _serve(config: Config, role: SipRole, sock: socket.socket) -> None:
 async def _read_commands(reader: asyncio.StreamReader, engine: MediaEngine) -> None:
     while line := await reader.readline():
         try:
-            command = api.decode(line.decode())
+            command = api.decode_command(line.decode())
         except (ValueError, TypeError) as exc:
             log.error("ignored a message the supervisor should never send: %s", exc)
             continue
-        engine.send(command)  # type: ignore[arg-type]
+        engine.send(command)

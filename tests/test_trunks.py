@@ -85,6 +85,17 @@ async def signed_in(gateway: GatewayProcess, user: str = "alice") -> WebClient:
     return client
 
 
+async def phone_rings_and_is_heard(phone: Baresip, number_uri: str, page: WebClient) -> None:
+    """The phone (registered as 1001) dials a DID; the page rings, answers and hears it."""
+    phone.dial(number_uri)
+    ringing = await page.next("incoming")
+    assert ringing["from"].startswith("sip:1001@")
+    await page.answer(ringing["call"], tone_hz=PAGE_HZ)
+    await page.next("answered")
+    await asyncio.sleep(2.5)
+    assert has_tone(page.last_heard(1.0), RATE, PHONE_HZ)
+
+
 @pytest.fixture
 def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
     with Kamailio(tmp_path / "kam", {"gw": "secret", "1001": "pw1"}) as running:
@@ -169,13 +180,7 @@ async def test_inbound_did_rings_a_user_and_a_group_rings_everyone(
         alice, bob = await signed_in(gateway, "alice"), await signed_in(gateway, "bob")
         try:
             register_phone(phone, kam, "1001")
-            phone.dial(kam.user_uri(DIGITS))
-            ringing = await alice.next("incoming")
-            assert ringing["from"].startswith("sip:1001@")
-            await alice.answer(ringing["call"], tone_hz=PAGE_HZ)
-            await alice.next("answered")
-            await asyncio.sleep(2.5)
-            assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
+            await phone_rings_and_is_heard(phone, kam.user_uri(DIGITS), alice)
             phone.hangup()
             await alice.next("ended")
             await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
@@ -209,12 +214,6 @@ async def test_behind_the_front_the_trunk_sees_one_address_both_ways(
             await alice.hang_up_media()
             await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
             register_phone(phone, kam, "1001")
-            phone.dial(kam.user_uri("442079460001"))
-            ringing = await alice.next("incoming")
-            assert ringing["from"].startswith("sip:1001@")
-            await alice.answer(ringing["call"], tone_hz=PAGE_HZ)
-            await alice.next("answered")
-            await asyncio.sleep(2.5)
-            assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
+            await phone_rings_and_is_heard(phone, kam.user_uri("442079460001"), alice)
         finally:
             await alice.close()
