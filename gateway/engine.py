@@ -22,7 +22,6 @@ from .background import Background
 from .bridge import Bridge
 from .config import Config
 from .endcause import EndCause
-from .sipaccount import SipRole
 from .sipthread import SipThread
 from .sipua import SipUserAgent
 from .webrtcleg import WebRtcLeg
@@ -58,7 +57,7 @@ class EngineCall:
 class MediaEngine:
     """Executes commands from call control; reports through ``emit``."""
 
-    def __init__(self, config: Config, emit: api.EventSink, role: SipRole = SipRole()) -> None:
+    def __init__(self, config: Config, emit: api.EventSink, role: api.SipRole = api.SipRole()) -> None:
         self._config = config
         self._emit = emit
         self._sip = SipThread()

@@ -7,6 +7,9 @@ of plain values, so it can cross a process boundary as JSON
 the embedded default both halves share one event loop and the objects are
 passed as they are.
 
+An engine is started with a ``SipRole``: on its own, or as a worker behind
+the SIP front.
+
 Commands (control -> engine):
 
 - ``Dial``: answer the browser's WebRTC offer and place a SIP call to the first
@@ -45,6 +48,21 @@ import asyncio
 import dataclasses
 import json
 from typing import Callable, Protocol, Union
+
+
+@dataclasses.dataclass(frozen=True)
+class SipRole:
+    """Where an engine stands: facing the network itself, or a worker behind a SIP front.
+
+    Behind a front every request leaves through it (``front`` as outbound
+    proxy, so trunks see one address), and only the worker that
+    ``registers`` keeps the trunks' registrations.
+    """
+
+    front: str = ""
+    registers: bool = True
+    internal_host: str = ""
+    """Behind a front: the address SIP listens on (RTP stays on ``sip.listen``)."""
 
 
 @dataclasses.dataclass(frozen=True)

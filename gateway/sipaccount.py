@@ -9,32 +9,17 @@ tight loop.  Runs on the SIP thread.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
 from .config import SipConfig
+from .engineapi import SipRole
 
 if TYPE_CHECKING:
     from dialplan import Trunk
 
     from .sipua import SipUserAgent
-
-
-@dataclasses.dataclass(frozen=True)
-class SipRole:
-    """Where an engine stands: facing the network itself, or a worker behind a SIP front.
-
-    Behind a front every request leaves through it (``front`` as outbound
-    proxy, so trunks see one address), and only the worker that
-    ``registers`` keeps the trunks' registrations.
-    """
-
-    front: str = ""
-    registers: bool = True
-    internal_host: str = ""
-    """Behind a front: the address SIP listens on (RTP stays on ``sip.listen``)."""
 
 
 def _account(sip: SipConfig, role: SipRole) -> pj.AccountConfig:

@@ -18,7 +18,8 @@ import pjsua2 as pj
 
 from . import audioformat
 from .config import SipConfig
-from .sipaccount import LocalAccount, SipRole, TrunkAccount, trunk_uri
+from .engineapi import SipRole
+from .sipaccount import LocalAccount, TrunkAccount, trunk_uri
 from .sipcall import SipCall
 from .sipport import AudioIO
 from .sipthread import SipThread

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import logging
 import multiprocessing
 import socket
@@ -22,12 +23,11 @@ from multiprocessing.reduction import ForkingPickler
 from types import MappingProxyType
 from typing import Any
 
-from . import engineapi as api, worker as worker_main
+from . import engineapi as api
 from .config import Config
 from .control import CallControl
 from .endcause import EndCause
 from .front import Front, FrontError, kernel_port
-from .sipaccount import SipRole
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ _STOP_SECONDS = 8.0
 _YOUNG_SECONDS = 10.0
 _MAX_DELAY = 30.0
 _RTP_PORTS_PER_WORKER = 64
+_WORKER_MODULE = "gateway.worker"
 
 
 def _mappingproxy(table: dict[Any, Any]) -> MappingProxyType[Any, Any]:
@@ -94,7 +95,7 @@ class Supervisor:
         self._by_link: dict[api.EngineLink, Worker] = {}
         # Workers fork from a server that imported the heavy libraries once, initialised none.
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload([worker_main.__name__])
+        self._context.set_forkserver_preload([_WORKER_MODULE])
 
     async def start(self) -> None:
         """Start every worker; returns when all are ready (or raises)."""
@@ -153,9 +154,9 @@ class Supervisor:
         host, port = worker.address.rsplit(":", 1)
         sip = dataclasses.replace(self._config.sip, port=int(port), rtp_port=worker.rtp_port)
         config = dataclasses.replace(self._config, sip=sip)
-        role = SipRole(front=self._front.proxy, registers=worker.index == 0, internal_host=host)
+        role = api.SipRole(front=self._front.proxy, registers=worker.index == 0, internal_host=host)
         process = self._context.Process(
-            target=worker_main.main,
+            target=_worker_main,
             args=(config, role, worker.index, theirs, logging.getLogger().getEffectiveLevel()),
             name=f"engine-{worker.index}",
             daemon=True,
@@ -205,6 +206,11 @@ class Supervisor:
                 log.error("worker %d died and its calls could not be ended at the front: %s", worker.index, exc)
         self._control.detach(link, ENGINE_LOST)
         await asyncio.get_running_loop().run_in_executor(None, _reap, process)
+
+
+def _worker_main(*args: Any) -> None:
+    """The worker's entry, imported in the child: the supervisor itself never loads pjsua2 or aiortc."""
+    importlib.import_module(_WORKER_MODULE).main(*args)
 
 
 def _reap(process: BaseProcess) -> None:

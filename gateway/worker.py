@@ -19,12 +19,11 @@ import socket
 from . import engineapi as api
 from .config import Config
 from .engine import MediaEngine
-from .sipaccount import SipRole
 
 log = logging.getLogger(__name__)
 
 
-def main(config: Config, role: SipRole, index: int, sock: socket.socket, log_level: int) -> None:
+def main(config: Config, role: api.SipRole, index: int, sock: socket.socket, log_level: int) -> None:
     """Process entry point (runs in the forked child)."""
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker{index} %(name)s: %(message)s")
     faulthandler.enable()
@@ -32,7 +31,7 @@ def main(config: Config, role: SipRole, index: int, sock: socket.socket, log_lev
     asyncio.run(_serve(config, role, sock))
 
 
-async def _serve(config: Config, role: SipRole, sock: socket.socket) -> None:
+async def _serve(config: Config, role: api.SipRole, sock: socket.socket) -> None:
     reader, writer = await asyncio.open_connection(sock=sock)
 
     def emit(event: api.Event) -> None:
