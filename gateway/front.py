@@ -42,6 +42,8 @@ _RPC_TIMEOUT = aiohttp.ClientTimeout(total=5)
 _WILDCARD = ("0.0.0.0", "")
 _INACTIVE = 1
 """dispatcher destination flag: in the list, but given no calls."""
+_DIALOG_ANSWERED = (3, 4)
+"""Kamailio dialog states of an answered call (ACKed or not); 1 and 2 are still ringing, 5 is over."""
 
 
 class FrontError(OSError):
@@ -193,14 +195,25 @@ class Front:
                 await self.rpc("dispatcher.set_state", "a" if active else "i", group, f"sip:{address}")
 
     async def end_dialogs(self, address: str) -> int:
-        """BYE both ends of every answered call a (dead) worker at ``address`` carried."""
-        dialogs = await self.rpc("dlg.list") or []
+        """End the SIP side of every call a dead worker at ``address`` carried.
+
+        Answered calls get BYE at both ends.  A call still ringing gets its
+        INVITE answered 500 (the worker was called) or cancelled (the worker
+        was calling); otherwise the caller would wait for the INVITE timer.
+        """
         ended = 0
-        for dialog in dialogs:
-            contacts = f"{dialog.get('caller', {}).get('contact', '')} {dialog.get('callee', {}).get('contact', '')}"
-            if f"@{address}" in contacts or f":{address}" in contacts:
+        for dialog in await self.rpc("dlg.list") or []:
+            variables = {key: value for pair in dialog.get("variables", []) for key, value in pair.items()}
+            if variables.get("worker") != address or dialog["state"] > max(_DIALOG_ANSWERED):
+                continue
+            callid, cseq = dialog["call-id"], str(dialog["caller"]["cseq"])
+            if dialog["state"] in _DIALOG_ANSWERED:
                 await self.rpc("dlg.end_dlg", dialog["h_entry"], dialog["h_id"])
-                ended += 1
+            elif variables.get("worker_is") == "callee":
+                await self.rpc("tm.reply_callid", 500, "Media Engine Stopped", callid, cseq, "")
+            else:
+                await self.rpc("tm.cancel", callid, cseq)
+            ended += 1
         return ended
 
     def spawn(self, work: Awaitable[Any]) -> None:

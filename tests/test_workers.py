@@ -204,3 +204,17 @@ def test_the_front_configuration_is_valid_kamailio(tmp_path: Path) -> None:
     assert (front / "dispatcher.list").exists()
     check = subprocess.run(["kamailio", "-c", "-f", str(front / "kamailio.cfg")], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr[-2000:]
+
+
+async def test_a_call_ringing_on_a_killed_worker_ends_for_the_sip_caller_at_once(
+    start_gateway, connect_client, tmp_path: Path
+) -> None:
+    gateway = start_gateway("[engines]\nworkers = 1\n")
+    bob = await connect_client(gateway, "bob")
+    caller = sipp.uac(tmp_path / "caller", gateway.uri("bob"), answer_timeout_s=60)
+    with caller:
+        await bob.next("incoming", timeout=10)
+        os.kill(next(iter(workers(gateway).values())), signal.SIGKILL)
+        ended = await bob.next("ended", timeout=10)
+        assert ended["cause"] == "failed"
+        assert (await asyncio.to_thread(caller.result, 10)).final_status == 500
