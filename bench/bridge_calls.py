@@ -30,6 +30,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from tests.audio import dominant_frequency
 from tests.gatewayprocess import GatewayProcess
+from tests.proctree import cpu_seconds, pss_mib
 from tests.peers.sipp import echo_uas
 from tests.webclient import FRAME, RATE, ToneTrack, WebClient
 
@@ -121,16 +122,6 @@ class Row:
     tones_intact: int
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks of 1/100 s
-
-
-def pss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def percentile(values: list[float], q: float) -> float:

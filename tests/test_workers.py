@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from . import peers
+from . import peers, proctree
 from .audio import dominant_frequency, has_tone, tone_snr_db
 from .conftest import PHONE_HZ
 from .gatewayprocess import GatewayProcess
@@ -39,27 +39,6 @@ async def health(gateway: GatewayProcess) -> dict:
 def workers(gateway: GatewayProcess) -> dict[str, int]:
     """Each worker's SIP address -> its newest pid, from the gateway's log."""
     return {address: int(pid) for _, pid, address in WORKER.findall(gateway.log())}
-
-
-def pss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def tree_pss_mib(pid: int) -> float:
-    """PSS of a process and all its descendants (the gateway, its workers, Kamailio)."""
-    children = {pid}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) in children or int(fields[2]) in children:  # ppid or process group
-                children.add(int(entry.name))
-    return sum(pss_mib(child) for child in children if Path(f"/proc/{child}").exists())
 
 
 async def test_ten_calls_over_three_workers_each_keep_their_own_tone(start_gateway, tmp_path: Path) -> None:
@@ -135,7 +114,7 @@ async def test_an_invite_flood_through_the_front_is_throttled_and_harms_no_call(
         await alice.call(echo.uri("echo"), tone_hz=700)
         await alice.next("answered", timeout=20)
         await asyncio.sleep(2)
-        memory_before = tree_pss_mib(gateway.process.pid)
+        memory_before = proctree.pss(proctree.tree(gateway.process.pid))
         flood = sipp.Sipp(
             tmp_path / "flood", "flood", ["-sf", str(sipp.SCENARIOS / "uac_final.xml")],
             remote=gateway.sip_address, variables={"ruri": gateway.uri("nobody")},
@@ -143,7 +122,7 @@ async def test_an_invite_flood_through_the_front_is_throttled_and_harms_no_call(
         )
         with flood:
             await asyncio.to_thread(flood.result, 40)
-        memory_after = tree_pss_mib(gateway.process.pid)
+        memory_after = proctree.pss(proctree.tree(gateway.process.pid))
         assert workers(gateway) == before, "a worker died or restarted under the flood"
         assert has_tone(alice.last_heard(1.0), RATE, 700), "the call in progress lost its audio"
         assert memory_after - memory_before < 100, f"memory grew from {memory_before:.0f} to {memory_after:.0f} MiB"
