@@ -41,6 +41,19 @@ def _frame_bytes(frame: pj.MediaFrame) -> bytes:
     return ctypes.string_at(begin, end - begin)
 
 
+def _fill_frame(frame: pj.MediaFrame, data: bytes) -> None:
+    """Copy ``data`` into the frame's own vector through its data pointer.
+
+    Assigning ``pj.ByteVector(data)`` converts the bytes element by element
+    (about 50 us per frame); resizing the vector in C++ and copying into
+    libstdc++'s ``begin`` costs a few microseconds.
+    """
+    vector = frame.buf
+    vector.resize(len(data))
+    begin = ctypes.c_void_p.from_address(int(vector.this)).value
+    ctypes.memmove(begin, data, len(data))
+
+
 class BridgePort(pj.AudioMediaPort):
     """A conference port that moves one call's audio to and from Python."""
 
@@ -57,7 +70,7 @@ class BridgePort(pj.AudioMediaPort):
         if self.closed:
             return
         frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
-        frame.buf = pj.ByteVector(self._audio.to_sip.take())
+        _fill_frame(frame, self._audio.to_sip.take())
         frame.size = audioformat.FRAME_BYTES
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
