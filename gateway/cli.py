@@ -95,6 +95,9 @@ async def serve(config: configuration.Config) -> None:
 
 
 def write_front(config: configuration.Config, directory: Path) -> int:
+    if config.front.rpc_url:
+        print(f"this gateway uses the front at {config.front.rpc_url}: write it from that front's configuration", file=sys.stderr)
+        return 2
     front = Front(config)
     path = front.write(directory.resolve())
     print(f"Wrote {path} and {path.with_name('dispatcher.list')}; run: kamailio -DD -E -f {path}")

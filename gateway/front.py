@@ -127,7 +127,9 @@ class Front:
             except FrontError:
                 if (self._process is not None and self._process.poll() is not None) or time.monotonic() > deadline:
                     await self.stop()
-                    raise FrontError(f"Kamailio did not start; see {workdir / 'kamailio.log'}") from None
+                    if self.managed:
+                        raise FrontError(f"Kamailio did not start; see {workdir / 'kamailio.log'}") from None
+                    raise FrontError(f"the SIP front at {self.rpc_url} does not answer") from None
                 await asyncio.sleep(0.1)
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_presence())
         log.info("SIP front %s (%s)", self.address, "Kamailio started by the gateway" if self.managed else self.rpc_url)

@@ -140,7 +140,10 @@ class Supervisor:
     async def _keep_running(self, worker: Worker) -> None:
         while not self._stopping:
             started = time.monotonic()
-            await self._run(worker)
+            try:
+                await self._run(worker)
+            except OSError as exc:  # the fork server or a socket failed: try again later
+                log.error("worker %d could not be started: %s", worker.index, exc)
             if self._stopping:
                 return
             young = time.monotonic() - started < _YOUNG_SECONDS
