@@ -11,6 +11,10 @@ page rings.  Both calls reach bob, and the audio makes the round trip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from .audio import has_tone
@@ -24,27 +28,41 @@ HTTP_PORT = 8080
 PAGE_HZ = 850
 
 
-async def test_an_inbound_call_at_the_front_rings_the_page_on_the_host_where_the_user_is(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def two_hosts(tmp_path: Path) -> Iterator[tuple[str, GatewayProcess, GatewayProcess]]:
+    """Host A (the front and one worker) and host B (one worker, A's front); yields the test's own address too."""
     with netns.hosts(2) as (outside, (a, b)):
         host_a = GatewayProcess(
             _dir(tmp_path, "a"),
             f'[engines]\nworkers = 1\ninternal_host = "{a.address}"\n[front]\nhost_id = 1\nrpc_port = {RPC_PORT}\n',
             host=a.address, sip_port=SIP_PORT, http_port=HTTP_PORT, netns=a.netns,
         )
-        host_b = GatewayProcess(
-            _dir(tmp_path, "b"),
-            f'[engines]\nworkers = 1\ninternal_host = "{b.address}"\n[front]\nhost_id = 2\n'
-            f'rpc_url = "http://{a.address}:{RPC_PORT}/RPC"\naddress = "{a.address}:{SIP_PORT}"\n',
-            host=b.address, http_port=HTTP_PORT, netns=b.netns,
-        )
+        try:
+            host_b = GatewayProcess(
+                _dir(tmp_path, "b"),
+                f'[engines]\nworkers = 1\ninternal_host = "{b.address}"\n[front]\nhost_id = 2\n'
+                f'rpc_url = "http://{a.address}:{RPC_PORT}/RPC"\naddress = "{a.address}:{SIP_PORT}"\n',
+                host=b.address, http_port=HTTP_PORT, netns=b.netns,
+            )
+            try:
+                yield outside, host_a, host_b
+            finally:
+                host_b.stop()
+        finally:
+            host_a.stop()
+
+
+async def test_an_inbound_call_at_the_front_rings_the_page_on_the_host_where_the_user_is(tmp_path: Path) -> None:
+    with two_hosts(tmp_path) as (outside, host_a, host_b):
+        front = host_a.sip_address
         bob = WebClient(host_b.url)
         try:
-            assert host_b.sip_address == f"{a.address}:{SIP_PORT}", "host B should give out the front's address"
+            assert host_b.sip_address == front, "host B should give out the front's address"
             await bob.connect()
             await bob.sign_in("bob")
             await asyncio.sleep(0.5)  # the presence RPC to the front
             for attempt in range(2):
-                caller = sipp.uac(tmp_path / f"caller{attempt}", f"sip:bob@{a.address}:{SIP_PORT}", hold_ms=3000, ip=outside)
+                caller = sipp.uac(tmp_path / f"caller{attempt}", f"sip:bob@{front}", hold_ms=3000, ip=outside)
                 with caller:
                     incoming = await bob.next("incoming", timeout=10)
                     await bob.answer(incoming["call"], tone_hz=PAGE_HZ)
@@ -57,8 +75,40 @@ async def test_an_inbound_call_at_the_front_rings_the_page_on_the_host_where_the
             assert "ended: unavailable, 480" in host_a.log(), "no call went through host A first"
         finally:
             await bob.close()
-            codes = host_b.stop(), host_a.stop()
-        assert codes == (0, 0), host_a.log()[-2000:] + host_b.log()[-2000:]
+        assert (host_b.stop(), host_a.stop()) == (0, 0), host_a.log()[-2000:] + host_b.log()[-2000:]
+
+
+async def test_a_vanished_host_is_taken_out_of_rotation_and_calls_go_on(tmp_path: Path) -> None:
+    with two_hosts(tmp_path) as (outside, host_a, host_b):
+        front = host_a.sip_address
+        alice = WebClient(host_a.url)
+        try:
+            await alice.connect()
+            await alice.sign_in("alice")
+            host_b.process.kill()  # the whole host: its workers end with their supervisor
+            for attempt in range(2):  # one of them first tries B's silent worker, then A's
+                caller = sipp.uac(tmp_path / f"caller{attempt}", f"sip:alice@{front}", hold_ms=500, ip=outside)
+                with caller:
+                    incoming = await alice.next("incoming", timeout=20)
+                    await alice.send({"type": "decline", "call": incoming["call"]})
+                    assert (await asyncio.to_thread(caller.result, 15)).final_status == 603
+                    await alice.next("ended", timeout=10)
+            states = dispatcher_states(front.split(":")[0])
+            assert [flags for address, flags in states.items() if not address.startswith(front.split(":")[0])] != ["A"]
+            assert [flags for address, flags in states.items() if address.startswith(front.split(":")[0])] == ["A"]
+        finally:
+            await alice.close()
+
+
+def dispatcher_states(host: str) -> dict[str, str]:
+    """Each worker's state in set 1 of the front's dispatcher (A active, I inactive, P probing)."""
+    request = json.dumps({"jsonrpc": "2.0", "method": "dispatcher.list", "id": 1}).encode()
+    reply = json.loads(urllib.request.urlopen(f"http://{host}:{RPC_PORT}/RPC", request, timeout=5).read())
+    return {
+        target["DEST"]["URI"].removeprefix("sip:"): target["DEST"]["FLAGS"][0]
+        for record in reply["result"]["RECORDS"] if record["SET"]["ID"] == 1
+        for target in record["SET"]["TARGETS"]
+    }
 
 
 def _dir(root: Path, name: str) -> Path:

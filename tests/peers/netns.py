@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import signal
 import subprocess
 from collections.abc import Iterator
+
+
+_SERIAL = itertools.count()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +34,10 @@ def _ip(*args: str) -> None:
 @contextlib.contextmanager
 def hosts(count: int) -> Iterator[tuple[str, list[Host]]]:
     """``count`` hosts on a fresh bridge; yields (the root namespace's address on it, the hosts)."""
-    tag = f"{os.getpid() % 10000}"
-    subnet = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+    # Unique per call: a deleted namespace's veth pair disappears only a little later.
+    serial = next(_SERIAL)
+    tag = f"{os.getpid() % 1000}{serial % 100}"
+    subnet = f"10.{200 + os.getpid() % 50}.{(os.getpid() + serial) % 250}"
     bridge = f"gwbr{tag}"
     made: list[Host] = []
     try:
