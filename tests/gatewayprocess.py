@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 _READY_SECONDS = 30
@@ -70,6 +72,20 @@ class GatewayProcess:
     @property
     def sip_port(self) -> int:
         return int(self.sip_address.rsplit(":", 1)[1])
+
+    def front_states(self) -> dict[str, str]:
+        """Each worker's state in the dispatcher of the front this gateway started (A active, I inactive),
+        read through the front's JSON-RPC, found in the Kamailio configuration the gateway wrote."""
+        config = (self.workdir / "state" / "front" / "kamailio.cfg").read_text()
+        port = re.search(r"!RPC_PORT!(\d+)!", config).group(1)
+        host = re.search(rf"^listen=tcp:(\S+):{port}$", config, re.M).group(1)
+        request = json.dumps({"jsonrpc": "2.0", "method": "dispatcher.list", "id": 1}).encode()
+        reply = json.loads(urllib.request.urlopen(f"http://{host}:{port}/RPC", request, timeout=5).read())
+        return {
+            target["DEST"]["URI"].removeprefix("sip:"): target["DEST"]["FLAGS"][0]
+            for record in reply["result"]["RECORDS"] if record["SET"]["ID"] == 1
+            for target in record["SET"]["TARGETS"]
+        }
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -9,13 +9,11 @@ through them, and audio is checked by its frequency.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -143,26 +141,13 @@ async def test_a_full_worker_leaves_the_rotation_until_a_call_ends(start_gateway
         call = await alice.call(echo.uri("echo"), tone_hz=700)
         await alice.next("answered", timeout=20)
         busy = next(engine["sip"] for engine in (await health(gateway))["engines"] if engine["calls"])
-        await peers.net.wait_for_async(lambda: front_states(gateway)[busy] == "I", 5)
+        await peers.net.wait_for_async(lambda: gateway.front_states()[busy] == "I", 5)
         for attempt in range(3):  # new calls go to the other worker
             result = await asyncio.to_thread(sipp.uac(tmp_path / f"in{attempt}", gateway.uri("601"), hold_ms=200).run, 15)
             assert result.final_status == 200
         await alice.send({"type": "hangup", "call": call})
         await alice.next("ended")
-        await peers.net.wait_for_async(lambda: front_states(gateway)[busy] == "A", 5)
-
-
-def front_states(gateway: GatewayProcess) -> dict[str, str]:
-    """Each worker's state in the front's dispatcher (A active, I inactive), by its JSON-RPC."""
-    config = (gateway.workdir / "state" / "front" / "kamailio.cfg").read_text()
-    port = re.search(r"!RPC_PORT!(\d+)!", config).group(1)
-    request = {"jsonrpc": "2.0", "method": "dispatcher.list", "id": 1}
-    reply = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/RPC", json.dumps(request).encode(), timeout=5).read())
-    return {
-        target["DEST"]["URI"].removeprefix("sip:"): target["DEST"]["FLAGS"][0]
-        for record in reply["result"]["RECORDS"] if record["SET"]["ID"] == 1
-        for target in record["SET"]["TARGETS"]
-    }
+        await peers.net.wait_for_async(lambda: gateway.front_states()[busy] == "A", 5)
 
 
 def test_the_front_configuration_is_valid_kamailio(tmp_path: Path) -> None:
