@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 def _account(sip: SipConfig, role: SipRole) -> pj.AccountConfig:
     account = pj.AccountConfig()
+    # pjsua re-INVITEs to narrow an answer that lists several codecs down to one; those
+    # extra re-INVITEs collide with the far end's (hold, resume) and both get 491.
+    account.mediaConfig.lockCodecEnabled = False
     if role.front:
         account.sipConfig.proxies.append(f"sip:{role.front};lr")
     account.mediaConfig.transportConfig.port = sip.rtp_port
