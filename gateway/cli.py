@@ -11,12 +11,12 @@ import signal
 import sys
 from pathlib import Path
 
-import ifaddr
 from aiohttp import web
 
 from . import config as configuration
 from .app import SERVICES, create_app
 from .front import Front
+from .hostaddr import own_addresses
 from .passwords import hash_password
 from .tlscert import server_context
 
@@ -60,24 +60,17 @@ def load_config(args: argparse.Namespace) -> configuration.Config:
     return config
 
 
-def _own_addresses() -> list[str]:
-    return [
-        str(ip.ip) for adapter in ifaddr.get_adapters() for ip in adapter.ips
-        if ip.is_IPv4 and not str(ip.ip).startswith("127.")
-    ]
-
-
 async def serve(config: configuration.Config) -> None:
     """Run until SIGINT or SIGTERM; then calls get their BYE and the process exits."""
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    ssl_context = server_context(config.state_dir, _own_addresses()) if config.http.tls else None
+    ssl_context = server_context(config.state_dir, own_addresses(loopback=False)) if config.http.tls else None
     site = web.TCPSite(runner, config.http.listen, config.http.port, ssl_context=ssl_context)
     await site.start()
     port = runner.addresses[0][1]
     scheme = "https" if ssl_context else "http"
-    hosts = ["localhost", *_own_addresses()] if config.http.listen in ("0.0.0.0", "::") else [config.http.listen]
+    hosts = ["localhost", *own_addresses(loopback=False)] if config.http.listen in ("0.0.0.0", "::") else [config.http.listen]
     for host in hosts:
         print(f"Web phone: {scheme}://{host}:{port}/", flush=True)
     control = app[SERVICES].control

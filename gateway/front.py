@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import ifaddr
 
 from .background import Background
 from .config import Config
+from .hostaddr import kernel_port, own_address, own_addresses
 
 log = logging.getLogger(__name__)
 
@@ -53,32 +53,6 @@ class FrontError(OSError):
 def host_set(host_id: int) -> int:
     """Dispatcher set of one gateway host's workers (where its signed-in users are)."""
     return 100 + host_id
-
-
-def kernel_port(host: str) -> int:
-    """A port free for both UDP and TCP on ``host``, chosen by the kernel."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise FrontError(f"no port free for both UDP and TCP on {host}")
-
-
-def own_addresses() -> list[str]:
-    """This machine's IPv4 addresses, loopback last."""
-    addresses = [str(ip.ip) for adapter in ifaddr.get_adapters() for ip in adapter.ips if ip.is_IPv4]
-    return sorted(set(addresses), key=lambda address: address.startswith("127."))
-
-
-def own_address() -> str:
-    """Where peers reach a wildcard listener: the first non-loopback address."""
-    return own_addresses()[0]
 
 
 class Front:
@@ -143,7 +117,7 @@ class Front:
         if self._session is not None:
             await self._session.close()
         if self._process is not None:
-            _terminate(self._process)
+            await asyncio.get_running_loop().run_in_executor(None, _terminate, self._process)
             self._process = None
 
     def write(self, workdir: Path) -> Path:

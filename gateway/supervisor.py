@@ -27,7 +27,8 @@ from . import engineapi as api
 from .config import Config
 from .control import CallControl
 from .endcause import EndCause
-from .front import Front, FrontError, kernel_port
+from .front import Front, FrontError
+from .hostaddr import kernel_port
 
 log = logging.getLogger(__name__)
 
@@ -52,27 +53,13 @@ def _reduce_mappingproxy(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[
 ForkingPickler.register(MappingProxyType, _reduce_mappingproxy)
 
 
-class WorkerLink:
-    """Call control's :class:`~gateway.engineapi.EngineLink` to one worker process."""
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-
-    def send(self, command: api.Command) -> None:
-        if not self._writer.is_closing():
-            self._writer.write(api.encode(command).encode() + b"\n")
-
-    def close(self) -> None:
-        self._writer.close()
-
-
 @dataclasses.dataclass(eq=False)
 class Worker:
     index: int
     address: str
     rtp_port: int
     process: BaseProcess | None = None
-    link: WorkerLink | None = None
+    link: api.StreamLink | None = None
     ready: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     delay: float = 0.0
     runner: asyncio.Task[None] | None = None
@@ -167,7 +154,7 @@ class Supervisor:
         process.start()
         theirs.close()
         reader, writer = await asyncio.open_connection(sock=ours, limit=1 << 20)
-        link = WorkerLink(writer)
+        link = api.StreamLink(writer)
         worker.process, worker.link = process, link
         self._by_link[link] = worker
         self._control.attach(link)
@@ -176,7 +163,7 @@ class Supervisor:
         finally:
             await self._lost(worker, link, process)
 
-    async def _read_events(self, worker: Worker, link: WorkerLink, reader: asyncio.StreamReader) -> None:
+    async def _read_events(self, worker: Worker, link: api.StreamLink, reader: asyncio.StreamReader) -> None:
         while line := await reader.readline():
             try:
                 event = api.decode_event(line.decode())
@@ -195,7 +182,7 @@ class Supervisor:
         worker.ready.set()
         log.info("worker %d (pid %s) takes calls on %s", worker.index, worker.process and worker.process.pid, worker.address)
 
-    async def _lost(self, worker: Worker, link: WorkerLink, process: BaseProcess) -> None:
+    async def _lost(self, worker: Worker, link: api.StreamLink, process: BaseProcess) -> None:
         """The link closed: the worker exited or was killed."""
         link.close()
         self._by_link.pop(link, None)
