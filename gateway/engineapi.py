@@ -266,3 +266,21 @@ class LocalLink:
 
     def send(self, command: Command) -> None:
         asyncio.get_running_loop().call_soon(self._deliver, command)
+
+
+class StreamLink:
+    """Messages as JSON lines on a stream: both ends of a worker's socket.
+
+    Call control sends commands to a worker through one; the worker emits its
+    events through another.  Once the stream closes, messages are dropped.
+    """
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    def send(self, message: Command | Event) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(encode(message).encode() + b"\n")
+
+    def close(self) -> None:
+        self._writer.close()

@@ -33,12 +33,8 @@ def main(config: Config, role: api.SipRole, index: int, sock: socket.socket, log
 
 async def _serve(config: Config, role: api.SipRole, sock: socket.socket) -> None:
     reader, writer = await asyncio.open_connection(sock=sock)
-
-    def emit(event: api.Event) -> None:
-        if not writer.is_closing():
-            writer.write(api.encode(event).encode() + b"\n")
-
-    engine = MediaEngine(config, emit, role)
+    supervisor = api.StreamLink(writer)
+    engine = MediaEngine(config, supervisor.send, role)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await engine.start()
@@ -46,7 +42,7 @@ async def _serve(config: Config, role: api.SipRole, sock: socket.socket) -> None
     await asyncio.wait([reading, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     reading.cancel()
     await engine.stop()
-    writer.close()
+    supervisor.close()
 
 
 async def _read_commands(reader: asyncio.StreamReader, engine: MediaEngine) -> None:
