@@ -23,7 +23,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import re
 import statistics
 import tempfile
 import time
@@ -58,7 +57,6 @@ WARMUP_S = 3.0
 CALLS_PER_SECOND = 10
 LOSS_LIMIT_PCT = 1.0
 CORES = os.cpu_count() or 1
-WORKER = re.compile(r"worker (\d+) \(pid (\d+)\) takes calls on (\S+)")
 
 
 def frequency(i: int) -> float:
@@ -196,8 +194,8 @@ def role(gateway: GatewayProcess, pid: int) -> str:
     """What a process of the gateway's tree is: the gateway itself, worker N (from its log), or its name."""
     if pid == gateway.process.pid:
         return f"gateway pid {pid}"
-    for index, worker_pid, _ in WORKER.findall(gateway.log()):
-        if int(worker_pid) == pid:
+    for index, worker_pid, _ in gateway.worker_starts():
+        if worker_pid == pid:
             return f"worker {index} pid {pid}"
     return f"{proctree.comm(pid)} pid {pid}"
 

@@ -11,8 +11,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 _READY_SECONDS = 30
+_WORKER_STARTED = re.compile(r"worker (\d+) \(pid (\d+)\) takes calls on (\S+)")
 _STOP_SECONDS = 20
 
 
@@ -72,6 +74,19 @@ class GatewayProcess:
     @property
     def sip_port(self) -> int:
         return int(self.sip_address.rsplit(":", 1)[1])
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health``: SIP address, trunks, calls, and each engine's calls and capacity."""
+        with urllib.request.urlopen(self.url + "health", timeout=5) as reply:
+            return json.load(reply)
+
+    def worker_starts(self) -> list[tuple[int, int, str]]:
+        """Every start of a media-engine worker so far, from the log: (index, pid, SIP address)."""
+        return [(int(index), int(pid), address) for index, pid, address in _WORKER_STARTED.findall(self.log())]
+
+    def workers(self) -> dict[str, int]:
+        """Each worker's SIP address -> the pid of its newest start."""
+        return {address: pid for _, pid, address in self.worker_starts()}
 
     def front_states(self) -> dict[str, str]:
         """Each worker's state in the dispatcher of the front this gateway started (A active, I inactive),

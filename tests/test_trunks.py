@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -62,15 +61,10 @@ trunks = {json.dumps(route)}
 """
 
 
-def health(gateway: GatewayProcess) -> dict:
-    with urllib.request.urlopen(gateway.url + "health", timeout=5) as reply:
-        return json.load(reply)
-
-
 async def wait_trunk(gateway: GatewayProcess, name: str, registered: bool, timeout: float = 10) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        state = health(gateway)["trunks"].get(name)
+        state = gateway.health()["trunks"].get(name)
         if state and state["registered"] is registered:
             return state
         if time.monotonic() > deadline:
@@ -141,7 +135,7 @@ async def test_registration_recovers_after_kamailio_restarts(
     kamailio.restart()
     assert not kamailio.registered("gw")
     await asyncio.to_thread(kamailio.wait_registered, "gw", 15)
-    assert health(gateway)["trunks"]["kam"]["registered"]
+    assert gateway.health()["trunks"]["kam"]["registered"]
 
 
 @pytest.mark.parametrize("failure", ["503", "silence"])

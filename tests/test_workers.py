@@ -16,27 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import aiohttp
 
 from . import peers, proctree
 from .audio import dominant_frequency, has_tone, tone_snr_db
 from .conftest import PHONE_HZ
-from .gatewayprocess import GatewayProcess
 from .peers import sipp
 from .peers.baresip import Baresip
 from .webclient import RATE, WebClient
-
-WORKER = re.compile(r"worker (\d+) \(pid (\d+)\) takes calls on (\S+)")
-
-
-async def health(gateway: GatewayProcess) -> dict:
-    async with aiohttp.ClientSession() as session, session.get(gateway.url + "health") as response:
-        return await response.json()
-
-
-def workers(gateway: GatewayProcess) -> dict[str, int]:
-    """Each worker's SIP address -> its newest pid, from the gateway's log."""
-    return {address: int(pid) for _, pid, address in WORKER.findall(gateway.log())}
 
 
 async def test_ten_calls_over_three_workers_each_keep_their_own_tone(start_gateway, tmp_path: Path) -> None:
@@ -51,7 +37,7 @@ async def test_ten_calls_over_three_workers_each_keep_their_own_tone(start_gatew
                 await client.sign_in(f"user{i}")
                 await client.call(phone.uri(f"echo{i}"), tone_hz=400 + 100 * i)
                 await client.next("answered", timeout=20)
-            engines = (await health(gateway))["engines"]
+            engines = gateway.health()["engines"]
             assert sorted(engine["calls"] for engine in engines) == [3, 3, 4], engines
             await asyncio.sleep(3)
             heard = [
@@ -80,9 +66,9 @@ async def test_a_killed_worker_ends_its_calls_on_both_legs_and_comes_back(
         await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
         await bob.call(echo.uri("echo"), tone_hz=900)
         await bob.next("answered", timeout=20)
-        engines = (await health(gateway))["engines"]
+        engines = gateway.health()["engines"]
         assert [engine["calls"] for engine in engines] == [1, 1], engines
-        alice_worker = workers(gateway)[engines[0]["sip"]]
+        alice_worker = gateway.workers()[engines[0]["sip"]]
         await asyncio.sleep(1)
         assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
 
@@ -93,8 +79,8 @@ async def test_a_killed_worker_ends_its_calls_on_both_legs_and_comes_back(
         await asyncio.to_thread(phone.wait_event, "CALL_CLOSED", 10)  # the BYE came from the front
         await asyncio.sleep(1)
         assert has_tone(bob.last_heard(1.0), RATE, 900), "the other worker's call lost its audio"
-        await peers.net.wait_for_async(lambda: len(workers(gateway)) == 2 and alice_worker not in workers(gateway).values(), 20)
-        await peers.net.wait_for_async(lambda: len(WORKER.findall(gateway.log())) == 3, 20)
+        await peers.net.wait_for_async(lambda: len(gateway.workers()) == 2 and alice_worker not in gateway.workers().values(), 20)
+        await peers.net.wait_for_async(lambda: len(gateway.worker_starts()) == 3, 20)
         carol = await connect_client(gateway, "carol")
         await carol.call("601")
         await carol.next("answered", timeout=20)
@@ -107,7 +93,7 @@ async def test_an_invite_flood_through_the_front_is_throttled_and_harms_no_call(
 ) -> None:
     gateway = start_gateway("[engines]\nworkers = 2\n")
     alice = await connect_client(gateway, "alice")
-    before = dict(workers(gateway))
+    before = dict(gateway.workers())
     with sipp.echo_uas(tmp_path / "echo") as echo:
         await alice.call(echo.uri("echo"), tone_hz=700)
         await alice.next("answered", timeout=20)
@@ -121,7 +107,7 @@ async def test_an_invite_flood_through_the_front_is_throttled_and_harms_no_call(
         with flood:
             await asyncio.to_thread(flood.result, 40)
         memory_after = proctree.pss(proctree.tree(gateway.process.pid))
-        assert workers(gateway) == before, "a worker died or restarted under the flood"
+        assert gateway.workers() == before, "a worker died or restarted under the flood"
         assert has_tone(alice.last_heard(1.0), RATE, 700), "the call in progress lost its audio"
         assert memory_after - memory_before < 100, f"memory grew from {memory_before:.0f} to {memory_after:.0f} MiB"
         rows = flood.log_path("_shortmessages.log").read_text().splitlines()
@@ -140,7 +126,7 @@ async def test_a_full_worker_leaves_the_rotation_until_a_call_ends(start_gateway
     with sipp.echo_uas(tmp_path / "echo") as echo:
         call = await alice.call(echo.uri("echo"), tone_hz=700)
         await alice.next("answered", timeout=20)
-        busy = next(engine["sip"] for engine in (await health(gateway))["engines"] if engine["calls"])
+        busy = next(engine["sip"] for engine in gateway.health()["engines"] if engine["calls"])
         await peers.net.wait_for_async(lambda: gateway.front_states()[busy] == "I", 5)
         for attempt in range(3):  # new calls go to the other worker
             result = await asyncio.to_thread(sipp.uac(tmp_path / f"in{attempt}", gateway.uri("601"), hold_ms=200).run, 15)
@@ -178,7 +164,7 @@ async def test_a_call_ringing_on_a_killed_worker_ends_for_the_sip_caller_at_once
     caller = sipp.uac(tmp_path / "caller", gateway.uri("bob"), answer_timeout_s=60)
     with caller:
         await bob.next("incoming", timeout=10)
-        os.kill(next(iter(workers(gateway).values())), signal.SIGKILL)
+        os.kill(next(iter(gateway.workers().values())), signal.SIGKILL)
         ended = await bob.next("ended", timeout=10)
         assert ended["cause"] == "failed"
         assert (await asyncio.to_thread(caller.result, 10)).final_status == 500
