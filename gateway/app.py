@@ -12,7 +12,7 @@ from aiohttp import WSCloseCode, web
 from . import signalling
 from .config import Config, worker_count
 from .control import CallControl
-from .engineapi import LocalLink
+from .engineapi import LocalLink, SipRole
 from .front import Front
 from .supervisor import Supervisor
 
@@ -58,10 +58,12 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
         return
     # The embedded default: one engine in this process, behind the same interface a worker has.
     from .engine import MediaEngine  # only here: a supervisor's process never loads pjsua2
+    from .pjsipleg import PjsipLeg
 
     control = app[SERVICES].control = CallControl(config)
     link = LocalLink(lambda command: engine.send(command))
-    engine = MediaEngine(config, lambda event: control.on_event(link, event))
+    sip = PjsipLeg(config.sip, SipRole(), list(config.plan.trunks.values()))
+    engine = MediaEngine(config, lambda event: control.on_event(link, event), sip)
     control.attach(link)
     await engine.start()
     yield

@@ -1,7 +1,7 @@
 """The media bridge: one call's audio between aiortc and the SIP leg.
 
 Browser -> SIP: frames decoded by aiortc (Opus, 48 kHz stereo) are folded to
-mono and put on the SIP leg's :class:`~gateway.sipthread.FrameQueue`.
+mono and put on the SIP leg's :class:`~gateway.sipapi.FrameQueue`.
 SIP -> browser: pjsua2's clock delivers a frame every 20 ms; it is queued
 for :class:`SipAudioTrack`, which aiortc's sender pulls.  Both queues are a
 few frames deep and drop the oldest frame, so latency cannot build up; when
@@ -20,8 +20,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from . import audioformat
-from .sipthread import FrameQueue
-from .sipua import AudioIO
+from .sipapi import AudioIO, FrameQueue
 
 log = logging.getLogger(__name__)
 

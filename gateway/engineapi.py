@@ -30,8 +30,9 @@ Events (engine -> control):
 
 - ``EngineReady``: the engine listens; ``sip_host`` is where it takes INVITEs,
   ``capacity`` how many SIP calls it carries at once.
-- ``Incoming``: a SIP INVITE arrived (on ``trunk``, or "" for direct calls);
-  control decides what happens to it.
+- ``Incoming``: a SIP INVITE arrived (on ``trunk``, or "" for direct calls)
+  from ``source`` (``ip:port``; ``from_gateway`` when one of the gateway's own
+  engines sent it, a call between web users); control decides what happens to it.
 - ``TrunkState``: a trunk's registration changed (``registered``, SIP ``code``).
 - ``WebrtcAnswer``: the engine's SDP answer for the browser.
 - ``Progress``: 180/183 from the SIP side (``early_media`` when audio flows).
@@ -134,6 +135,8 @@ class Incoming:
     from_uri: str
     from_name: str
     trunk: str
+    source: str = ""
+    from_gateway: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
+from . import engineapi as api
 from .config import SipConfig
 from .engineapi import SipRole
+from .sipthread import guarded
 
 if TYPE_CHECKING:
     from dialplan import Trunk
@@ -42,27 +44,40 @@ def trunk_uri(trunk: Trunk, user: str = "") -> str:
     return f"sip:{user + '@' if user else ''}{trunk.host}{transport}"
 
 
-class LocalAccount(pj.Account):
+class _Account(pj.Account):
+    """What both kinds of account do with an INVITE: hand it to the user agent, on ``trunk``."""
+
+    def __init__(self, ua: SipUserAgent, trunk: Trunk | None) -> None:
+        super().__init__()
+        self.ua = ua
+        self.trunk = trunk
+
+    @guarded
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        self.ua.incoming(prm, self.trunk)
+
+    def callback_failed(self, prm: object) -> None:
+        if isinstance(prm, pj.OnIncomingCallParam):
+            self.ua.incoming_failed(prm)
+
+
+class LocalAccount(_Account):
     """``sip:gateway@<address>``: takes every INVITE no trunk account claims."""
 
     def __init__(self, ua: SipUserAgent, address: str, sip: SipConfig, role: SipRole) -> None:
-        super().__init__()
-        self.ua = ua
+        super().__init__(ua, None)
         config = _account(sip, role)
         config.idUri = f"sip:gateway@{address}"
         self.create(config, True)
 
-    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        self.ua.incoming(prm, None)
 
-
-class TrunkAccount(pj.Account):
+class TrunkAccount(_Account):
     """One trunk: its identity, its registration and its credentials."""
 
+    trunk: Trunk
+
     def __init__(self, ua: SipUserAgent, trunk: Trunk, sip: SipConfig, role: SipRole) -> None:
-        super().__init__()
-        self.ua = ua
-        self.trunk = trunk
+        super().__init__(ua, trunk)
         config = _account(sip, role)
         config.idUri = trunk_uri(trunk, trunk.username or "gateway")
         config.regConfig.registrarUri = trunk_uri(trunk)
@@ -74,8 +89,7 @@ class TrunkAccount(pj.Account):
             config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", trunk.username, 0, trunk.password or ""))
         self.create(config, True)
 
-    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
-        self.ua.incoming(prm, self.trunk)
-
+    @guarded
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
-        self.ua.emit("on_trunk_state", self.trunk.name, prm.code, prm.reason, prm.expiration)
+        registered = 200 <= prm.code < 300 and prm.expiration > 0
+        self.ua.emit(api.TrunkState(self.trunk.name, registered, prm.code, prm.reason))

@@ -1,4 +1,10 @@
-"""One SIP dialog as pjsua2 sees it; runs on the SIP thread."""
+"""One SIP dialog as pjsua2 sees it; runs on the SIP thread.
+
+Requests that would make the gateway place a call by itself are refused
+here: a REFER (blind transfer) gets 403 and an INVITE with Replaces for
+this dialog gets 403, and a 3xx redirect is never followed.  Only call
+control, on behalf of a signed-in user, decides where the gateway calls.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,10 @@ from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
-from .sipport import AudioIO, BridgePort, tone_generator
+from . import engineapi as api
+from .sipapi import AudioIO, Disconnected
+from .sipport import BridgePort, tone_generator
+from .sipthread import guarded
 
 if TYPE_CHECKING:
     from .sipua import SipUserAgent
@@ -31,17 +40,47 @@ class SipCall(pj.Call):
         self.rx_packets = -1
         self.rx_changed = time.monotonic()
 
+    @guarded
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         ci = self.getInfo()
         log.debug("SIP call %s: %s (%s)", self.call_id, ci.stateText, ci.lastStatusCode)
         if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
-            self.ua.emit("on_progress", self.call_id, ci.lastStatusCode, self._audio_index(ci) is not None)
+            self.ua.emit(api.Progress(self.call_id, ci.lastStatusCode, self._audio_index(ci) is not None))
         elif ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
-            self.ua.emit("on_answered", self.call_id)
+            self.ua.emit(api.Answered(self.call_id))
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self.ua.bury(self)
-            self.ua.emit("on_disconnected", self.call_id, ci.lastStatusCode, ci.lastReason)
+            self._disconnected(ci.lastStatusCode, ci.lastReason)
 
+    def _disconnected(self, code: int, reason: str) -> None:
+        self.ua.bury(self)
+        self.ua.emit(Disconnected(self.call_id, code, reason))
+
+    def callback_failed(self, *_: object) -> None:
+        """A callback of this call raised: end the call rather than leave it half set up."""
+        prm = pj.CallOpParam()
+        prm.statusCode = 500
+        try:
+            self.hangup(prm)
+        except pj.Error:
+            self._disconnected(500, "Internal error in the gateway")  # pjsua has no dialog left to end
+
+    @guarded
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
+        log.warning("call %s: REFER to %s refused: the gateway does not transfer calls on request", self.call_id, prm.dstUri)
+        prm.statusCode = 403
+
+    @guarded
+    def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:
+        log.warning("call %s: INVITE with Replaces refused", self.call_id)
+        prm.statusCode = 403
+        prm.reason = "Replaces not accepted"
+
+    @guarded
+    def onCallRedirected(self, prm: pj.OnCallRedirectedParam) -> int:
+        log.info("call %s: redirect to %s not followed", self.call_id, prm.targetUri)
+        return pj.PJSIP_REDIRECT_STOP
+
+    @guarded
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         ci = self.getInfo()
         self._report_hold(ci)
@@ -60,17 +99,18 @@ class SipCall(pj.Call):
             media.startTransmit(self.port)
             self.port.startTransmit(media)
         if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
-            self.ua.emit("on_progress", self.call_id, 183, True)
+            self.ua.emit(api.Progress(self.call_id, 183, True))
 
     def _report_hold(self, ci: pj.CallInfo) -> None:
         statuses = {media.status for media in ci.media if media.type == pj.PJMEDIA_TYPE_AUDIO}
         held = (pj.PJSUA_CALL_MEDIA_LOCAL_HOLD in statuses, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD in statuses)
         if held != self.held:
             self.held = held
-            self.ua.emit("on_hold", self.call_id, *held)
+            self.ua.emit(api.HoldChanged(self.call_id, *held))
 
+    @guarded
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
-        self.ua.emit("on_dtmf", self.call_id, prm.digit)
+        self.ua.emit(api.DtmfReceived(self.call_id, prm.digit))
 
     def send_dtmf(self, digits: str) -> None:
         """RFC 4733 telephone-events when the far end negotiated them, SIP INFO otherwise."""

@@ -1,30 +1,21 @@
 """Media objects of a SIP call: the bridge port to Python and the built-in tone.
 
 ``BridgePort`` callbacks run on pjsua2's clock thread and touch nothing but
-their :class:`AudioIO`, whose frames cross to asyncio through
+their :class:`~gateway.sipapi.AudioIO`, whose frames cross to asyncio through
 :mod:`gateway.sipthread`.
 """
 
 from __future__ import annotations
 
 import ctypes
-import dataclasses
-from typing import Callable
 
 import pjsua2 as pj
 
 from . import audioformat
-from .sipthread import FrameQueue, SipThread
+from .sipapi import AudioIO
+from .sipthread import SipThread, guarded
 
 TONE_HZ = 440
-
-
-@dataclasses.dataclass
-class AudioIO:
-    """Where a call's audio goes: frames to the SIP side, and a sink for frames from it."""
-
-    to_sip: FrameQueue
-    from_sip: Callable[[bytes], None]
 
 
 def _frame_bytes(frame: pj.MediaFrame) -> bytes:
@@ -66,6 +57,11 @@ class BridgePort(pj.AudioMediaPort):
         fmt.init(pj.PJMEDIA_FORMAT_PCM, audioformat.RATE, 1, audioformat.PTIME_MS * 1000, 16)
         self.createPort("bridge", fmt)
 
+    def callback_failed(self) -> None:
+        """A frame callback raised: this call's audio stops, the clock and other calls go on."""
+        self.closed = True
+
+    @guarded
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:
         if self.closed:
             return
@@ -73,6 +69,7 @@ class BridgePort(pj.AudioMediaPort):
         _fill_frame(frame, self._audio.to_sip.take())
         frame.size = audioformat.FRAME_BYTES
 
+    @guarded
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
         if self.closed or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
             return

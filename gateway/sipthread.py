@@ -6,14 +6,19 @@ call/account callback happens on the single thread this module owns.  The
 conference bridge's clock thread additionally calls the audio ports'
 ``onFrameRequested``/``onFrameReceived``.
 
-Crossing happens in exactly three ways, all defined here:
+Crossing happens in exactly three ways, all defined here or in
+:mod:`gateway.sipapi`:
 
 - asyncio -> SIP thread: ``await sip.run(fn, *args)`` queues ``fn`` and waits
-  for its result;
+  for its result; a ``pjsua2.Error`` comes back as :class:`~gateway.sipapi.SipError`;
 - SIP or clock thread -> asyncio: ``sip.to_loop(fn, *args)``, a
   ``call_soon_threadsafe`` that is silently dropped once the loop is gone;
-- audio towards pjsua2: a :class:`FrameQueue`, a bounded deque the clock
-  thread pops and asyncio appends to (both operations are atomic in CPython).
+- audio towards pjsua2: a :class:`~gateway.sipapi.FrameQueue`, a bounded
+  deque the clock thread pops and asyncio appends to.
+
+Every pjsua2 callback is wrapped in :func:`guarded`: an exception in it is
+logged and handed to the object's ``callback_failed``, never left to SWIG,
+which would only print it and leave the call in limbo.
 
 pjsua2 objects must also be *deleted* on the SIP thread (a destructor on an
 unregistered thread aborts the process), so they are only ever referenced by
@@ -23,8 +28,8 @@ code that runs there.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
+import functools
 import logging
 import queue
 import threading
@@ -32,9 +37,12 @@ from typing import Any, Callable, TypeVar
 
 import pjsua2 as pj
 
+from .sipapi import SipError
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Callback = TypeVar("Callback", bound=Callable[..., Any])
 
 _POLL_MS = 10
 
@@ -127,6 +135,8 @@ class SipThread:
                 continue
             try:
                 future.set_result(fn())
+            except pj.Error as exc:
+                future.set_exception(SipError(exc.status, exc.reason))
             except BaseException as exc:  # noqa: BLE001 - the caller gets it
                 log.debug("job on the SIP thread failed", exc_info=True)
                 # Without its traceback: the frames hold pjsua2 objects, and if
@@ -136,22 +146,26 @@ class SipThread:
             del fn
 
 
-class FrameQueue:
-    """Bounded hand-off of PCM frames from asyncio to the clock thread.
+def guarded(callback: Callback) -> Callback:
+    """Wrap a pjsua2 callback so that an exception in it ends only what it belongs to.
 
-    Old frames are dropped when it is full, so latency cannot grow; an empty
-    queue yields silence, so the SIP side never stalls.
+    The exception is logged with its traceback here, on the thread that
+    raised it, and the object's ``callback_failed()`` (when it has one)
+    turns it into a clean failure: a call is hung up, a frame is skipped.
     """
 
-    def __init__(self, depth: int, silence: bytes) -> None:
-        self._frames: collections.deque[bytes] = collections.deque(maxlen=depth)
-        self._silence = silence
-
-    def put(self, frame: bytes) -> None:
-        self._frames.append(frame)
-
-    def take(self) -> bytes:
+    @functools.wraps(callback)
+    def run(self: Any, *args: Any) -> Any:
         try:
-            return self._frames.popleft()
-        except IndexError:
-            return self._silence
+            return callback(self, *args)
+        except Exception:  # noqa: BLE001 - nothing may escape into SWIG
+            log.exception("pjsua2 callback %s.%s failed", type(self).__name__, callback.__name__)
+            failed = getattr(self, "callback_failed", None)
+            if failed is not None:
+                try:
+                    failed()
+                except Exception:  # noqa: BLE001
+                    log.exception("cleaning up after %s.%s failed too", type(self).__name__, callback.__name__)
+            return None
+
+    return run  # type: ignore[return-value]

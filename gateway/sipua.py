@@ -7,21 +7,24 @@ the pjsua2 objects never leave the ``sip*`` modules.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import socket
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
-from . import audioformat
+from . import audioformat, engineapi as api
 from .config import SipConfig
 from .engineapi import SipRole
 from .sipaccount import LocalAccount, TrunkAccount, trunk_uri
+from .sipapi import AudioIO, MediaTimeout, SipEvent, SipEventSink
 from .sipcall import SipCall
-from .sipport import AudioIO
+from .sipcheck import invite_problem
 from .sipthread import SipThread
 
 if TYPE_CHECKING:
@@ -31,27 +34,17 @@ log = logging.getLogger(__name__)
 
 _CODEC_PRIORITY = {"PCMU/8000/1": 250, "PCMA/8000/1": 240, "G722/16000/1": 230}
 _GRAVE_SECONDS = 0.2
+_PORT_TRIES = 5
 _REQUEST_USER = re.compile(r"^[A-Z]+ sips?:([^@;>\s]+)@")
 _URI_USER = re.compile(r"sips?:([^@;>\s]+)@")
 _DISPLAY_NAME = re.compile(r'^\s*"?([^"<]*?)"?\s*<')
 _NAME_ADDR = re.compile(r'^[^<]*<|>.*$')
 _FRONT_SOURCE = re.compile(r"^X-Gateway-Source:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
 """Where the front received an INVITE from: behind it, every INVITE comes from the front."""
+_GATEWAY_SOURCE = "gateway"
+"""X-Gateway-Source of an INVITE the front got from one of the gateway's own workers."""
 USERS_HEADER = "X-Gateway-Users"
 """On a 480 to the front: the users this host has no page for; the front looks for them on other hosts."""
-
-
-class SipEvents(Protocol):
-    """What the SIP leg reports; each method is called on the asyncio loop."""
-
-    def on_incoming(self, call_id: str, to_user: str, from_uri: str, from_name: str, trunk: str) -> None: ...
-    def on_progress(self, call_id: str, code: int, early_media: bool) -> None: ...
-    def on_answered(self, call_id: str) -> None: ...
-    def on_dtmf(self, call_id: str, digit: str) -> None: ...
-    def on_media_timeout(self, call_id: str) -> None: ...
-    def on_disconnected(self, call_id: str, code: int, reason: str) -> None: ...
-    def on_trunk_state(self, trunk: str, code: int, reason: str, expires: int) -> None: ...
-    def on_hold(self, call_id: str, local: bool, remote: bool) -> None: ...
 
 
 def _addresses(host: str) -> list[str]:
@@ -93,18 +86,17 @@ class SipUserAgent:
     def __init__(
         self,
         sip: SipThread,
-        events: SipEvents,
+        events: SipEventSink,
         config: SipConfig,
         role: SipRole,
         trunks: Sequence[Trunk],
-        new_call_id: Callable[[], str],
     ) -> None:
         self.sip = sip
         self.events = events
         self.config = config
         self.role = role
         self.trunk_list = list(trunks)
-        self.new_call_id = new_call_id
+        self._ids = itertools.count(1)
         self.endpoint: pj.Endpoint | None = None
         self.account: LocalAccount | None = None
         self.trunks: dict[str, TrunkAccount] = {}
@@ -139,19 +131,11 @@ class SipUserAgent:
         ep.audDevManager().setNullDev()
         for codec in ep.codecEnum2():
             ep.codecSetPriority(codec.codecId, _CODEC_PRIORITY.get(codec.codecId, 0))
-        transport = pj.TransportConfig()
-        transport.port = self.config.port
-        transport.boundAddress = self.role.internal_host or self.config.listen
-        if self.config.public_host and not self.role.internal_host:
-            transport.publicAddress = self.config.public_host
         try:
-            udp = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
-            if self.config.tcp:
-                transport.port = int(ep.transportGetInfo(udp).localName.rsplit(":", 1)[1])
-                ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, transport)
+            udp = self._listen(ep)
         except pj.Error as exc:
             ep.libDestroy()
-            raise OSError(f"cannot listen for SIP on {self.config.listen}:{transport.port}: {exc.reason}") from None
+            raise OSError(f"cannot listen for SIP on {self.config.listen}:{self.config.port}: {exc.reason}") from None
         ep.libStart()
         self.endpoint = ep
         self.address = ep.transportGetInfo(udp).localName
@@ -160,6 +144,31 @@ class SipUserAgent:
         self.trunk_sources = {address: trunk for trunk in self.trunk_list for address in _addresses(trunk.host)}
         log.info("SIP listening on %s (udp%s)", self.address, "+tcp" if self.config.tcp else "")
         return ep
+
+    def _listen(self, ep: pj.Endpoint) -> int:
+        """UDP and TCP transports on one port; returns the UDP transport's id.
+
+        With port 0 the kernel picks UDP's port, which another program may
+        hold for TCP: then both are tried again on a new port.
+        """
+        transport = pj.TransportConfig()
+        transport.boundAddress = self.role.internal_host or self.config.listen
+        if self.config.public_host and not self.role.internal_host:
+            transport.publicAddress = self.config.public_host
+        for attempt in range(_PORT_TRIES):
+            transport.port = self.config.port
+            udp = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, transport)
+            if not self.config.tcp:
+                return udp
+            transport.port = int(ep.transportGetInfo(udp).localName.rsplit(":", 1)[1])
+            try:
+                ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, transport)
+                return udp
+            except pj.Error:
+                if self.config.port or attempt == _PORT_TRIES - 1:
+                    raise
+                ep.transportClose(udp)
+        raise AssertionError("unreachable")
 
     def destroy(self) -> None:
         """Hang up everything, wait for it, then tear pjsua2 down in a safe order (SIP thread).
@@ -272,16 +281,21 @@ class SipUserAgent:
                 call.rx_changed = now
             elif now - call.rx_changed > self.config.media_timeout:
                 call.rx_changed = now
-                self.emit("on_media_timeout", call.call_id)
+                self.emit(MediaTimeout(call.call_id))
         self.graveyard = [(died, media) for died, media in self.graveyard if now - died < _GRAVE_SECONDS]
 
     # -- inside this module -------------------------------------------------
 
-    def emit(self, name: str, *args: object) -> None:
-        self.sip.to_loop(getattr(self.events, name), *args)
+    def emit(self, event: SipEvent) -> None:
+        """Hand an event to the engine on the asyncio loop (from the SIP or clock thread)."""
+        self.sip.to_loop(self.events, event)
 
     def incoming(self, prm: pj.OnIncomingCallParam, trunk: Trunk | None) -> None:
         """A new INVITE, on the local account or on a trunk's.
+
+        It is tracked as a call at once, so that whatever happens next it
+        gets a final response and is hung up at shutdown.  A malformed INVITE
+        gets 400 here and never reaches the engine.
 
         A trunk is known by its account (the INVITE came to its registration)
         or by the INVITE's source address (a trunk peered by IP; behind a
@@ -292,20 +306,48 @@ class SipUserAgent:
         self.pacer.admit()
         call_id = self.new_call_id()
         account = self.trunks[trunk.name] if trunk else self.account
-        source = _FRONT_SOURCE.search(prm.rdata.wholeMsg) if self.role.front else None
-        trunk = trunk or self.trunk_sources.get(source.group(1) if source else prm.rdata.srcAddress)
         call = SipCall(self, account, call_id, prm.callId)
         self.calls[call_id] = call
+        message = prm.rdata.wholeMsg
+        problem = invite_problem(message)
+        if problem is not None:
+            log.info("SIP INVITE %s from %s refused: %s", call_id, prm.rdata.srcAddress, problem)
+            self.refuse(call, 400, f"Bad Request ({problem})")
+            return
+        front_source = _FRONT_SOURCE.search(message) if self.role.front else None
+        source = front_source.group(1) if front_source else prm.rdata.srcAddress
+        from_gateway = source in (self.address, _GATEWAY_SOURCE)
+        trunk = trunk or self.trunk_sources.get(source)
         ci = call.getInfo()
-        request = _REQUEST_USER.match(prm.rdata.wholeMsg)
+        request = _REQUEST_USER.match(message)
         to_header = _URI_USER.search(ci.localUri)
         to_user = request.group(1) if request else ""
         if to_header and (not to_user or (trunk is not None and to_user == trunk.username)):
             to_user = to_header.group(1)
         name = _DISPLAY_NAME.match(ci.remoteUri)
         from_uri = _NAME_ADDR.sub("", ci.remoteUri).strip()
-        log.info("SIP INVITE %s for %r from %s%s", call_id, to_user, from_uri, f" on trunk {trunk.name}" if trunk else "")
-        self.emit("on_incoming", call_id, to_user, from_uri, name.group(1).strip() if name else "", trunk.name if trunk else "")
+        log.info("SIP INVITE %s for %r from %s (%s)%s", call_id, to_user, from_uri, source, f" on trunk {trunk.name}" if trunk else "")
+        display = name.group(1).strip() if name else ""
+        self.emit(api.Incoming(call_id, to_user, from_uri, display, trunk.name if trunk else "", source, from_gateway))
+
+    def new_call_id(self) -> str:
+        """Ids of incoming calls: unique across the workers of a host, which share no counter."""
+        return f"{os.getpid():x}-{next(self._ids)}"
+
+    def refuse(self, call: SipCall, code: int, reason: str) -> None:
+        """A final response to an incoming call that the engine never hears of."""
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        prm.reason = reason
+        self._hangup(call, prm)
+
+    def incoming_failed(self, prm: pj.OnIncomingCallParam) -> None:
+        """``incoming`` raised: answer 500 rather than leave the caller hanging."""
+        call = next((call for call in self.calls.values() if call.getId() == prm.callId), None)
+        if call is None:
+            call = SipCall(self, self.account, self.new_call_id(), prm.callId)
+            self.calls[call.call_id] = call
+        self.refuse(call, 500, "Server Internal Error")
 
     def bury(self, call: SipCall) -> None:
         """A disconnected call: forget it now, delete its media a little later.

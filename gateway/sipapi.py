@@ -1,0 +1,116 @@
+"""The SIP leg as the media engine sees it, with no pjsua2 in sight.
+
+The engine asks through :class:`SipLeg` (coroutines), hears back through
+typed events delivered on its event loop, and gets :class:`SipError` when
+pjsua2 refuses something.  Audio crosses through :class:`AudioIO`.  The real
+leg is :class:`gateway.pjsipleg.PjsipLeg`; tests drive the engine with a
+fake one, so the engine's call logic is tested without a SIP stack.
+
+Events the SIP leg emits: :class:`~gateway.engineapi.Incoming`,
+:class:`~gateway.engineapi.Progress`, :class:`~gateway.engineapi.Answered`,
+:class:`~gateway.engineapi.DtmfReceived`, :class:`~gateway.engineapi.HoldChanged`
+and :class:`~gateway.engineapi.TrunkState` (the engine passes them on as
+they are), plus :class:`Disconnected` and :class:`MediaTimeout`, which only
+the engine sees.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Sequence
+from typing import Callable, Protocol, Union
+
+from . import engineapi as api
+
+TOO_MANY_CALLS = 70010
+"""pjsua's PJ_ETOOMANY: every call slot is taken."""
+
+
+class SipError(Exception):
+    """pjsua2 refused an operation; raised on the asyncio side instead of ``pjsua2.Error``."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+    @property
+    def no_free_line(self) -> bool:
+        return self.status == TOO_MANY_CALLS
+
+
+@dataclasses.dataclass(frozen=True)
+class Disconnected:
+    """The dialog is over (final response, BYE, CANCEL or timeout); its pjsua2 objects are gone."""
+
+    call_id: str
+    code: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaTimeout:
+    """No RTP from the far end for ``sip.media_timeout`` seconds."""
+
+    call_id: str
+
+
+SipEvent = Union[
+    api.Incoming, api.Progress, api.Answered, api.DtmfReceived, api.HoldChanged, api.TrunkState, Disconnected, MediaTimeout
+]
+SipEventSink = Callable[[SipEvent], None]
+
+
+class FrameQueue:
+    """Bounded hand-off of PCM frames from asyncio to the SIP side's clock thread.
+
+    Old frames are dropped when it is full, so latency cannot grow; an empty
+    queue yields silence, so the SIP side never stalls.  ``put`` and ``take``
+    are single deque operations, atomic in CPython, so no lock is needed.
+    """
+
+    def __init__(self, depth: int, silence: bytes) -> None:
+        self._frames: collections.deque[bytes] = collections.deque(maxlen=depth)
+        self._silence = silence
+
+    def put(self, frame: bytes) -> None:
+        self._frames.append(frame)
+
+    def take(self) -> bytes:
+        try:
+            return self._frames.popleft()
+        except IndexError:
+            return self._silence
+
+
+@dataclasses.dataclass
+class AudioIO:
+    """Where a call's audio goes: frames to the SIP side, and a sink for frames from it."""
+
+    to_sip: FrameQueue
+    from_sip: Callable[[bytes], None]
+
+
+class SipLeg(Protocol):
+    """What the engine asks of the SIP side; every call is identified by the engine's call id."""
+
+    address: str
+    """``host:port`` where this leg takes SIP, once started."""
+
+    async def start(self, events: SipEventSink) -> None: ...
+    async def stop(self) -> None:
+        """Hang up every dialog (BYE, CANCEL or a final response) and free the stack."""
+    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: AudioIO) -> None:
+        """INVITE ``target`` (through ``trunk``, or a URI with no trunk); raises :class:`SipError`."""
+    async def ring(self, call_id: str) -> None: ...
+    async def answer(self, call_id: str, audio: AudioIO) -> None: ...
+    async def serve(self, call_id: str, app: str) -> None: ...
+    async def reject(self, call_id: str, code: int, reason: str, users: Sequence[str]) -> None: ...
+    async def hangup(self, call_id: str) -> None: ...
+    async def send_dtmf(self, call_id: str, digits: str) -> None: ...
+    async def hold(self, call_id: str, hold: bool) -> None: ...
+    async def quality(self, call_id: str) -> tuple[str, float, float, float]:
+        """Codec, jitter (ms), loss (%), round trip (ms); empty values for an unknown call."""
+    async def tick(self) -> None:
+        """Once a second: look for calls whose RTP stopped (reported as :class:`MediaTimeout`)."""
