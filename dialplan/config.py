@@ -17,6 +17,9 @@ With none of these sections the plan is the built-in one: open sign-in,
     ``extensions``: number -> built-in application (replaces 600 echo, 601 tone).
     ``default_allow``: permissions of users without ``allow`` and of everyone
     when sign-in is open; default national, mobile, toll_free.
+    ``inbound_from``: who may ring web users over SIP, "anyone" or "trunks"
+    (default "anyone" with open sign-in, "trunks" once ``[users]`` exist);
+    ``trusted_sources``: addresses or networks that may as well (a PBX).
 ``[groups]``
     name = [user, ...]; users can also join with their own ``groups``.
 ``[users.NAME]``
@@ -52,6 +55,7 @@ from .permissions import DEFAULT_ALLOW, PERMISSIONS, USER_NAME, Permission, User
 from .plan import APPLICATIONS, BUILTIN_EXTENSIONS, DEFAULT_COUNTRY, Dialplan
 from .route import Route
 from .rules import ANY_DID, InboundRule, OutboundRule
+from .sources import INBOUND_FROM, InboundSources, network_problem
 from .trunks import TRANSPORTS, Trunk
 
 _T = TypeVar("_T")
@@ -66,7 +70,9 @@ _HOST = re.compile(
 )
 _KINDS: dict[type, str] = {str: "a string", int: "an integer", bool: "true or false", dict: "a table", list: "an array"}
 
-_DIALPLAN_KEYS = ("country", "emergency_numbers", "emergency_trunks", "extensions", "default_allow")
+_DIALPLAN_KEYS = (
+    "country", "emergency_numbers", "emergency_trunks", "extensions", "default_allow", "inbound_from", "trusted_sources"
+)
 _USER_KEYS = ("password", "groups", "allow", "extension")
 _TRUNK_KEYS = (
     "name",
@@ -198,7 +204,18 @@ def load_plan(data: Mapping[str, Any]) -> Dialplan:
         routes=routes,
         inbound=inbound,
         default_allow=default_allow,
+        sources=_sources(section, open_sign_in=users is None),
     )
+
+
+def _sources(section: _Table, open_sign_in: bool) -> InboundSources:
+    inbound_from = section.choice("inbound_from", INBOUND_FROM, "anyone" if open_sign_in else "trunks")
+    trusted = section.strings("trusted_sources")
+    for network in trusted:
+        problem = network_problem(network)
+        if problem is not None:
+            raise DialplanError(f"dialplan.trusted_sources: {problem}")
+    return InboundSources(inbound_from, trusted)
 
 
 def _country(section: _Table, required: bool) -> str:

@@ -11,6 +11,7 @@ from .numbers import EmergencyNumbers
 from .permissions import DEFAULT_ALLOW, PERMISSIONS, USER_NAME, Permission, User
 from .route import Route, Target
 from .rules import InboundRule, OutboundRule
+from .sources import InboundSources
 from .trunks import Trunk
 
 BUILTIN_EXTENSIONS: Mapping[str, str] = types.MappingProxyType({"600": "echo", "601": "tone"})
@@ -55,6 +56,7 @@ class Dialplan:
         routes: Sequence[OutboundRule] = (),
         inbound: Sequence[InboundRule] = (),
         default_allow: frozenset[Permission] = DEFAULT_ALLOW,
+        sources: InboundSources | None = None,
     ) -> None:
         self._accounts = (
             None
@@ -72,6 +74,7 @@ class Dialplan:
         self._routes = tuple(routes)
         self._inbound = tuple(inbound)
         self._default_allow = default_allow
+        self._sources = sources or InboundSources()
         self._extensions = {user.extension: user.name for user in (self._accounts or {}).values() if user.extension}
         self._warnings = self._check()
 
@@ -113,13 +116,23 @@ class Dialplan:
             return self._local_user(self._extensions[number], caller)
         return self._phone_number(number, user)
 
-    def inbound(self, to_user: str, trunk: str | None = None) -> Route:
+    @property
+    def inbound_from(self) -> str:
+        """``anyone`` or ``trunks``: who may ring web users (see :mod:`dialplan.sources`)."""
+        return self._sources.inbound_from
+
+    def inbound(self, to_user: str, trunk: str | None = None, source: str | None = None) -> Route:
         """What a SIP call addressed to ``to_user`` at the gateway rings; ``trunk`` names the trunk it came from.
 
-        ``[[inbound]]`` rules for a DID come first, then built-in extensions,
-        users' extensions and user names, then catch-all (``*``) rules, so a
-        catch-all never swallows the gateway's calls to its own extensions and users.
+        ``source`` is the caller's address when the call came neither through a
+        trunk nor from the gateway itself; a source the policy does not admit
+        gets 403.  Then ``[[inbound]]`` rules for a DID come first, then
+        built-in extensions, users' extensions and user names, then catch-all
+        (``*``) rules, so a catch-all never swallows the gateway's calls to its
+        own extensions and users.
         """
+        if trunk is None and source is not None and not self._sources.admits(source):
+            return Route.reject(403, "Calls from this address are not accepted")
         did = numbers.normalise(to_user, self._country)
         exact = self._inbound_rule(did, trunk, catch_all=False)
         if exact is not None:
@@ -191,6 +204,8 @@ class Dialplan:
         phone = [
             permission for permission in PERMISSIONS if permission in self._default_allow and permission != "sip_uri"
         ]
+        if self._accounts is not None and self._sources.inbound_from == "anyone":
+            warnings.append("dialplan.inbound_from is \"anyone\": any SIP source may ring the web users")
         if self._accounts is None and self._routes and phone:
             warnings.append(
                 f"sign-in is open: anyone who can reach the page may call phone numbers ({', '.join(phone)})"

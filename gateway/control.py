@@ -299,8 +299,12 @@ class CallControl:
 
     def _incoming(self, engine: Engine, event: api.Incoming) -> None:
         call = self._add_call(ControlCall(event.call_id, CallState.INCOMING, engine))
-        route: Route = self._dialplan.inbound(event.to_user, trunk=event.trunk or None)
-        log.info("call %s: SIP call from %s to %r: %s %s", call.call_id, event.from_uri, event.to_user, route.action, route.target)
+        source = None if event.from_gateway else event.source
+        route: Route = self._dialplan.inbound(event.to_user, trunk=event.trunk or None, source=source)
+        log.info(
+            "call %s: SIP call from %s (%s) to %r: %s %s",
+            call.call_id, event.from_uri, event.source, event.to_user, route.action, route.target or route.reason,
+        )
         if route.action == "builtin":
             call.state = CallState.ANSWERING
             engine.link.send(api.Serve(call.call_id, route.target))
@@ -317,7 +321,7 @@ class CallControl:
             loop = asyncio.get_running_loop()
             call.ring_timer = loop.call_later(self._config.calls.ring_timeout, self._reject, call, endcause.NO_ANSWER)
         else:
-            self._reject(call, EndCause("not_found", route.code, route.reason))
+            self._reject(call, EndCause(endcause.from_sip(route.code).cause, route.code, route.reason))
 
     # -- inside -----------------------------------------------------------------
 

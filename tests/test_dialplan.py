@@ -304,6 +304,35 @@ def test_inbound_ignores_the_trunk_argument_without_rules() -> None:
     assert OPEN.inbound("600", "carrier") == Route("builtin", "echo")
 
 
+FORBIDDEN = Route.reject(403, "Calls from this address are not accepted")
+USERS_ONLY = plan_from('[users.alice]\npassword = "x"\n')
+TRUSTING = plan_from('[dialplan]\ntrusted_sources = ["192.0.2.0/24", "2001:db8::1"]\n[users.alice]\npassword = "x"\n')
+
+
+@pytest.mark.parametrize(
+    ("plan", "trunk", "source", "expected"),
+    [
+        (OPEN, None, "203.0.113.9:5060", Route("user", "alice")),
+        (USERS_ONLY, None, "203.0.113.9:5060", FORBIDDEN),
+        (USERS_ONLY, None, None, Route("user", "alice")),
+        (USERS_ONLY, "carrier", "203.0.113.9:5060", Route("user", "alice")),
+        (TRUSTING, None, "192.0.2.200:5062", Route("user", "alice")),
+        (TRUSTING, None, "192.0.2.200", Route("user", "alice")),
+        (TRUSTING, None, "192.0.3.1:5060", FORBIDDEN),
+        (TRUSTING, None, "[2001:db8::1]:5060", Route("user", "alice")),
+        (TRUSTING, None, "[2001:db8::2]:5060", FORBIDDEN),
+        (TRUSTING, None, "not an address", FORBIDDEN),
+        (TRUSTING, None, "", FORBIDDEN),
+    ],
+    ids=[
+        "open-anyone", "users-stranger", "users-gateway-itself", "users-trunk", "trusted-net", "trusted-bare",
+        "untrusted-net", "trusted-v6", "untrusted-v6", "garbage", "unknown",
+    ],
+)
+def test_who_may_ring_web_users(plan: Dialplan, trunk: str | None, source: str | None, expected: Route) -> None:
+    assert plan.inbound("alice", trunk, source) == expected
+
+
 @pytest.mark.parametrize(
     ("trunk", "dialled", "number"),
     [

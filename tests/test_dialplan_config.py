@@ -178,6 +178,10 @@ def plan_from(text: str) -> Dialplan:
         ('[[inbound]]\ndid = "*"\nextension = "700"', "inbound[0].extension: unknown extension '700'"),
         ('[[inbound]]\ndid = "*"\nextension = 600', "inbound[0].extension: expected a string, not int"),
         ('[[inbound]]\ndid = "*"\nqueue = "q"', "inbound[0].queue: unknown key"),
+        # who may ring web users
+        ('[dialplan]\ninbound_from = "everyone"', "dialplan.inbound_from: 'everyone' is not one of anyone, trunks"),
+        ('[dialplan]\ntrusted_sources = ["10.0.0.0/33"]', "dialplan.trusted_sources: '10.0.0.0/33' does not appear"),
+        ('[dialplan]\ntrusted_sources = "10.0.0.1"', "dialplan.trusted_sources: expected an array"),
     ],
 )
 def test_configuration_errors(text: str, message: str) -> None:

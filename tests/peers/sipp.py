@@ -17,7 +17,7 @@ import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -190,6 +190,15 @@ def uac(
     return _one_request(log_dir, "uac", "uac_final.xml", target_uri, options, rtp_echo=True, ip=ip)
 
 
+def refer_attempt(log_dir: Path, target_uri: str, refer_to: str, *, ip: str = LOOPBACK) -> Sipp:
+    """A stranger's call to `target_uri` that, once answered, REFERs the gateway to `refer_to`;
+    the scenario succeeds when the REFER gets 403 and the gateway later ends the call with BYE."""
+    host, port = uri_address(target_uri)
+    scenario = ["-sf", str(SCENARIOS / "uac_refer.xml"), "-m", "1"]
+    variables = {"ruri": target_uri, "refer_to": refer_to}
+    return Sipp(log_dir, "refer", scenario, remote=f"{host}:{port}", variables=variables, rtp_echo=True, ip=ip)
+
+
 def malformed_request(log_dir: Path, target_uri: str, *, ip: str = LOOPBACK) -> Sipp:
     """One OPTIONS to `target_uri` without From and with a non-numeric Max-Forwards.
 
@@ -249,9 +258,13 @@ def send_request(
 
     Use OPTIONS, or a request the peer will reject: nothing here ACKs or ends a dialog.
     """
+    return send_built(target_uri, lambda via: sip_request(method, target_uri, via, omit=omit), reply_timeout=reply_timeout)
+
+
+def send_built(target_uri: str, build: Callable[[tuple[str, int]], bytes], *, reply_timeout: float = 1.0) -> int | None:
+    """Send the request ``build`` makes for the socket's own (host, port), for its Via; the final status, or None."""
     with _socket_towards(target_uri) as sock:
-        payload = sip_request(method, target_uri, sock.getsockname(), omit=omit)
-        reply = _exchange(sock, payload, reply_timeout, final_only=True)
+        reply = _exchange(sock, build(sock.getsockname()), reply_timeout, final_only=True)
     return int(reply.split()[1]) if reply else None
 
 
