@@ -148,7 +148,7 @@ class Front:
             lines += [f"listen={proto}:{host}:{self.port}{advertise}" for proto in ("udp", "tcp")[: 1 + sip.tcp]]
         lines.append(f"listen=tcp:{self._config.engines.internal_host}:{self._rpc_port}")
         lines += [f'#!substdef "!{name}!{value}!g"' for name, value in values.items()]
-        return "\n".join([*lines, TEMPLATE.read_text(), *_trusted_route(self._config)]) + "\n"
+        return "\n".join([*lines, TEMPLATE.read_text(), *_trunk_route(self._config)]) + "\n"
 
     # -- workers ----------------------------------------------------------------
 
@@ -228,12 +228,12 @@ class Front:
         return reply.get("result")
 
 
-def _trusted_route(config: Config) -> list[str]:
+def _trunk_route(config: Config) -> list[str]:
     """Trunks are exempt from the flood limits: a carrier sends many calls from one address."""
     hosts = sorted({trunk.host.rsplit(":", 1)[0] if trunk.host.count(":") == 1 else trunk.host for trunk in config.plan.trunks.values()})
     addresses = sorted({info[4][0] for host in hosts for info in _resolve(host)})
     checks = [f'\tif ($si == "{address}") return 1;' for address in addresses]
-    return ["route[TRUSTED] {", *checks, "\treturn -1;", "}"]
+    return ["route[FROM_TRUNK] {", *checks, "\treturn -1;", "}"]
 
 
 def _resolve(host: str) -> list[Any]:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from . import peers, proctree
 from .audio import dominant_frequency, has_tone, tone_snr_db
@@ -168,3 +169,13 @@ async def test_a_call_ringing_on_a_killed_worker_ends_for_the_sip_caller_at_once
         ended = await bob.next("ended", timeout=10)
         assert ended["cause"] == "failed"
         assert (await asyncio.to_thread(caller.result, 10)).final_status == 500
+
+
+async def test_the_front_answers_malformed_requests_with_400(start_gateway) -> None:
+    gateway = start_gateway("[engines]\nworkers = 1\n")
+    broken = {"CSeq": "one OPTIONS", "Max-Forwards": "many", "Expires": "soon", "From": "not a uri;tag=x"}
+    for header, value in broken.items():
+        status = await asyncio.to_thread(sipp.send_request, gateway.uri("alice"), headers={header: value})
+        assert status == 400, f"{header}: {value} got {status}"
+    assert await asyncio.to_thread(sipp.send_request, f"sip:{gateway.sip_address}") == 200
+
