@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ SIP_PORT = 5060  # fixed ports are safe inside namespaces the test has just made
 RPC_PORT = 5080
 HTTP_PORT = 8080
 PAGE_HZ = 850
+SECRET = secrets.token_urlsafe(24)
+"""Host A's front takes it from its configuration, so host B can steer the front too."""
 
 
 @contextlib.contextmanager
@@ -32,14 +35,16 @@ def two_hosts(tmp_path: Path) -> Iterator[tuple[str, GatewayProcess, GatewayProc
     with netns.hosts(2) as (outside, (a, b)):
         host_a = GatewayProcess(
             _dir(tmp_path, "a"),
-            f'[engines]\nworkers = 1\ninternal_host = "{a.address}"\n[front]\nhost_id = 1\nrpc_port = {RPC_PORT}\n',
+            f'[engines]\nworkers = 1\ninternal_host = "{a.address}"\n[front]\nhost_id = 1\nrpc_port = {RPC_PORT}\n'
+            f'rpc_secret = "{SECRET}"\n',
             host=a.address, sip_port=SIP_PORT, http_port=HTTP_PORT, netns=a.netns,
         )
         try:
             host_b = GatewayProcess(
                 _dir(tmp_path, "b"),
                 f'[engines]\nworkers = 1\ninternal_host = "{b.address}"\n[front]\nhost_id = 2\n'
-                f'rpc_url = "http://{a.address}:{RPC_PORT}/RPC"\naddress = "{a.address}:{SIP_PORT}"\n',
+                f'rpc_url = "http://{a.address}:{RPC_PORT}/RPC"\naddress = "{a.address}:{SIP_PORT}"\n'
+                f'rpc_secret = "{SECRET}"\n',
                 host=b.address, http_port=HTTP_PORT, netns=b.netns,
             )
             try:
