@@ -94,7 +94,10 @@ def write_front(config: configuration.Config, directory: Path) -> int:
     front = Front(config)
     path = front.write(directory.resolve())
     print(f"Wrote {path} and {path.with_name('dispatcher.list')}; run: kamailio -DD -E -f {path}")
-    print(f"Other gateways point at it with [front] rpc_url = \"{front.rpc_url}\" and address = \"{front.address}\"")
+    print(
+        f"Other gateways point at it with [front] rpc_url = \"{front.rpc_url}\", address = \"{front.address}\""
+        f" and rpc_secret = \"{front.secret}\""
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ value stops the gateway with a message naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,9 @@ class FrontConfig:
     """JSON-RPC address of a Kamailio started elsewhere (``http://host:port/RPC``); empty: start our own."""
     address: str = ""
     """SIP address (host:port) of that Kamailio; empty for our own (it listens on ``[sip]``)."""
+    rpc_secret: str = ""
+    """Secret the JSON-RPC asks for (header X-Gateway-Secret): that of the front at ``rpc_url``, or the one
+    our own front takes, so other hosts can share it; empty: our own front makes a random one each start."""
     rpc_port: int = 0
     """Our own Kamailio's JSON-RPC port on ``engines.internal_host``, for other hosts to point at (0: any)."""
     host_id: int = 1
@@ -122,6 +126,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "bool": (bool,), "float": (int, float), "list[dict[str, Any]]": (list,),
     "list[str]": (list,),
 }
+
+
+_SECRET = re.compile(r"[A-Za-z0-9_-]{16,}")
+"""What ``secrets.token_urlsafe`` makes, and safe inside Kamailio's configuration."""
 
 
 def load(path: Path | None) -> Config:
@@ -203,6 +211,10 @@ def validate(config: Config, origin: str) -> None:
         raise ConfigError(f"{origin}: front.host_id must be 1-99")
     if bool(front.rpc_url) != bool(front.address):
         raise ConfigError(f"{origin}: front.rpc_url and front.address go together (a Kamailio started elsewhere)")
+    if front.rpc_url and not front.rpc_secret:
+        raise ConfigError(f"{origin}: front.rpc_url and front.address need front.rpc_secret (the secret that front was given)")
+    if front.rpc_secret and not _SECRET.fullmatch(front.rpc_secret):
+        raise ConfigError(f"{origin}: front.rpc_secret must be at least 16 of A-Z a-z 0-9 _ -")
     if front.pike_requests < 1 or front.source_invites_per_second < 1:
         raise ConfigError(f"{origin}: front.pike_requests and front.source_invites_per_second must be positive")
     for index, server in enumerate(config.webrtc.ice_servers):

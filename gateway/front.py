@@ -16,6 +16,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -39,6 +40,8 @@ ALL_WORKERS = 1
 PRESENCE_SECONDS = 90
 _REFRESH_SECONDS = PRESENCE_SECONDS / 3
 _RPC_TIMEOUT = aiohttp.ClientTimeout(total=5)
+SECRET_HEADER = "X-Gateway-Secret"
+"""Carries the front's RPC secret; front.cfg answers 403 to a JSON-RPC request without it."""
 _WILDCARD = ("0.0.0.0", "")
 _INACTIVE = 1
 """dispatcher destination flag: in the list, but given no calls."""
@@ -69,6 +72,8 @@ class Front:
         self._dispatcher = asyncio.Lock()
         """Kamailio refuses a dispatcher change while another one is being applied."""
         sip, engines = config.sip, config.engines
+        self.secret = config.front.rpc_secret or secrets.token_urlsafe(24)
+        """Whoever reaches the JSON-RPC port may end calls and steer new ones: it must know this."""
         if config.front.rpc_url:
             self.address = self.proxy = config.front.address
             self.rpc_url = config.front.rpc_url
@@ -125,6 +130,8 @@ class Front:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "dispatcher.list").write_text("")
         config_path = workdir / "kamailio.cfg"
+        config_path.touch(mode=0o600)
+        config_path.chmod(0o600)  # it holds the RPC secret (touch's mode applies to a new file only)
         config_path.write_text(self.kamailio_config(workdir))
         return config_path
 
@@ -138,6 +145,7 @@ class Front:
             "SOURCE_INVITES": front.source_invites_per_second,
             "PRESENCE_SECONDS": PRESENCE_SECONDS,
             "RPC_PORT": self._rpc_port,
+            "RPC_SECRET": self.secret,
             "DISPATCHER_LIST": workdir / "dispatcher.list",
         }
         # One socket per address, never 0.0.0.0: Kamailio writes the socket's
@@ -148,7 +156,7 @@ class Front:
             lines += [f"listen={proto}:{host}:{self.port}{advertise}" for proto in ("udp", "tcp")[: 1 + sip.tcp]]
         lines.append(f"listen=tcp:{self._config.engines.internal_host}:{self._rpc_port}")
         lines += [f'#!substdef "!{name}!{value}!g"' for name, value in values.items()]
-        return "\n".join([*lines, TEMPLATE.read_text(), *_trusted_route(self._config)]) + "\n"
+        return "\n".join([*lines, TEMPLATE.read_text(), *_trunk_route(self._config)]) + "\n"
 
     # -- workers ----------------------------------------------------------------
 
@@ -219,7 +227,9 @@ class Front:
         assert self._session is not None
         request = {"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}
         try:
-            async with self._session.post(self.rpc_url, json=request) as response:
+            async with self._session.post(self.rpc_url, json=request, headers={SECRET_HEADER: self.secret}) as response:
+                if response.status == 403:
+                    raise FrontError(f"{method}: {self.rpc_url} refused this gateway's front.rpc_secret")
                 reply = await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             raise FrontError(f"{method}: no answer from {self.rpc_url}: {exc}") from None
@@ -228,12 +238,12 @@ class Front:
         return reply.get("result")
 
 
-def _trusted_route(config: Config) -> list[str]:
+def _trunk_route(config: Config) -> list[str]:
     """Trunks are exempt from the flood limits: a carrier sends many calls from one address."""
     hosts = sorted({trunk.host.rsplit(":", 1)[0] if trunk.host.count(":") == 1 else trunk.host for trunk in config.plan.trunks.values()})
     addresses = sorted({info[4][0] for host in hosts for info in _resolve(host)})
     checks = [f'\tif ($si == "{address}") return 1;' for address in addresses]
-    return ["route[TRUSTED] {", *checks, "\treturn -1;", "}"]
+    return ["route[FROM_TRUNK] {", *checks, "\treturn -1;", "}"]
 
 
 def _resolve(host: str) -> list[Any]:

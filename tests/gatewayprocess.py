@@ -88,17 +88,26 @@ class GatewayProcess:
         """Each worker's SIP address -> the pid of its newest start."""
         return {address: pid for _, pid, address in self.worker_starts()}
 
-    def front_states(self) -> dict[str, str]:
-        """Each worker's state in the dispatcher of the front this gateway started (A active, I inactive),
-        read through the front's JSON-RPC, found in the Kamailio configuration the gateway wrote."""
+    def front_rpc(self, method: str, secret: str | None = None) -> Any:
+        """One JSON-RPC call to the front this gateway started, at the address and with the secret found
+        in the Kamailio configuration it wrote (``secret`` overrides it; "" sends none)."""
         config = (self.workdir / "state" / "front" / "kamailio.cfg").read_text()
         port = re.search(r"!RPC_PORT!(\d+)!", config).group(1)
         host = re.search(rf"^listen=tcp:(\S+):{port}$", config, re.M).group(1)
-        request = json.dumps({"jsonrpc": "2.0", "method": "dispatcher.list", "id": 1}).encode()
-        reply = json.loads(urllib.request.urlopen(f"http://{host}:{port}/RPC", request, timeout=5).read())
+        if secret is None:
+            secret = re.search(r"!RPC_SECRET!([^!]+)!", config).group(1)
+        request = urllib.request.Request(
+            f"http://{host}:{port}/RPC", json.dumps({"jsonrpc": "2.0", "method": method, "id": 1}).encode(),
+            {"X-Gateway-Secret": secret} if secret else {},
+        )
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return json.load(reply)["result"]
+
+    def front_states(self) -> dict[str, str]:
+        """Each worker's state in the dispatcher of the front this gateway started (A active, I inactive)."""
         return {
             target["DEST"]["URI"].removeprefix("sip:"): target["DEST"]["FLAGS"][0]
-            for record in reply["result"]["RECORDS"] if record["SET"]["ID"] == 1
+            for record in self.front_rpc("dispatcher.list")["RECORDS"] if record["SET"]["ID"] == 1
             for target in record["SET"]["TARGETS"]
         }
 

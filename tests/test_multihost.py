@@ -5,15 +5,22 @@ at A's front and runs one worker.  Bob's page is connected to host B.  An
 INVITE for bob arrives at the front, which hands new calls to the workers
 in turn: the call that lands on host A is answered 480 with
 ``X-Gateway-Users: bob`` and the front sends it on to host B, where bob's
-page rings.  Both calls reach bob, and the audio makes the round trip.
+page rings.  Both calls reach bob, and the audio makes the round trip.  The
+same holds for a group whose only signed-in member is bob: host A answers 480
+with every member (``X-Gateway-Users: dave,bob``) and the front finds bob's host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from gateway.passwords import hash_password
 
 from .audio import has_tone
 from .gatewayprocess import GatewayProcess
@@ -24,22 +31,42 @@ SIP_PORT = 5060  # fixed ports are safe inside namespaces the test has just made
 RPC_PORT = 5080
 HTTP_PORT = 8080
 PAGE_HZ = 850
+SECRET = secrets.token_urlsafe(24)
+"""Host A's front takes it from its configuration, so host B can steer the front too."""
+PASSWORD = "pw"
+GROUP_NUMBER = "+442079460000"
+GROUP = f"""
+[dialplan]
+country = "GB"
+[groups]
+team = ["dave", "bob"]
+[users.bob]
+password = "{hash_password(PASSWORD)}"
+[users.dave]
+password = "{hash_password(PASSWORD)}"
+[[inbound]]
+did = "{GROUP_NUMBER}"
+group = "team"
+"""
 
 
 @contextlib.contextmanager
-def two_hosts(tmp_path: Path) -> Iterator[tuple[str, GatewayProcess, GatewayProcess]]:
-    """Host A (the front and one worker) and host B (one worker, A's front); yields the test's own address too."""
+def two_hosts(tmp_path: Path, plan: str = "") -> Iterator[tuple[str, GatewayProcess, GatewayProcess]]:
+    """Host A (the front and one worker) and host B (one worker, A's front), both with the dialplan
+    ``plan``; yields the test's own address too."""
     with netns.hosts(2) as (outside, (a, b)):
         host_a = GatewayProcess(
             _dir(tmp_path, "a"),
-            f'[engines]\nworkers = 1\ninternal_host = "{a.address}"\n[front]\nhost_id = 1\nrpc_port = {RPC_PORT}\n',
+            f'[engines]\nworkers = 1\ninternal_host = "{a.address}"\n[front]\nhost_id = 1\nrpc_port = {RPC_PORT}\n'
+            f'rpc_secret = "{SECRET}"\n{plan}',
             host=a.address, sip_port=SIP_PORT, http_port=HTTP_PORT, netns=a.netns,
         )
         try:
             host_b = GatewayProcess(
                 _dir(tmp_path, "b"),
                 f'[engines]\nworkers = 1\ninternal_host = "{b.address}"\n[front]\nhost_id = 2\n'
-                f'rpc_url = "http://{a.address}:{RPC_PORT}/RPC"\naddress = "{a.address}:{SIP_PORT}"\n',
+                f'rpc_url = "http://{a.address}:{RPC_PORT}/RPC"\naddress = "{a.address}:{SIP_PORT}"\n'
+                f'rpc_secret = "{SECRET}"\n{plan}',
                 host=b.address, http_port=HTTP_PORT, netns=b.netns,
             )
             try:
@@ -50,17 +77,22 @@ def two_hosts(tmp_path: Path) -> Iterator[tuple[str, GatewayProcess, GatewayProc
             host_a.stop()
 
 
-async def test_an_inbound_call_at_the_front_rings_the_page_on_the_host_where_the_user_is(tmp_path: Path) -> None:
-    with two_hosts(tmp_path) as (outside, host_a, host_b):
+@pytest.mark.parametrize(
+    ("dialled", "plan", "password"), [("bob", "", None), (GROUP_NUMBER, GROUP, PASSWORD)], ids=["user", "group"]
+)
+async def test_an_inbound_call_at_the_front_rings_the_page_on_the_host_where_the_user_is(
+    tmp_path: Path, dialled: str, plan: str, password: str | None
+) -> None:
+    with two_hosts(tmp_path, plan) as (outside, host_a, host_b):
         front = host_a.sip_address
         bob = WebClient(host_b.url)
         try:
             assert host_b.sip_address == front, "host B should give out the front's address"
             await bob.connect()
-            await bob.sign_in("bob")
+            await bob.sign_in("bob", password)
             await asyncio.sleep(0.5)  # the presence RPC to the front
             for attempt in range(2):
-                caller = sipp.uac(tmp_path / f"caller{attempt}", f"sip:bob@{front}", hold_ms=3000, ip=outside)
+                caller = sipp.uac(tmp_path / f"caller{attempt}", f"sip:{dialled}@{front}", hold_ms=3000, ip=outside)
                 with caller:
                     incoming = await bob.next("incoming", timeout=10)
                     await bob.answer(incoming["call"], tone_hz=PAGE_HZ)

@@ -190,8 +190,8 @@ async def test_dtmf_from_the_page_reaches_the_sip_phone(web_client, phone: Bares
     assert digits == ["4", "#"]
 
 
-async def test_hold_and_resume_from_both_sides(web_client, phone: Baresip) -> None:
-    alice = await web_client()
+async def test_hold_and_resume_from_both_sides(either_gateway, connect_client, phone: Baresip) -> None:
+    alice = await connect_client(either_gateway)
     call = await alice.call(phone.uri, tone_hz=PAGE_HZ)
     await alice.next("answered")
     await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
@@ -209,8 +209,10 @@ async def test_hold_and_resume_from_both_sides(web_client, phone: Baresip) -> No
     assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
 
 
-async def test_dtmf_goes_as_sip_info_when_the_phone_has_no_telephone_event(web_client, tmp_path: Path) -> None:
-    alice = await web_client()
+async def test_dtmf_goes_as_sip_info_when_the_phone_has_no_telephone_event(
+    either_gateway, connect_client, tmp_path: Path
+) -> None:
+    alice = await connect_client(either_gateway)
     phone = sipp.Sipp(tmp_path / "sipp", "dtmf_info", ["-sf", str(sipp.SCENARIOS / "uas_dtmf_info.xml"), "-m", "1"], rtp_echo=True)
     with phone:
         call = await alice.call(phone.uri("bob"))
@@ -234,8 +236,9 @@ async def test_the_page_can_read_the_sip_legs_quality(web_client, phone: Baresip
     assert 0 <= stats["sip"]["loss_pct"] <= 100
 
 
-async def test_dtmf_from_the_sip_side_reaches_the_page(gateway, web_client, tmp_path: Path) -> None:
-    alice = await web_client()
+async def test_dtmf_from_the_sip_side_reaches_the_page(either_gateway, connect_client, tmp_path: Path) -> None:
+    gateway = either_gateway
+    alice = await connect_client(gateway)
     caller = sipp.Sipp(
         tmp_path / "sipp", "dtmf_caller", ["-sf", str(sipp.SCENARIOS / "uac_dtmf_info.xml"), "-m", "1"],
         remote=f"127.0.0.1:{gateway.sip_port}", variables={"ruri": gateway.uri("alice")}, rtp_echo=True,

@@ -211,3 +211,34 @@ async def test_behind_the_front_the_trunk_sees_one_address_both_ways(
             await phone_rings_and_is_heard(phone, kam.user_uri("442079460001"), alice)
         finally:
             await alice.close()
+
+
+async def test_behind_the_front_forged_in_dialog_invites_reach_no_trunk(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    """Toll fraud through the front: an outsider's INVITE with a To-tag, sent on to the carrier by a
+    Route it wrote itself, or by its Request-URI behind the front's own Route, is refused; the
+    carrier, which a real call through the same front reaches, receives nothing more."""
+    with sipp.echo_uas(tmp_path / "carrier") as carrier:
+        config = gateway_config({"carrier": f"127.0.0.1:{carrier.port}"}, ["carrier"], extra="[engines]\nworkers = 2\n")
+        gateway = start_gateway(config)
+        alice = await signed_in(gateway)
+        try:
+            call = await alice.call(NUMBER, tone_hz=PAGE_HZ)
+            await alice.next("answered")
+            await alice.send({"type": "hangup", "call": call})
+            await alice.next("ended")
+        finally:
+            await alice.close()
+        number, front = carrier.uri(DIGITS), gateway.sip_address
+        routes = {
+            "a Route to the carrier": f"<sip:{carrier.ip}:{carrier.port};lr>",
+            "the front's Route": f"<sip:{front};lr>",
+            "the front's Route with a made-up dialog id": f"<sip:{front};lr;ftag=forged;did=a1.b2>",
+        }
+        for name, route in routes.items():
+            headers = {"To": f"<{number}>;tag=forged", "Route": route}
+            status = await asyncio.to_thread(sipp.send_request, number, method="INVITE", headers=headers, proxy=front)
+            assert status is not None and status >= 400, f"{name}: {status}"
+    received = sipp.received(carrier, "INVITE")
+    assert len(received) == 1 and "tag=forged" not in received[0], received

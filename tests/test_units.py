@@ -92,6 +92,9 @@ def test_password_hashes_are_salted_and_checked() -> None:
         ("[engines]\nworkers = -1\n", "must not be negative"),
         ("[front]\nhost_id = 100\n", "front.host_id must be 1-99"),
         ("[front]\nrpc_url = 'http://front:5080/RPC'\n", "go together"),
+        ("[front]\nrpc_url = 'http://front:5080/RPC'\naddress = 'front:5060'\n", "need front.rpc_secret"),
+        ("[front]\nrpc_secret = 'short'\n", "front.rpc_secret must be at least 16"),
+        ("[front]\nrpc_secret = 'has \"quotes\" in it, sixteen+'\n", "front.rpc_secret must be at least 16"),
     ],
 )
 def test_configuration_errors_name_file_and_key(tmp_path: Path, text: str, says: str) -> None:

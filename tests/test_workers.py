@@ -14,8 +14,10 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
+import pytest
 
 from . import peers, proctree
 from .audio import dominant_frequency, has_tone, tone_snr_db
@@ -149,6 +151,9 @@ def test_the_front_configuration_is_valid_kamailio(tmp_path: Path) -> None:
     )
     assert told.returncode == 0 and "kamailio -DD -E -f" in told.stdout, told.stderr
     written = (front / "kamailio.cfg").read_text()
+    secret = re.search(r'rpc_secret = "([^"]+)"', told.stdout).group(1)
+    assert f"!RPC_SECRET!{secret}!" in written, "the secret printed for other gateways is not the one written"
+    assert (front / "kamailio.cfg").stat().st_mode & 0o077 == 0, "others could read the RPC secret"
     assert 'if ($si == "127.0.0.2") return 1;' in written
     assert "advertise 203.0.113.7:5060" in written
     assert (front / "dispatcher.list").exists()
@@ -168,3 +173,21 @@ async def test_a_call_ringing_on_a_killed_worker_ends_for_the_sip_caller_at_once
         ended = await bob.next("ended", timeout=10)
         assert ended["cause"] == "failed"
         assert (await asyncio.to_thread(caller.result, 10)).final_status == 500
+
+
+async def test_the_front_answers_malformed_requests_with_400(start_gateway) -> None:
+    gateway = start_gateway("[engines]\nworkers = 1\n")
+    broken = {"CSeq": "one OPTIONS", "Max-Forwards": "many", "Expires": "soon", "From": "not a uri;tag=x"}
+    for header, value in broken.items():
+        status = await asyncio.to_thread(sipp.send_request, gateway.uri("alice"), headers={header: value})
+        assert status == 400, f"{header}: {value} got {status}"
+    assert await asyncio.to_thread(sipp.send_request, f"sip:{gateway.sip_address}") == 200
+
+
+async def test_the_fronts_json_rpc_wants_the_gateways_secret(start_gateway) -> None:
+    gateway = start_gateway("[engines]\nworkers = 1\n")
+    for secret in ("", "not-the-secret-at-all"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            await asyncio.to_thread(gateway.front_rpc, "dlg.list", secret)
+        assert refused.value.code == 403
+    assert list(gateway.front_states().values()) == ["A"]

@@ -155,6 +155,12 @@ class Sipp:
         self.stop()
 
 
+def received(peer: Sipp, method: str) -> list[str]:
+    """Every `method` request `peer` has received, whole, from its message log (complete once it has stopped)."""
+    messages = re.split(r"\n(?=-{10,} )", peer.log_path("_messages.log").read_text(errors="replace"))
+    return [m for m in messages if re.search(rf"message received .*\n+{method} ", m)]
+
+
 def echo_uas(log_dir: Path, *, ip: str = LOOPBACK, max_calls: int | None = None) -> Sipp:
     """A SIP phone that answers every INVITE (180, then 200 with PCMU) and echoes RTP back."""
     options = ["-m", str(max_calls)] if max_calls else []
@@ -224,12 +230,15 @@ def _one_request(
     )
 
 
-def sip_request(method: str, target_uri: str, via: tuple[str, int], *, omit: Iterable[str] = ()) -> bytes:
+def sip_request(
+    method: str, target_uri: str, via: tuple[str, int], *, omit: Iterable[str] = (), headers: Mapping[str, str] | None = None
+) -> bytes:
     """A minimal request with every mandatory header, minus those named in `omit`
-    (e.g. {"Via"} or {"Call-ID"}) to make it malformed on purpose."""
+    (e.g. {"Via"} or {"Call-ID"}) to make it malformed on purpose; `headers` replace
+    or add to them (e.g. a To with a tag and a Route, to forge an in-dialog request)."""
     host, port = via
     tag = secrets.token_hex(6)
-    headers = {
+    fields = {
         "Via": f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK{tag}",
         "Max-Forwards": "70",
         "From": f"<sip:probe@{host}:{port}>;tag={tag}",
@@ -239,9 +248,10 @@ def sip_request(method: str, target_uri: str, via: tuple[str, int], *, omit: Ite
         "Content-Length": "0",
     }
     omitted = set(omit)
-    if omitted - set(headers):
-        raise ValueError(f"cannot omit unknown header(s) {sorted(omitted - set(headers))}")
-    lines = [f"{method} {target_uri} SIP/2.0"] + [f"{k}: {v}" for k, v in headers.items() if k not in omitted]
+    if omitted - set(fields):
+        raise ValueError(f"cannot omit unknown header(s) {sorted(omitted - set(fields))}")
+    fields.update(headers or {})
+    lines = [f"{method} {target_uri} SIP/2.0"] + [f"{k}: {v}" for k, v in fields.items() if k not in omitted]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -252,17 +262,29 @@ def send_udp(target_uri: str, payload: bytes, *, reply_timeout: float = 1.0) -> 
 
 
 def send_request(
-    target_uri: str, *, method: str = "OPTIONS", omit: Iterable[str] = (), reply_timeout: float = 1.0
+    target_uri: str,
+    *,
+    method: str = "OPTIONS",
+    omit: Iterable[str] = (),
+    headers: Mapping[str, str] | None = None,
+    proxy: str | None = None,
+    reply_timeout: float = 1.0,
 ) -> int | None:
-    """Send sip_request(...) from a fresh UDP socket; the final status it got, or None.
+    """Send sip_request(...) from a fresh UDP socket, to `proxy` (host:port) if given, else
+    where `target_uri` points; the final status it got, or None.
 
     Use OPTIONS, or a request the peer will reject: nothing here ACKs or ends a dialog.
     """
-    return send_built(target_uri, lambda via: sip_request(method, target_uri, via, omit=omit), reply_timeout=reply_timeout)
+    return send_built(
+        f"sip:{proxy}" if proxy else target_uri,
+        lambda via: sip_request(method, target_uri, via, omit=omit, headers=headers),
+        reply_timeout=reply_timeout,
+    )
 
 
 def send_built(target_uri: str, build: Callable[[tuple[str, int]], bytes], *, reply_timeout: float = 1.0) -> int | None:
-    """Send the request ``build`` makes for the socket's own (host, port), for its Via; the final status, or None."""
+    """Send the request ``build`` makes for the socket's own (host, port), for its Via,
+    to where `target_uri` points; the final status it got, or None."""
     with _socket_towards(target_uri) as sock:
         reply = _exchange(sock, build(sock.getsockname()), reply_timeout, final_only=True)
     return int(reply.split()[1]) if reply else None
