@@ -131,6 +131,8 @@ class Supervisor:
                 await self._run(worker)
             except OSError as exc:  # the fork server or a socket failed: try again later
                 log.error("worker %d could not be started: %s", worker.index, exc)
+            except Exception:  # noqa: BLE001 - a bug must not end this worker's restarts for good
+                log.exception("worker %d failed in the supervisor; starting it again", worker.index)
             if self._stopping:
                 return
             young = time.monotonic() - started < _YOUNG_SECONDS

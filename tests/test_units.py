@@ -11,6 +11,7 @@ from gateway.callstate import CallState, can_move
 from gateway.config import ConfigError, load, worker_count
 from gateway.control import CallControl, RequestError
 from gateway.passwords import hash_password, verify_password
+from gateway.supervisor import Supervisor
 from gateway.turn import turn_server
 
 
@@ -187,3 +188,20 @@ async def test_a_lost_engine_ends_its_calls_for_the_page_only() -> None:
     control.hang_up_all()
     assert len(first.sent) == 1, "nothing is sent to a dead engine"
     assert second.sent[-1] == engineapi.Hangup(kept)
+
+
+async def test_a_worker_whose_life_fails_with_any_error_is_started_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load(None)
+    config.engines.restart_delay = 0.01
+    supervisor = Supervisor(config, CallControl(config), front=None, count=1)  # type: ignore[arg-type]
+    lives: list[int] = []
+
+    async def one_life(worker: object) -> None:
+        lives.append(len(lives))
+        if len(lives) == 1:
+            raise RuntimeError("a bug in the supervisor's own code")
+        supervisor._stopping = True
+
+    monkeypatch.setattr(supervisor, "_run", one_life)
+    await supervisor._keep_running(supervisor.workers[0])
+    assert lives == [0, 1]
