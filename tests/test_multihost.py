@@ -38,6 +38,7 @@ GROUP_NUMBER = "+442079460000"
 GROUP = f"""
 [dialplan]
 country = "GB"
+trusted_sources = ["10.0.0.0/8"]  # the caller stands in for a PBX on the test's bridge network
 [groups]
 team = ["dave", "bob"]
 [users.bob]
