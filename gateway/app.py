@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import WSCloseCode, web
 
 from . import signalling
+from .admission import Admission
 from .config import Config, worker_count
 from .control import CallControl
 from .engineapi import LocalLink, SipRole
@@ -23,6 +24,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 class Services:
     """What the cleanup context starts; handlers reach it through the app."""
 
+    admission: Admission
     control: CallControl | None = None
     sockets: set[web.WebSocketResponse] = dataclasses.field(default_factory=set)
 
@@ -34,7 +36,7 @@ SERVICES = web.AppKey("services", Services)
 def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
-    app[SERVICES] = Services()
+    app[SERVICES] = Services(Admission(config.http))
     app.cleanup_ctx.append(_calls)
     app.on_shutdown.append(_close_sockets)
     app.add_routes(
@@ -95,13 +97,16 @@ async def _close_sockets(app: web.Application) -> None:
 async def _websocket(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     assert services.control is not None
-    return await signalling.websocket(request, services.control, services.sockets)
+    config = request.app[CONFIG]
+    return await signalling.websocket(request, services.control, services.admission, services.sockets, config.http.sign_in_timeout)
 
 
 async def _health(request: web.Request) -> web.Response:
-    control = request.app[SERVICES].control
-    assert control is not None
-    return web.json_response({"status": "ok", **control.status()})
+    """Trunk names and engine addresses only for the operator: ``status_from`` or the ``status_token``."""
+    services = request.app[SERVICES]
+    assert services.control is not None
+    details = services.control.status() if services.admission.may_see_status(request) else {}
+    return web.json_response({"status": "ok", **details})
 
 
 async def _index(request: web.Request) -> web.FileResponse:

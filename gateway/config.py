@@ -7,6 +7,7 @@ value stops the gateway with a message naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import sys
 from pathlib import Path
@@ -25,9 +26,30 @@ class ConfigError(Exception):
 
 @dataclasses.dataclass
 class HttpConfig:
+    """The page, its WebSocket and /health, facing whoever can reach the port."""
+
     listen: str = "0.0.0.0"
     port: int = 8443
     tls: bool = True
+    allowed_origins: list[str] = dataclasses.field(default_factory=list)
+    """Other page origins (``https://host:port``) whose WebSocket is accepted; the page's own always is."""
+    max_sockets: int = 1000
+    """WebSockets open at once; more get 503."""
+    max_sockets_per_source: int = 20
+    """WebSockets open at once from one address; more get 429."""
+    sign_in_timeout: float = 20.0
+    """Seconds a WebSocket may stay open without signing in."""
+    sign_in_delay: float = 1.0
+    """Seconds a user name or address waits after a failed sign-in, doubling with each failure."""
+    sign_in_lockout_after: int = 5
+    """Failed sign-ins in a row after which the name or address waits ``sign_in_lockout``."""
+    sign_in_lockout: float = 300.0
+    password_checks: int = 2
+    """Password checks (scrypt, tens of ms of CPU each) running at once; more wait their turn."""
+    status_token: str = ""
+    """Bearer token that shows /health's details from anywhere; empty: none does."""
+    status_from: list[str] = dataclasses.field(default_factory=lambda: ["127.0.0.1", "::1"])
+    """Addresses or networks that see /health's details without a token."""
 
 
 @dataclasses.dataclass
@@ -192,6 +214,7 @@ def validate(config: Config, origin: str) -> None:
         port = getattr(getattr(config, section), key)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{origin}: {section}.{key} must be 0-65535, not {port}")
+    _validate_http(config.http, origin)
     if config.webrtc.ice_transport_policy not in ("all", "relay"):
         raise ConfigError(f"{origin}: webrtc.ice_transport_policy must be \"all\" or \"relay\"")
     if bool(config.webrtc.turn_urls) != bool(config.webrtc.turn_secret):
@@ -220,6 +243,23 @@ def validate(config: Config, origin: str) -> None:
     for index, server in enumerate(config.webrtc.ice_servers):
         if not isinstance(server, dict) or "urls" not in server:
             raise ConfigError(f"{origin}: webrtc.ice_servers[{index}] needs urls = [\"stun:host:port\", ...]")
+
+
+def _validate_http(http: HttpConfig, origin: str) -> None:
+    for key in ("max_sockets", "max_sockets_per_source", "sign_in_timeout", "sign_in_delay", "sign_in_lockout_after",
+                "sign_in_lockout", "password_checks"):
+        if getattr(http, key) <= 0:
+            raise ConfigError(f"{origin}: http.{key} must be positive")
+    for allowed in http.allowed_origins:
+        url = allowed if isinstance(allowed, str) else ""
+        scheme, _, host = url.partition("://")
+        if scheme not in ("http", "https") or not host or "/" in host:
+            raise ConfigError(f"{origin}: http.allowed_origins: {allowed!r} is not an origin like \"https://host:port\"")
+    for source in http.status_from:
+        try:
+            ipaddress.ip_network(source)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{origin}: http.status_from: {source!r} is not an address or network") from None
 
 
 def worker_count(config: Config, cores: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 import uuid
 from typing import Any, Callable, Protocol
@@ -20,7 +21,8 @@ from . import endcause, engineapi as api
 from .callstate import CallState, can_move, log_move
 from .config import Config
 from .endcause import EndCause
-from .passwords import verify_password
+from .backoff import SignInBackoff
+from .passwords import PasswordChecker
 from .turn import turn_server
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ class Session(Protocol):
     """One signalling connection (a browser tab)."""
 
     user: str | None
+    source: str
+    """The address the connection comes from (sign-in back-off counts per address)."""
 
     def send(self, message: dict[str, Any]) -> None: ...
 
@@ -48,10 +52,12 @@ LoadListener = Callable[[api.EngineLink, bool], None]
 class RequestError(Exception):
     """A page request that cannot be carried out; nothing changed."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **details: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details
+        """Extra fields for the page's ``error`` message (``retry_after``)."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -107,6 +113,9 @@ class CallControl:
         self._trunks: dict[str, api.TrunkState] = {}
         self._signed_in: dict[str, set[Session]] = {}
         self._calls: dict[str, ControlCall] = {}
+        http = config.http
+        self._backoff = SignInBackoff(http.sign_in_delay, http.sign_in_lockout_after, http.sign_in_lockout)
+        self._passwords = PasswordChecker(config.users, http.password_checks) if config.users is not None else None
 
     @property
     def sip_host(self) -> str:
@@ -124,12 +133,8 @@ class CallControl:
     # -- page requests --------------------------------------------------------
 
     async def sign_in(self, session: Session, user: str, password: str | None) -> dict[str, Any]:
-        if self._config.users is not None:
-            stored = self._config.users.get(user)
-            # scrypt takes tens of milliseconds: off the loop, so no call's audio waits for it
-            loop = asyncio.get_running_loop()
-            if stored is None or password is None or not await loop.run_in_executor(None, verify_password, password, stored):
-                raise RequestError("auth_failed", "Wrong user name or password")
+        if self._passwords is not None:
+            await self._check_password(session, user, password)
         elif self._dialplan.inbound(user).action != "user":
             raise RequestError("auth_failed", "A user name is 1-32 of a-z 0-9 . _ - (starting with a letter or digit)")
         self.sign_out(session)
@@ -145,6 +150,18 @@ class CallControl:
             "ice_transport_policy": self._config.webrtc.ice_transport_policy,
             "sip_uri": f"sip:{user}@{self._sip_host}",
         }
+
+    async def _check_password(self, session: Session, user: str, password: str | None) -> None:
+        """Refused at once while the name or the address waits after failures; scrypt runs only otherwise."""
+        assert self._passwords is not None
+        wait = math.ceil(self._backoff.wait(user, session.source))
+        if wait:
+            raise RequestError("auth_locked", f"Too many failed sign-ins: try again in {wait} s", retry_after=wait)
+        if not await self._passwords.check(user, password):
+            self._backoff.failed(user, session.source)
+            log.info("failed sign-in as %r from %s", user, session.source)
+            raise RequestError("auth_failed", "Wrong user name or password")
+        self._backoff.succeeded(user)
 
     def _ice_servers(self, user: str) -> list[dict[str, Any]]:
         webrtc = self._config.webrtc

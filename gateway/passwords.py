@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import os
+from typing import Callable
 
 _N, _R, _P = 2**14, 8, 1
 
@@ -28,3 +30,25 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+class PasswordChecker:
+    """Checks sign-in passwords off the event loop, at most ``limit`` at a time.
+
+    An unknown name is checked against a dummy hash, so it costs what a known
+    one does and answer times do not tell which names exist.  The cap keeps
+    password guessing from taking every core away from calls.
+    """
+
+    def __init__(self, hashes: dict[str, str], limit: int, verify: Callable[[str, str], bool] = verify_password) -> None:
+        self._hashes = hashes
+        self._slots = asyncio.Semaphore(limit)
+        self._verify = verify
+        self._dummy = hash_password(os.urandom(16).hex())
+
+    async def check(self, user: str, password: str | None) -> bool:
+        stored = self._hashes.get(user)
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            matches = await loop.run_in_executor(None, self._verify, password or "", stored or self._dummy)
+        return matches and stored is not None and password is not None

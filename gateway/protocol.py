@@ -12,10 +12,13 @@ import re
 from typing import Any, Callable
 
 MAX_MESSAGE_BYTES = 64 * 1024
+MAX_DEPTH = 8
+"""Arrays and objects inside each other; the protocol needs 1, json.loads recurses on each."""
 VERSION = 1
 
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _DIGITS = re.compile(r"^[0-9*#A-Da-d]{1,32}$")
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 
 class ProtocolError(Exception):
@@ -61,10 +64,26 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
 }
 
 
+def _nests_deeper(raw: str, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than ``limit``: checked before json.loads can recurse."""
+    depth = 0
+    for token in _STRING_OR_BRACKET.finditer(raw):
+        bracket = token.group()
+        if bracket in ("[", "{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif bracket in ("]", "}"):
+            depth -= 1
+    return False
+
+
 def parse(raw: str) -> Request:
     """One WebSocket text frame to a checked :class:`Request`."""
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    if _nests_deeper(raw, MAX_DEPTH):
+        raise ProtocolError(f"message nests deeper than {MAX_DEPTH} levels")
     try:
         data = json.loads(raw)
     except ValueError:

@@ -3,7 +3,8 @@
 Handlers stay thin: parse with :mod:`gateway.protocol`, hand the request to
 call control, send back its reply or error.  Replies and events leave
 through one writer task per socket, so call control never waits on a slow
-browser.
+browser.  :mod:`gateway.admission` decides before the upgrade who may open
+a socket; a socket that does not sign in soon is closed.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from . import protocol
+from .admission import Admission
 from .control import CallControl, RequestError
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,9 @@ _OUTBOX_LIMIT = 256
 class PageSession:
     """A signed-in (or not yet) browser tab, as call control sees it."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, source: str) -> None:
         self.user: str | None = None
+        self.source = source
         self._ws = ws
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(_OUTBOX_LIMIT)
         self._writer = asyncio.get_running_loop().create_task(self._write())
@@ -50,23 +53,47 @@ class PageSession:
         await asyncio.gather(self._writer, return_exceptions=True)
 
 
-async def websocket(request: web.Request, control: CallControl, sockets: set[web.WebSocketResponse]) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=protocol.MAX_MESSAGE_BYTES)
-    await ws.prepare(request)
-    sockets.add(ws)
-    session = PageSession(ws)
-    session.send({"type": "hello", "version": protocol.VERSION, "auth": "open" if control.open_sign_in else "password"})
+async def websocket(
+    request: web.Request, control: CallControl, admission: Admission, sockets: set[web.WebSocketResponse], sign_in_timeout: float
+) -> web.WebSocketResponse:
+    admission.check_origin(request)
+    source = request.remote or ""
+    admission.open_socket(source)
     try:
-        async for message in ws:
-            if message.type == WSMsgType.TEXT:
-                await _handle(control, session, message.data)
-            elif message.type == WSMsgType.BINARY:
-                session.send(_error("bad_message", "binary frames are not part of the protocol"))
+        # No permessage-deflate: its zlib state costs ~100 kB a socket, and messages are small.
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=protocol.MAX_MESSAGE_BYTES, compress=False)
+        await ws.prepare(request)
+        sockets.add(ws)
+        session = PageSession(ws, source)
+        session.send({"type": "hello", "version": protocol.VERSION, "auth": "open" if control.open_sign_in else "password"})
+        try:
+            await _serve(ws, control, session, sign_in_timeout)
+        finally:
+            control.sign_out(session)
+            await session.close()
+            sockets.discard(ws)
     finally:
-        control.sign_out(session)
-        await session.close()
-        sockets.discard(ws)
+        admission.close_socket(source)
     return ws
+
+
+async def _serve(ws: web.WebSocketResponse, control: CallControl, session: PageSession, sign_in_timeout: float) -> None:
+    """Read until the socket closes, or until a socket not signed in has had ``sign_in_timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None
+    while True:
+        deadline = None if session.user else deadline or loop.time() + sign_in_timeout
+        try:
+            message = await ws.receive(timeout=None if deadline is None else max(deadline - loop.time(), 0.001))
+        except asyncio.TimeoutError:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not signed in in time")
+            return
+        if message.type == WSMsgType.TEXT:
+            await _handle(control, session, message.data)
+        elif message.type == WSMsgType.BINARY:
+            session.send(_error("bad_message", "binary frames are not part of the protocol"))
+        else:
+            return
 
 
 async def _handle(control: CallControl, session: PageSession, raw: str) -> None:
@@ -79,7 +106,7 @@ async def _handle(control: CallControl, session: PageSession, raw: str) -> None:
     try:
         reply = await _dispatch(control, session, request.type, fields, request.id)
     except RequestError as exc:
-        session.send(_error(exc.code, exc.message, request.id, fields.get("call")))
+        session.send({**_error(exc.code, exc.message, request.id, fields.get("call")), **exc.details})
         return
     if reply is not None:
         if request.id is not None:

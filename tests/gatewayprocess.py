@@ -32,6 +32,7 @@ class GatewayProcess:
         host: str = "127.0.0.1",
         sip_port: int = 0,
         netns: str = "",
+        http_host: str = "",
     ) -> None:
         self.workdir = workdir
         self.log_path = workdir / "gateway.log"
@@ -40,7 +41,7 @@ class GatewayProcess:
         args = [
             *(["ip", "netns", "exec", netns] if netns else []),
             sys.executable, "-m", "gateway", "--config", str(config_path),
-            "--http-host", "0.0.0.0" if tls else host, "--http-port", str(http_port),
+            "--http-host", http_host or ("0.0.0.0" if tls else host), "--http-port", str(http_port),
             "--sip-host", host, "--sip-port", str(sip_port), "--rtp-port", "0",
             "--state-dir", str(workdir / "state"), "--log-level", log_level,
         ]

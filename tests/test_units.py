@@ -146,6 +146,7 @@ class _Link:
 
 class _Page:
     user: str | None = None
+    source = "127.0.0.1"
 
     def send(self, message: dict) -> None:
         pass

@@ -135,7 +135,7 @@ async function signIn(creds, { again = false } = {}) {
         ui.renderAccount(null);
       }
       ui.showError(errorText(err));
-      if (err.code === "auth_failed") (els.passwordField.hidden ? els.user : els.password).select();
+      if (err.code === "auth_failed" || err.code === "auth_locked") (els.passwordField.hidden ? els.user : els.password).select();
     }
   } finally {
     signInPending = false;
@@ -326,6 +326,10 @@ function errorText(err) {
   const code = err?.code;
   // Our own failures carry no gateway code worth showing.
   if (!code || code === "disconnected" || code === "timeout") return message;
+  if (code === "auth_locked") {
+    const wait = Number(err.retryAfter) > 0 ? ` Wait ${Math.ceil(err.retryAfter)} seconds, then try again.` : " Try again later.";
+    return `Too many wrong passwords.${wait}`;
+  }
   return `${message} (${code})`;
 }
 

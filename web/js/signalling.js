@@ -18,11 +18,12 @@ export function gatewayUrl(loc = window.location) {
 
 /** An `error` reply from the gateway, or a local failure (code "disconnected", "timeout"). */
 export class GatewayError extends Error {
-  constructor(code, message, call = null) {
+  constructor(code, message, call = null, retryAfter = null) {
     super(message || code);
     this.name = "GatewayError";
     this.code = code;
     this.call = call;
+    this.retryAfter = retryAfter; // seconds, with auth_locked
   }
 }
 
@@ -148,7 +149,7 @@ export class Signalling {
       const { resolve, reject, timer } = this.#pending.get(id);
       this.#pending.delete(id);
       clearTimeout(timer);
-      if (msg.type === "error") reject(new GatewayError(msg.code, msg.message, msg.call ?? null));
+      if (msg.type === "error") reject(new GatewayError(msg.code, msg.message, msg.call ?? null, msg.retry_after ?? null));
       else resolve(msg);
       return;
     }
