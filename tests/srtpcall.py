@@ -85,7 +85,6 @@ class SrtpCall:
         self.received: list[tuple[float, np.ndarray]] = []
         """Decoded audio, if ``decode``: (arrival time, 48 kHz mono samples)."""
         self.packets = 0
-        self.payload_bytes = 0
         self.ssrcs: set[int] = set()
         self.stereo = False
         """Whether any Opus packet that came back was coded as stereo (its TOC byte's s bit)."""
@@ -139,7 +138,6 @@ class SrtpCall:
             return
         sequence, ssrc, payload = rtp_payload(packet)
         self.packets += 1
-        self.payload_bytes += len(payload)
         self.ssrcs.add(ssrc)
         if payload:
             self.stereo |= bool(payload[0] & 0x04)
