@@ -28,14 +28,12 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from tests.audio import dominant_frequency
+from bench.bursts import burst_mask, onsets, percentile, round_trips, tone_intact
 from tests.gatewayprocess import GatewayProcess
 from tests.proctree import cpu_seconds, pss_mib
 from tests.peers.sipp import echo_uas
 from tests.webclient import FRAME, RATE, ToneTrack, WebClient
 
-PERIOD_S = 0.5
-BURST_S = 0.04
 WARMUP_S = 3.0
 
 
@@ -47,40 +45,10 @@ class BurstTrack(ToneTrack):
         self.sent: list[float] = []
 
     def samples(self, first: int) -> np.ndarray:
-        t = (np.arange(FRAME) + first) / RATE
-        in_burst = (t % PERIOD_S) < BURST_S
-        if in_burst[0] and not ((first - 1) / RATE % PERIOD_S) < BURST_S:
+        in_burst = burst_mask(first, FRAME)
+        if in_burst[0] and not burst_mask(first - 1, 1)[0]:
             self.sent.append(time.monotonic())
         return super().samples(first) * in_burst
-
-
-def onsets(received: list[tuple[float, np.ndarray]], since: float) -> list[float]:
-    """Arrival times of burst starts (first loud frame after a quiet one)."""
-    times, quiet = [], True
-    for arrived, samples in received:
-        if arrived < since:
-            continue
-        loud = np.abs(samples).max() > 3000
-        if loud and quiet:
-            times.append(arrived + int(np.argmax(np.abs(samples) > 3000)) / RATE)
-        quiet = not loud
-    return times
-
-
-def tone_intact(received: list[tuple[float, np.ndarray]], since: float, freq: float) -> bool:
-    """Whether the bursts that came back are this call's own frequency (not silence, not another call's)."""
-    loud = [samples for arrived, samples in received if arrived >= since and np.abs(samples).max() > 3000]
-    return bool(loud) and abs(dominant_frequency(np.concatenate(loud), RATE) - freq) < 20
-
-
-def round_trips(sent: list[float], back: list[float]) -> list[float]:
-    """Pair each returned burst with the latest burst sent before it."""
-    trips = []
-    for arrived in back:
-        earlier = [s for s in sent if s < arrived]
-        if earlier and arrived - earlier[-1] < PERIOD_S:
-            trips.append(arrived - earlier[-1])
-    return trips
 
 
 async def direct_rtt(seconds: float) -> list[float]:
@@ -120,12 +88,6 @@ class Row:
     added_one_way_p95_ms: float
     frames_lost_pct: float
     tones_intact: int
-
-
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 async def run(n: int, seconds: float, direct: float, workdir: Path, config: str) -> Row:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from playwright.async_api import Browser, Page, async_playwright
 
-from bench.bridge_calls import percentile, round_trips
+from bench.bursts import frequency, percentile, round_trips
 from tests import proctree
 from tests.audio import dominant_frequency
 from tests.gatewayprocess import GatewayProcess
@@ -57,11 +57,6 @@ WARMUP_S = 3.0
 CALLS_PER_SECOND = 10
 LOSS_LIMIT_PCT = 1.0
 CORES = os.cpu_count() or 1
-
-
-def frequency(i: int) -> float:
-    """Call i's own tone: 37 Hz apart, all below G.711's 4 kHz (distinct for up to 96 calls)."""
-    return 400.0 + 37.0 * (i % 96)
 
 
 @dataclasses.dataclass

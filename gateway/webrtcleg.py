@@ -188,7 +188,7 @@ class OpusOnLoop:
         if sender is None or not sender._enabled:
             return None
         if self._codec is None:
-            self._codec = _opus_encoder()
+            self._codec = opus_encoder()
         packets = self._codec.encode(frame)
         if not packets:
             return None
@@ -197,7 +197,8 @@ class OpusOnLoop:
         return RTCEncodedFrame([bytes(p) for p in packets], packets[0].pts - self._first_pts, audio_level_dbov(frame))
 
 
-def _opus_encoder() -> av.AudioCodecContext:
+def opus_encoder() -> av.AudioCodecContext:
+    """The gateway's Opus encoder: mono, aiortc's bit rate and application (benches encode and report with it)."""
     codec = av.CodecContext.create("libopus", "w")
     codec.bit_rate = 96000
     codec.format = "s16"

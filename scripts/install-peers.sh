@@ -1,19 +1,4 @@
 #!/usr/bin/env bash
 # Installs the real programs the integration tests talk to, from Debian's packages.
 set -euo pipefail
-
-packages=(sip-tester baresip kamailio coturn chromium chromium-driver iproute2)
-missing=()
-for package in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { echo "error: installing ${missing[*]} needs root" >&2; exit 1; }
-  sudo=sudo
-fi
-echo "installing ${missing[*]}"
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+exec "$(dirname "$0")/apt-install.sh" sip-tester baresip kamailio coturn chromium chromium-driver iproute2

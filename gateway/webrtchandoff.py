@@ -1,0 +1,203 @@
+"""Take a connected aiortc peer connection's media path out of aiortc's hands.
+
+aiortc handles every RTP packet in Python (SRTP, parsing, routing, an asyncio
+hop per packet): that is most of what a call costs. Once ICE and DTLS are done
+the media path is just a UDP socket, a remote address and four SRTP keys, so
+a native relay (or a benchmark's load generator) can carry the packets
+instead. ``hand_off(pc)`` returns those as a ``MediaPath``, stops aiortc's RTP
+sender and receiver, and stops asyncio reading the socket (``pause_reading``). aiortc keeps the
+DTLS session and aioice keeps ICE consent alive, as long as the new owner of
+the socket gives every datagram that is not SRTP back through
+``MediaPath.feed_back``.
+
+It relies on private attributes of aiortc 1.16 and aioice 0.13; importing
+this module checks them and raises ``HandoffUnavailable`` (an ImportError)
+naming what changed, so the gateway can keep such calls on the Python path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import aioice
+import aiortc
+from aioice.ice import CandidatePair, Connection, StunProtocol
+from aiortc import RTCPeerConnection, RTCRtpSender
+from aiortc.rtcdtlstransport import RTCDtlsTransport, SRTPProtectionProfile
+from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.sdp import SessionDescription
+
+TESTED_VERSIONS = {"aiortc": (aiortc.__version__, "1.16."), "aioice": (aioice.__version__, "0.13.")}
+SAMPLES_PER_FRAME = 960  # 20 ms of Opus's 48 kHz RTP clock
+
+_RELIED_ON: list[tuple[type, str]] = [
+    (RTCPeerConnection, "getTransceivers"),
+    (RTCRtpTransceiver, "_codecs"),
+    (RTCRtpTransceiver, "_get_mline_index"),
+    (RTCRtpSender, "_ssrc"),
+    (RTCRtpSender, "_send_rtcp"),
+    (RTCRtpSender, "_RTCRtpSender__rtp_history"),
+    (RTCRtpSender, "_RTCRtpSender__packet_count"),
+    (RTCDtlsTransport, "_ssl"),
+    (RTCDtlsTransport, "_role"),
+    (RTCDtlsTransport, "_srtp_profiles"),
+    (SRTPProtectionProfile, "get_key_and_salt"),
+    (RTCIceTransport, "_connection"),
+    (Connection, "_nominated"),
+    (CandidatePair, "protocol"),
+    (CandidatePair, "remote_addr"),
+    (CandidatePair, "local_candidate"),
+    (StunProtocol, "transport"),
+    (StunProtocol, "datagram_received"),
+]
+
+
+class HandoffUnavailable(ImportError):
+    """This aiortc/aioice is not the one the hand-off was written against: stay on the Python path."""
+
+
+class HandoffRefused(Exception):
+    """This call's media path cannot be taken (not connected, relayed through TURN, no Opus)."""
+
+
+def _check_internals() -> None:
+    """Raise HandoffUnavailable unless the versions and private attributes are the tested ones."""
+    for package, (version, tested) in TESTED_VERSIONS.items():
+        if not version.startswith(tested):
+            raise HandoffUnavailable(f"{package} {version} is installed; the media hand-off was tested with {tested}x")
+    for cls, attr in _RELIED_ON:
+        assigned = cls.__init__.__code__.co_names if hasattr(cls.__init__, "__code__") else ()
+        if not (hasattr(cls, attr) or attr in assigned or attr in getattr(cls, "__annotations__", {})):
+            raise HandoffUnavailable(f"{cls.__module__}.{cls.__qualname__} has no attribute {attr} any more")
+
+
+_check_internals()
+
+
+def is_srtp(data: bytes) -> bool:
+    """RTP or RTCP (RFC 7983: first byte 128-191), as opposed to STUN (0-3) or DTLS (20-63)."""
+    return 127 < data[0] < 192
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaPath:
+    """What carrying one call's media without aiortc takes.
+
+    ``fd`` stays aiortc's: it is closed when the peer connection closes, so
+    dup it to keep using it (and stop using it when the call ends).
+    """
+
+    fd: int
+    local_addr: tuple[str, int]
+    remote_addr: tuple[str, int]
+    """The browser's side of the nominated ICE pair."""
+    srtp_profile: int
+    """libsrtp's profile number (pylibsrtp ``Policy.SRTP_PROFILE_*``)."""
+    srtp_profile_name: str
+    inbound_key: bytes
+    """Master key + salt of what the browser sends."""
+    outbound_key: bytes
+    """Master key + salt of what we send."""
+    payload_type: int
+    """Opus as negotiated."""
+    ssrc: int
+    """Ours, as announced in our SDP: keep sending with it."""
+    remote_ssrc: int | None
+    """The browser's, from its SDP (or from what arrived), if known."""
+    sequence: int
+    """The next RTP sequence number to send: aiortc's stream goes on, so the browser's SRTP index stays right."""
+    timestamp: int
+    """The RTP timestamp of one frame after aiortc's last packet; add the time since the hand-off."""
+    roc: int
+    """Our SRTP rollover counter so far (0 unless aiortc sent 65536 packets)."""
+    _protocol: StunProtocol = dataclasses.field(repr=False, compare=False)
+
+    def feed_back(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Hand a STUN or DTLS datagram that arrived on ``fd`` to aioice, so consent and DTLS keep working."""
+        self._protocol.datagram_received(data, addr)
+
+
+def _audio_transceiver(pc: RTCPeerConnection) -> RTCRtpTransceiver:
+    audio = [t for t in pc.getTransceivers() if t.kind == "audio" and not t.stopped]
+    if len(audio) != 1 or len(pc.getTransceivers()) != 1:
+        raise HandoffRefused(f"expected one audio transceiver, found {[t.kind for t in pc.getTransceivers()]}")
+    return audio[0]
+
+
+def _nominated_pair(dtls: RTCDtlsTransport) -> CandidatePair:
+    pairs = dtls.transport._connection._nominated
+    if set(pairs) != {1}:
+        raise HandoffRefused(f"expected one nominated ICE pair for component 1 (rtcp-mux), found {sorted(pairs)}")
+    pair = pairs[1]
+    if pair.local_candidate.type == "relay":
+        raise HandoffRefused(f"the nominated ICE pair {pair} is relayed through TURN, whose framing is not handled natively")
+    return pair
+
+
+def _srtp_keys(dtls: RTCDtlsTransport) -> tuple[SRTPProtectionProfile, bytes, bytes]:
+    """(profile, inbound key+salt, outbound key+salt), derived as ``RTCDtlsTransport._setup_srtp`` does."""
+    selected = dtls._ssl.get_selected_srtp_profile()
+    profile = next((p for p in dtls._srtp_profiles if p.openssl_profile == selected), None)
+    if profile is None:
+        raise HandoffRefused(f"DTLS negotiated no SRTP profile aiortc knows ({selected!r})")
+    material = dtls._ssl.export_keying_material(b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length))
+    client_key, server_key = profile.get_key_and_salt(material, 0), profile.get_key_and_salt(material, 1)
+    return (profile, client_key, server_key) if dtls._role == "server" else (profile, server_key, client_key)
+
+
+def _opus_payload_type(transceiver: RTCRtpTransceiver) -> int:
+    for codec in transceiver._codecs:
+        if codec.mimeType.lower() == "audio/opus":
+            return codec.payloadType
+    raise HandoffRefused(f"Opus was not negotiated: {[c.mimeType for c in transceiver._codecs]}")
+
+
+def _remote_ssrc(pc: RTCPeerConnection, transceiver: RTCRtpTransceiver) -> int | None:
+    media = SessionDescription.parse(pc.remoteDescription.sdp).media[transceiver._get_mline_index()]
+    return media.ssrc[0].ssrc if media.ssrc else None
+
+
+def _stream_position(sender: RTCRtpSender) -> tuple[int, int, int]:
+    """(next sequence number, next timestamp, rollover counter) after aiortc's last RTP packet."""
+    history = sender._RTCRtpSender__rtp_history
+    if not history:
+        return 0, 0, 0
+    sequences = {packet.sequence_number for packet in history.values()}
+    last = next(packet for packet in history.values() if (packet.sequence_number + 1) % 65536 not in sequences)
+    count = sender._RTCRtpSender__packet_count
+    first = (last.sequence_number - count + 1) % 65536
+    return (last.sequence_number + 1) % 65536, (last.timestamp + SAMPLES_PER_FRAME) % 2**32, (first + count - 1) >> 16
+
+
+async def _silence_rtcp(packets: Any) -> None:
+    """Stands in for a sender's ``_send_rtcp`` while it stops: no RTCP BYE for an SSRC that goes on."""
+
+
+async def hand_off(pc: RTCPeerConnection) -> MediaPath:
+    """Take ``pc``'s media path: everything is checked before aiortc is touched, so a refusal leaves the call as it was."""
+    if pc.connectionState != "connected":
+        raise HandoffRefused(f"the peer connection is {pc.connectionState}, not connected")
+    transceiver = _audio_transceiver(pc)
+    sender, receiver = transceiver.sender, transceiver.receiver
+    dtls = sender.transport
+    pair = _nominated_pair(dtls)
+    profile, inbound, outbound = _srtp_keys(dtls)
+    payload_type = _opus_payload_type(transceiver)
+    remote_ssrc = _remote_ssrc(pc, transceiver)
+    transport = pair.protocol.transport
+    sock = transport.get_extra_info("socket")
+    if not hasattr(transport, "pause_reading"):
+        raise HandoffRefused(f"the event loop's datagram transport {type(transport).__name__} cannot stop reading")
+    sender._send_rtcp = _silence_rtcp
+    await sender.stop()
+    await receiver.stop()
+    sequence, timestamp, roc = _stream_position(sender)
+    transport.pause_reading()
+    return MediaPath(
+        fd=sock.fileno(), local_addr=transport.get_extra_info("sockname")[:2], remote_addr=pair.remote_addr,
+        srtp_profile=profile.libsrtp_profile, srtp_profile_name=profile.openssl_profile.decode(),
+        inbound_key=inbound, outbound_key=outbound, payload_type=payload_type, ssrc=sender._ssrc,
+        remote_ssrc=remote_ssrc, sequence=sequence, timestamp=timestamp, roc=roc, _protocol=pair.protocol,
+    )

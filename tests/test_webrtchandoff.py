@@ -1,0 +1,124 @@
+"""The WebRTC media hand-off: after it, SRTP we protect ourselves is the call's audio, both ways, and ICE consent holds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aioice.ice import CONSENT_INTERVAL
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+from gateway import webrtchandoff
+from gateway.turn import turn_server
+from gateway.webrtchandoff import HandoffRefused, HandoffUnavailable, hand_off
+
+from .audio import has_tone, tone
+from .peers.coturn import Coturn
+from .peers.net import wait_for_async
+from .srtpcall import RATE, SrtpCall, encode_opus, pump
+from .webclient import ToneTrack
+
+OURS_HZ, THEIRS_HZ = 700, 1100
+HANDED_OFF_HZ = 900
+"""What we send ourselves after the hand-off: not aiortc's tone, so hearing it proves our SRTP."""
+
+
+class Peer:
+    """An aiortc peer connection playing a tone and recording what it hears."""
+
+    def __init__(self, freq: float, config: RTCConfiguration | None = None) -> None:
+        self.pc = RTCPeerConnection(config or RTCConfiguration(iceServers=[]))
+        self.pc.addTrack(ToneTrack(freq))
+        self.received: list[tuple[float, np.ndarray]] = []
+        self.pc.on("track", lambda track: asyncio.ensure_future(self._record(track)))
+
+    async def _record(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                samples = frame.to_ndarray().reshape(-1)[:: len(frame.layout.channels)]
+                self.received.append((time.monotonic(), samples.astype(np.int16)))
+
+    def heard_since(self, since: float) -> np.ndarray:
+        return heard_since(self.received, since)
+
+
+def heard_since(received: list[tuple[float, np.ndarray]], since: float) -> np.ndarray:
+    """The audio of (arrival time, samples) chunks that arrived after ``since``."""
+    chunks = [samples for arrived, samples in received if arrived >= since]
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+
+async def connect(ours: Peer, theirs: Peer) -> None:
+    await ours.pc.setLocalDescription(await ours.pc.createOffer())
+    await theirs.pc.setRemoteDescription(ours.pc.localDescription)
+    await theirs.pc.setLocalDescription(await theirs.pc.createAnswer())
+    await ours.pc.setRemoteDescription(theirs.pc.localDescription)
+    await wait_for_async(lambda: ours.pc.connectionState == theirs.pc.connectionState == "connected", 15)
+
+
+@contextlib.asynccontextmanager
+async def pair(ours_config: RTCConfiguration | None = None) -> AsyncIterator[tuple[Peer, Peer]]:
+    ours, theirs = Peer(OURS_HZ, ours_config), Peer(THEIRS_HZ)
+    try:
+        await connect(ours, theirs)
+        yield ours, theirs
+    finally:
+        await ours.pc.close()
+        await theirs.pc.close()
+
+
+async def test_handed_off_path_carries_our_srtp_both_ways_and_keeps_consent() -> None:
+    async with pair() as (ours, theirs):
+        path = await hand_off(ours.pc)
+        assert path.remote_addr[0] == path.local_addr[0]  # both peers on this machine's interface address
+        assert path.payload_type in {c.payloadType for c in ours.pc.getTransceivers()[0]._codecs}
+        call = SrtpCall(path, encode_opus(tone(HANDED_OFF_HZ, 1.0, RATE), 32000), decode=True)
+        try:
+            started = time.monotonic()
+            sending = asyncio.ensure_future(pump([call], 60))
+            await wait_for_async(lambda: has_tone(theirs.heard_since(started + 0.5)[-RATE:], RATE, HANDED_OFF_HZ), 10)
+            await wait_for_async(lambda: has_tone(heard_since(call.received, started + 0.5)[-RATE:], RATE, THEIRS_HZ), 10)
+            assert call.ssrcs == {path.remote_ssrc}
+            # Two consent checks answered after the hand-off: more than one consent interval, and the pair is still up.
+            await wait_for_async(lambda: call.stun_responses >= 2, 3 * CONSENT_INTERVAL)
+            assert ours.pc.connectionState == "connected" and ours.pc.iceConnectionState == "completed"
+            heard_from = time.monotonic()
+            await wait_for_async(lambda: has_tone(theirs.heard_since(heard_from)[-RATE // 2 :], RATE, HANDED_OFF_HZ), 10)
+            sending.cancel()
+        finally:
+            call.close()
+
+
+async def test_relayed_pair_is_refused_and_the_call_stays_with_aiortc(tmp_path: Path) -> None:
+    with Coturn(tmp_path, "turn-secret") as turn:
+        server = RTCIceServer(**turn_server([turn.url], "turn-secret", 600, "handoff", time.time()))
+        relay_only = RTCConfiguration(iceServers=[server], iceTransportPolicy=RTCIceTransportPolicy.RELAY)
+        async with pair(relay_only) as (ours, theirs):
+            with pytest.raises(HandoffRefused, match="TURN"):
+                await hand_off(ours.pc)
+            since = time.monotonic()
+            await wait_for_async(lambda: has_tone(ours.heard_since(since)[-RATE // 2 :], RATE, THEIRS_HZ), 10)
+
+
+async def test_unconnected_peer_is_refused() -> None:
+    pc = RTCPeerConnection()
+    try:
+        with pytest.raises(HandoffRefused, match="new"):
+            await hand_off(pc)
+    finally:
+        await pc.close()
+
+
+def test_untested_aiortc_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(webrtchandoff.TESTED_VERSIONS, "aiortc", ("1.17.0", "1.16."))
+    with pytest.raises(HandoffUnavailable, match=r"aiortc 1\.17\.0"):
+        webrtchandoff._check_internals()
+    assert issubclass(HandoffUnavailable, ImportError)
