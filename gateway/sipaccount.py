@@ -3,12 +3,17 @@
 A trunk account registers (when the trunk asks for it) and answers digest
 challenges with the trunk's credentials, both for REGISTER and for the
 INVITEs sent through it.  pjsua2 retries a failed registration after
-``sip.register_retry`` seconds, so wrong credentials are never retried in a
-tight loop.  Runs on the SIP thread.
+``sip.register_retry`` seconds, but not one the registrar refused (401, 403,
+407: wrong credentials, or a PBX not yet told about the gateway); those are
+tried again here, after ``register_retry`` seconds doubling up to
+:data:`MAX_REGISTER_RETRY`, so fixing the PBX is enough and wrong
+credentials are never retried in a tight loop.  Runs on the SIP thread.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING
 
 import pjsua2 as pj
@@ -22,6 +27,13 @@ if TYPE_CHECKING:
     from dialplan import Trunk
 
     from .sipua import SipUserAgent
+
+
+log = logging.getLogger(__name__)
+
+MAX_REGISTER_RETRY = 600.0
+_REFUSED = frozenset({401, 403, 407})
+"""Final REGISTER answers that pjsua does not retry by itself."""
 
 
 def _account(sip: SipConfig, role: SipRole) -> pj.AccountConfig:
@@ -78,6 +90,10 @@ class TrunkAccount(_Account):
 
     def __init__(self, ua: SipUserAgent, trunk: Trunk, sip: SipConfig, role: SipRole) -> None:
         super().__init__(ua, trunk)
+        self._first_retry = sip.register_retry
+        self._refusals = 0
+        self.retry_at: float | None = None
+        """When to REGISTER again after a refusal (monotonic time), or None."""
         config = _account(sip, role)
         config.idUri = trunk_uri(trunk, trunk.username or "gateway")
         config.regConfig.registrarUri = trunk_uri(trunk)
@@ -93,3 +109,19 @@ class TrunkAccount(_Account):
     def onRegState(self, prm: pj.OnRegStateParam) -> None:
         registered = 200 <= prm.code < 300 and prm.expiration > 0
         self.ua.emit(api.TrunkState(self.trunk.name, registered, prm.code, prm.reason))
+        if registered:
+            self._refusals, self.retry_at = 0, None
+        elif prm.code in _REFUSED:
+            self._refusals += 1
+            delay = min(MAX_REGISTER_RETRY, self._first_retry * 2 ** (self._refusals - 1))
+            self.retry_at = time.monotonic() + delay
+            log.info("trunk %s refused the registration (%s): trying again in %.0f s", self.trunk.name, prm.code, delay)
+
+    def retry_registration(self, now: float) -> None:
+        """Once a second: REGISTER again when a refusal's back-off is over."""
+        if self.retry_at is not None and now >= self.retry_at:
+            self.retry_at = None
+            try:
+                self.setRegistration(True)
+            except pj.Error as exc:
+                log.warning("trunk %s: cannot register again: %s", self.trunk.name, exc.reason)

@@ -272,8 +272,10 @@ class SipUserAgent:
             call.reinvite(prm)
 
     def tick(self) -> None:
-        """Once a second: end calls whose RTP stopped, and free dead calls' objects."""
+        """Once a second: end calls whose RTP stopped, free dead calls' objects, retry refused registrations."""
         now = time.monotonic()
+        for trunk in self.trunks.values():
+            trunk.retry_registration(now)
         for call in self.calls.values():
             packets = call.received_packets()
             if packets is None or packets != call.rx_packets:

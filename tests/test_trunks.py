@@ -126,6 +126,18 @@ async def test_wrong_credentials_are_reported_not_retried_in_a_loop(
     assert kamailio.register_count("gw") <= 6, "REGISTER retried in a tight loop"
 
 
+async def test_a_refused_registration_is_tried_again_until_the_pbx_accepts_it(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    """The PBX refuses (401) until its operator adds the gateway's password; then the gateway registers, no restart."""
+    with Kamailio(tmp_path / "kam", {"gw": "not-yet"}) as kam:
+        gateway = start_gateway(gateway_config({"kam": f"127.0.0.1:{kam.port}"}, ["kam"]))
+        assert (await wait_trunk(gateway, "kam", False))["code"] in (401, 403)
+        kam.rpc("htable.sets", "users", "gw", "secret")
+        await wait_trunk(gateway, "kam", True, timeout=20)
+        assert kam.registered("gw")
+
+
 async def test_registration_recovers_after_kamailio_restarts(
     start_gateway: Callable[..., GatewayProcess], kamailio: Kamailio
 ) -> None:
