@@ -792,8 +792,9 @@ static PyObject *mr_init(PyObject *self, PyObject *args)
         return PyErr_Format(PyExc_OSError, "cannot load libopus from %s: %s", opus_path, dlerror());
     void *srtp = dlopen(srtp_path, RTLD_NOW | RTLD_LOCAL);
     if (!srtp) {
+        PyErr_Format(PyExc_OSError, "cannot load libsrtp from %s: %s", srtp_path, dlerror());
         dlclose(opus);
-        return PyErr_Format(PyExc_OSError, "cannot load libsrtp from %s: %s", srtp_path, dlerror());
+        return NULL;
     }
     struct {
         void *handle;
