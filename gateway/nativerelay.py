@@ -101,7 +101,10 @@ def load_error(opus_path: str | None = None, srtp_path: str | None = None) -> st
 
 
 class NativeRelay:
-    """The lifecycle of one native relay: a worker thread carrying up to `max_calls` calls."""
+    """The lifecycle of one native relay: a worker thread carrying up to `max_calls` calls.
+
+    Start it in the process that carries the calls: its thread does not survive fork().
+    """
 
     def __init__(self, max_calls: int = 64, queue_size: int = 256) -> None:
         self._max_calls = max_calls
@@ -168,7 +171,7 @@ class NativeRelay:
     def stats(self, handle: int) -> dict[str, float]:
         """Counters of a call, and `last_browser_media`/`last_sip_media` on time.monotonic()'s clock.
 
-        The engine ends a call whose media stopped from these (its media timeout).
+        The engine ends a call whose media stopped from these (its media timeout). KeyError if unknown.
         """
         return self._relay.stats(handle)
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import select
 import struct
+import sys
 
 import pytest
 from pylibsrtp import Policy
 
+import gateway
 from gateway.nativerelay import NativeRelay, load_error
 
 from .audio import has_tone, tone
@@ -146,3 +148,16 @@ def test_load_error_names_a_missing_library() -> None:
     assert error is not None and missing in error
     error = load_error(srtp_path="/nonexistent/libsrtp2.so.1")
     assert error is not None and "libsrtp2" in error
+
+
+def test_load_error_says_when_the_extension_was_not_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gateway._mediarelay", None)  # what a failed build leaves
+    monkeypatch.delattr(gateway, "_mediarelay", raising=False)
+    load_error.cache_clear()
+    try:
+        error = load_error()
+        assert error is not None and "not built" in error
+        with pytest.raises(RuntimeError, match="not built"):
+            NativeRelay().start()
+    finally:
+        load_error.cache_clear()
