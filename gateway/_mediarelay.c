@@ -18,7 +18,9 @@
  * configured remote (no latching); the SRTP contexts start at rollover
  * counter 0, so a call must be handed over before either side sends 65536
  * RTP packets; RTCP is authenticated and counted, never generated or
- * forwarded; SIP RTP is taken in arrival order (only older packets dropped);
+ * forwarded; there is no playout clock (packets leave as they arrive, the far
+ * ends' jitter buffers absorb the timing); SIP RTP is taken in arrival order
+ * (only older packets dropped);
  * SRTP is taken from any source (its authentication is the check).
  */
 #define _GNU_SOURCE

@@ -171,7 +171,8 @@ class NativeRelay:
     def stats(self, handle: int) -> dict[str, float]:
         """Counters of a call, and `last_browser_media`/`last_sip_media` on time.monotonic()'s clock.
 
-        The engine ends a call whose media stopped from these (its media timeout). KeyError if unknown.
+        Both times start at add_call, so a call that never gets media times out too: the engine
+        ends a call whose media stopped from these (its media timeout). KeyError if unknown.
         """
         return self._relay.stats(handle)
 

@@ -10,6 +10,7 @@ import os
 import select
 import struct
 import sys
+import time
 
 import pytest
 from pylibsrtp import Policy
@@ -46,6 +47,7 @@ def native_relay_loads() -> None:
     ids=["pcmu-aes-cm", "pcma-gcm128", "pcmu-gcm256"],
 )
 def test_each_end_hears_the_other(law: int, profile: int) -> None:
+    added = time.monotonic()
     with relay_call(law, profile) as call:
         heard_browser, heard_phone = call.talk(1.0)
         plain = call.unprotect(heard_browser)
@@ -69,6 +71,8 @@ def test_each_end_hears_the_other(law: int, profile: int) -> None:
         assert stats["browser_rx_packets"] == call.sent_to_browser_side
         assert stats["sip_rx_packets"] == call.sent_to_sip_side
         assert stats["srtp_auth_failures"] == stats["decode_errors"] == stats["send_errors"] == 0
+        for last in ("last_browser_media", "last_sip_media"):  # on time.monotonic()'s clock
+            assert added <= stats[last] <= time.monotonic()
 
 
 def test_a_lost_packet_is_concealed_and_the_tone_goes_on() -> None:
