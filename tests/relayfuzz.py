@@ -1,0 +1,175 @@
+"""Hostile traffic at a live call through the native relay; run by test_nativerelay_fuzz.py.
+
+``python -m tests.relayfuzz EXTENSION COUNT`` loads the relay from EXTENSION
+(the sanitizer build) in place of ``gateway._mediarelay``, checks a call carries
+both tones, sends COUNT malformed, truncated, oversized and random datagrams at
+both of the relay's sockets (half each) while adding and removing a second
+call, checks the tones again, and prints a JSON summary as its last line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import struct
+import sys
+
+from pylibsrtp import Error as SrtpError
+from pylibsrtp import Policy, Session
+
+import gateway
+
+from .audio import has_tone
+from .relayharness import BROWSER_HZ, DTMF_PT, OPUS_PT, PHONE_HZ, Call, receive_all, relay_call, rtp, wait_for
+
+BATCH = 128  # datagrams sent before waiting for the relay to take them (within the socket buffers)
+RX_BUF = 2048  # the relay's largest datagram
+SEQ_SPAN = 30000
+
+
+def load_extension(path: str) -> None:
+    spec = importlib.util.spec_from_file_location("gateway._mediarelay", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["gateway._mediarelay"] = module
+    gateway._mediarelay = module  # type: ignore[attr-defined]
+
+
+class Fuzzer:
+    """Datagrams that look like what arrives at each socket, broken in every way we know of."""
+
+    def __init__(self, call: Call, seed: int) -> None:
+        self.call = call
+        self.rng = random.Random(seed)
+        policy = Policy(call.browser_key, Policy.SSRC_ANY_OUTBOUND, srtp_profile=call.profile)
+        policy.allow_repeat_tx = True
+        self.srtp = Session(policy)  # authentic packets with any sequence number
+        self.browser_seq, self.phone_seq = call.browser_seq, call.phone_seq
+
+    def next_seq(self, base: int) -> tuple[int, int]:
+        """(new base, a sequence number): a stream that moves on, reordered, repeated, lost, jumping.
+
+        All stay within 0..SEQ_SPAN, less than half the sequence space, so libsrtp never guesses a
+        rollover and the call's own stream can go on after the fuzz.
+        """
+        base += self.rng.random() < 0.4
+        offset = self.rng.choice([0, 0, 0, 1, 2, 3, 5, -1, -2, -4, self.rng.randint(-150, 150)])
+        return base, min(max(base + offset, 0), SEQ_SPAN)
+
+    def noise(self, low: int = 0, high: int = RX_BUF + 200) -> bytes:
+        return self.rng.randbytes(self.rng.randint(low, high))
+
+    def rtp_header(self, pt: int, seq: int) -> bytes:
+        """A header with random CSRC count, extension and padding bits over its fixed 12 bytes."""
+        flags = 0x80 | self.rng.getrandbits(6)
+        ts, ssrc = self.rng.getrandbits(32), self.rng.choice([self.call.browser_ssrc, self.rng.getrandbits(32)])
+        return struct.pack("!BBHII", flags, pt | self.rng.choice([0, 0x80]), seq & 0xFFFF, ts, ssrc)
+
+    def protect(self, packet: bytes, rtcp: bool = False) -> bytes:
+        try:
+            return self.srtp.protect_rtcp(packet) if rtcp else self.srtp.protect(packet)
+        except (SrtpError, ValueError):  # a header libsrtp refuses, a packet pylibsrtp finds too long
+            return packet
+
+    def to_browser_side(self) -> bytes:
+        rng = self.rng
+        self.browser_seq, seq = self.next_seq(self.browser_seq)
+        kind = rng.randrange(9)
+        if kind == 0:
+            return self.noise()
+        if kind == 1:  # STUN, DTLS and the unassigned ranges of RFC 7983
+            return bytes([rng.choice([0, 1, 2, 3, 20, 22, 23, 63, 64, 100, 127, 192, 255])]) + self.noise(0, 300)
+        if kind == 2:  # authentic SRTP, random Opus payload, sequence numbers around the call's
+            return self.protect(rtp(OPUS_PT, seq, rng.getrandbits(32), self.call.browser_ssrc, self.noise(0, 1200)))
+        if kind == 3:  # authentic SRTP with broken CSRC/extension/padding bits or another payload type
+            pt = rng.choice([OPUS_PT, 0, rng.getrandbits(7)])
+            return self.protect(self.rtp_header(pt, seq) + self.noise(0, 64))
+        if kind == 4:  # a good packet with its authentication tag or payload damaged
+            packet = bytearray(self.protect(rtp(OPUS_PT, seq, 0, self.call.browser_ssrc, self.noise(1, 200))))
+            packet[rng.randrange(12, len(packet))] ^= 1 << rng.randrange(8)
+            return bytes(packet)
+        if kind == 5:  # truncated anywhere
+            packet = self.protect(rtp(OPUS_PT, seq, 0, self.call.browser_ssrc, self.noise(1, 300)))
+            return packet[: rng.randrange(len(packet))]
+        if kind == 6:  # SRTCP, authentic or not, of any length
+            rtcp = struct.pack("!BBH", 0x80 | rng.getrandbits(5), rng.randint(192, 223), rng.getrandbits(16))
+            packet = rtcp + struct.pack("!I", self.call.browser_ssrc) + self.noise(0, 100)
+            return self.protect(packet, rtcp=True) if rng.random() < 0.5 else packet
+        if kind == 7:  # oversized: authentic packet with more behind it
+            packet = self.protect(rtp(OPUS_PT, seq, 0, self.call.browser_ssrc, self.noise(1000, 1400)))
+            return packet + self.noise(RX_BUF - len(packet) - 10, RX_BUF - len(packet) + 500)
+        return self.rtp_header(OPUS_PT, seq) + self.noise(0, 200)  # plain RTP where SRTP is due
+
+    def to_sip_side(self) -> bytes:
+        rng = self.rng
+        self.phone_seq, seq = self.next_seq(self.phone_seq)
+        kind = rng.randrange(5)
+        if kind == 0:
+            return self.noise()
+        if kind == 1:  # G.711 of any length, DTMF, comfort noise, anything else
+            pt = rng.choice([self.call.law, 0, 8, DTMF_PT, 13, rng.getrandbits(7)])
+            return rtp(pt, seq, rng.getrandbits(32), self.call.phone_ssrc, self.noise(0, RX_BUF))
+        if kind == 2:  # broken CSRC/extension/padding bits
+            return self.rtp_header(rng.choice([self.call.law, DTMF_PT]), seq) + self.noise(0, 80)
+        if kind == 3:  # truncated
+            return rtp(self.call.law, seq, 0, self.call.phone_ssrc, self.noise(0, 200))[: rng.randrange(13)]
+        return bytes([rng.randint(192, 223) if rng.random() < 0.5 else 0x80]) + self.noise(0, 60)  # RTCP, short
+
+
+def fuzz(call: Call, count: int) -> int:
+    """Send `count` datagrams, half at each socket, each batch taken by the relay before the next.
+
+    The call's own streams then go on well past the sequence numbers the fuzz used.
+    """
+    fuzzer = Fuzzer(call, seed=7)
+    relay, sent = call.relay, 0
+    while sent < count:
+        for _ in range(BATCH // 2):
+            call.send_from_browser(fuzzer.to_browser_side())
+            call.send_from_phone(fuzzer.to_sip_side())
+        sent += BATCH
+        if sent % 20480 == 0:  # a second call comes and goes under load
+            with relay_call() as other:
+                other.relay.close()
+            second = Call(relay, 8, Policy.SRTP_PROFILE_AEAD_AES_128_GCM)
+            relay.remove_call(second.add())
+            second.close()
+
+        def taken() -> bool:
+            stats = relay.stats(call.handle)
+            receive_all(call.browser)
+            receive_all(call.phone)
+            relay.drain_foreign()
+            return stats["browser_rx_packets"] == call.sent_to_browser_side and stats[
+                "sip_rx_packets"
+            ] == call.sent_to_sip_side
+
+        assert wait_for(taken, timeout=30), relay.stats(call.handle)
+    call.browser_seq = call.phone_seq = SEQ_SPAN + 1000
+    return sent
+
+
+def tones_heard(call: Call) -> dict[str, bool]:
+    heard_browser, heard_phone = call.talk(1.0)
+    return {
+        "browser_hears_phone": has_tone(call.browser_audio(call.unprotect(heard_browser))[4800:], 48000, PHONE_HZ),
+        "phone_hears_browser": has_tone(call.phone_audio(heard_phone)[800:], 8000, BROWSER_HZ),
+    }
+
+
+def main() -> None:
+    load_extension(sys.argv[1])
+    count = int(sys.argv[2])
+    with relay_call() as call:
+        before = tones_heard(call)
+        sent = fuzz(call, count)
+        after = tones_heard(call)
+        stats = call.relay.stats(call.handle)
+    extension = sys.modules["gateway._mediarelay"].__file__
+    print(json.dumps({"extension": extension, "sent": sent, "before": before, "after": after, "stats": stats}))
+
+
+if __name__ == "__main__":
+    main()
