@@ -192,12 +192,13 @@ els.dialForm.addEventListener("submit", (ev) => {
 
 els.hangup.addEventListener("click", () => phone.hangup());
 
-els.answer.addEventListener("click", () => {
-  const call = phone.ringing;
-  if (!call) return;
+function answer(call) {
+  if (!call || !account) return;
   ui.clearError();
   phone.answer(call.id);
-});
+}
+
+els.answer.addEventListener("click", () => answer(phone.ringing));
 
 els.decline.addEventListener("click", () => {
   const call = phone.ringing;
@@ -240,15 +241,22 @@ document.addEventListener("keydown", (ev) => {
   const target = ev.target;
   const inNumber = target === els.number;
 
+  // A call ringing in comes first: Escape declines it rather than ending the call in progress.
+  const ringing = phone.ringing;
   if (ev.key === "Escape") {
-    const ringing = phone.ringing;
-    if (phone.inCall) phone.hangup();
-    else if (ringing) phone.decline(ringing.id);
+    if (ringing) phone.decline(ringing.id);
+    else if (phone.inCall) phone.hangup();
     else return;
     ev.preventDefault();
     return;
   }
   if (isEditable(target) && !inNumber) return;
+  // Enter answers, wherever it would otherwise call; on a button it presses that button.
+  if (ev.key === "Enter" && ringing && !isActivatable(target)) {
+    ev.preventDefault();
+    answer(ringing);
+    return;
+  }
 
   if (DIAL_KEYS.has(ev.key)) {
     if (phone.inCall) {
