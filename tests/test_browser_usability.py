@@ -46,3 +46,44 @@ async def test_enter_answers_and_escape_declines_a_ringing_call(
         ended = await carol.next("ended")
         assert ended["cause"] == "declined"
         await expect(page.locator("#incoming")).to_be_hidden()
+
+
+# getStats() as a bad network reports it: 50 ms jitter, counting its calls in window.__statsCalls.
+JITTERY_STATS = """() => {
+  window.__statsCalls = 0;
+  let received = 0;
+  RTCPeerConnection.prototype.getStats = async function () {
+    window.__statsCalls += 1;
+    received += 50;
+    return new Map([
+      ["T", { id: "T", type: "transport", selectedCandidatePairId: "P" }],
+      ["P", { id: "P", type: "candidate-pair", currentRoundTripTime: 0.02 }],
+      ["I", { id: "I", type: "inbound-rtp", kind: "audio", jitter: 0.05, packetsLost: 0,
+              packetsReceived: received, codecId: "C" }],
+      ["C", { id: "C", type: "codec", mimeType: "audio/opus", clockRate: 48000, channels: 2 }],
+    ]);
+  };
+}"""
+
+
+async def test_on_hold_the_quality_panel_says_so_instead_of_warning(gateway: GatewayProcess, browser: OpenPhone) -> None:
+    """No audio flows on hold, so stale jitter is no "Poor connection"; after resuming the panel measures again."""
+    async with browser(gateway) as phone:
+        page = phone.page
+        await phone.sign_in("alice")
+        await phone.dial("601")
+        await phone.wait_state("answered")
+        await page.locator("#hold").click()
+        await expect(page.locator("#status")).to_have_attribute("data-hold", "local")
+        await page.evaluate(JITTERY_STATS)
+        await page.wait_for_function("window.__statsCalls >= 3")
+        await expect(page.locator("#quality-summary")).to_have_text("On hold")
+        await expect(page.locator("#quality-warning")).to_have_text(
+            "On hold: no audio flows, so there is nothing to measure."
+        )
+        await expect(page.locator("#quality-alert")).to_be_hidden()
+
+        await page.locator("#hold").click()
+        await expect(page.locator("#status")).to_have_attribute("data-hold", "")
+        await expect(page.locator("#quality-warning")).to_contain_text("Poor connection: uneven delivery")
+        await expect(page.locator("#quality-summary")).not_to_have_text("On hold")

@@ -7,6 +7,7 @@ const HISTORY = 60; // graph points (seconds)
 const GRAPH_H = 40; // the SVG viewBox height
 const GRAPH_RTT_MAX_MS = 500;
 const LIMITS = { rtt: 400, jitter: 30, loss: 3, mos: 3.5 };
+const ON_HOLD = "On hold: no audio flows, so there is nothing to measure.";
 
 /**
  * Estimated MOS with the simplified E-model Twilio's Voice SDK uses.
@@ -93,16 +94,14 @@ export function startQualityPanel({ getPc, ask }) {
   let sipWanted = true; // false once the gateway said it does not know `stats`
   let busy = false;
   let asking = false; // a `stats` request is on its way
+  let held = false; // either side holds the call: no audio, so figures say nothing about the network
 
   function reset() {
     prev = null;
     points = [];
     sipWanted = true;
     for (const d of [el.rtt, el.jitter, el.loss, el.mos, el.codec]) d.textContent = "–";
-    el.summary.textContent = "Measuring…";
-    el.summary.dataset.level = "";
-    el.warning.hidden = true;
-    el.warning.textContent = "";
+    showMeasuring();
     el.alert.hidden = true;
     el.sip.hidden = true;
     el.sip.textContent = "";
@@ -154,6 +153,10 @@ export function startQualityPanel({ getPc, ask }) {
     el.mos.textContent = mos.toFixed(2);
     el.codec.textContent = s.codec || "–";
 
+    if (held) {
+      showHeld();
+      return;
+    }
     const problems = [];
     if (s.rttMs != null && s.rttMs > LIMITS.rtt) problems.push(`high delay (${Math.round(s.rttMs)} ms round trip)`);
     if (s.jitterMs != null && s.jitterMs > LIMITS.jitter) problems.push(`uneven delivery (${s.jitterMs.toFixed(0)} ms jitter)`);
@@ -179,6 +182,21 @@ export function startQualityPanel({ getPc, ask }) {
     el.lineRtt.setAttribute("points", points.map((p, i) => `${x(i)},${yRtt(p.rtt)}`).join(" "));
   }
 
+  function showMeasuring() {
+    el.summary.textContent = "Measuring…";
+    el.summary.dataset.level = "";
+    el.warning.hidden = true;
+    el.warning.textContent = "";
+  }
+
+  function showHeld() {
+    el.warning.textContent = ON_HOLD;
+    el.warning.hidden = false;
+    el.alert.hidden = true;
+    el.summary.dataset.level = "hold";
+    el.summary.textContent = "On hold";
+  }
+
   function showSip(sip) {
     const parts = [];
     if (sip.codec) parts.push(String(sip.codec));
@@ -192,7 +210,17 @@ export function startQualityPanel({ getPc, ask }) {
   /** v: Phone.view(); the panel runs while a call is answered. */
   return function update(v) {
     const id = v.state === "answered" ? v.callId : "";
-    if (id === callId) return;
+    const nowHeld = v.holdLocal || v.holdRemote;
+    if (id === callId) {
+      if (id && nowHeld !== held) {
+        held = nowHeld;
+        prev = null; // loss over the held time would be counted against the network
+        if (held) showHeld();
+        else showMeasuring();
+      }
+      return;
+    }
+    held = nowHeld;
     clearInterval(timer);
     timer = 0;
     callId = id;
