@@ -1,7 +1,8 @@
 """Why calls end: one table from SIP status to a cause word and a sentence.
 
-The page shows ``reason`` to people and may branch on ``cause``; the codes
-follow RFC 3261.  Keeping the table here means no other module invents its
+The page words each ``cause`` itself (``web/js/causes.js``) and shows
+``reason`` where only the gateway knows what went wrong (a network or engine
+failure); the codes follow RFC 3261.  Keeping the table here means no other module invents its
 own wording.
 """
 

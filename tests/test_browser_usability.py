@@ -16,6 +16,12 @@ from .webclient import WebClient
 
 pytestmark = pytest.mark.timeout(90)
 
+# The README's password hash, of "change-me".
+CHANGE_ME = (
+    "scrypt$16384$8$1$uc5RzIcGt87BhXjVATplJg==$INxjtXeYqojZBRKJYN3lp9W3EPl8qqioVaQeOHQXVqyEm"
+    "tGIsuGes9W2bLOuYw95uTV2oWOq+ofC9FT9jFwQdQ=="
+)
+
 
 async def test_enter_answers_and_escape_declines_a_ringing_call(
     gateway: GatewayProcess, browser: OpenPhone, web_client: Callable[..., Awaitable[WebClient]]
@@ -87,3 +93,59 @@ async def test_on_hold_the_quality_panel_says_so_instead_of_warning(gateway: Gat
         await expect(page.locator("#status")).to_have_attribute("data-hold", "")
         await expect(page.locator("#quality-warning")).to_contain_text("Poor connection: uneven delivery")
         await expect(page.locator("#quality-summary")).not_to_have_text("On hold")
+
+
+async def status_colour(page) -> tuple[str, str]:  # noqa: ANN001 - a Playwright page
+    """#status's text colour and the muted text colour (of the signed-in address)."""
+    return await page.evaluate(
+        "[getComputedStyle(document.getElementById('status')).color,"
+        " getComputedStyle(document.getElementById('my-uri')).color]"
+    )
+
+
+async def test_how_calls_end_reads_in_plain_words(
+    gateway: GatewayProcess, browser: OpenPhone, web_client: Callable[..., Awaitable[WebClient]]
+) -> None:
+    """A normal end is neutral and has no code; a user not signed in and a missed call say so, the code only in a tooltip."""
+    async with browser(gateway) as phone:
+        page = phone.page
+        status = page.locator("#status")
+        await phone.sign_in("alice")
+        await phone.dial("601")
+        await phone.wait_state("answered")
+        await phone.hang_up()
+        await expect(status).to_have_text("Call ended")
+        colour, muted = await status_colour(page)
+        assert colour == muted, "a normal end is not styled as an error"
+
+        await phone.dial("bob")
+        await phone.wait_state("ended")
+        await expect(status).to_have_text("bob is not signed in")
+        await expect(status).to_have_attribute("title", "SIP 480 (unavailable)")
+
+        carol = await web_client("carol")
+        call = await carol.call("alice")
+        await phone.wait_state("incoming")
+        await carol.send({"type": "hangup", "call": call})
+        await expect(status).to_have_text("Missed call from carol")
+        assert await page.title() == "Missed call from carol · Web Phone"
+        await page.keyboard.press("Shift")  # the user is back
+        await expect(page).to_have_title("Web Phone")
+        await expect(status).to_have_text("Missed call from carol")
+
+
+async def test_a_name_that_does_not_exist_reads_differently_from_one_not_signed_in(
+    start_gateway: Callable[..., GatewayProcess], browser: OpenPhone
+) -> None:
+    """With [users], calling an unknown name shows the dialplan's sentence, without the protocol's error code."""
+    gateway = start_gateway(f'[users.alice]\npassword = "{CHANGE_ME}"\n')
+    async with browser(gateway) as phone:
+        page = phone.page
+        await expect(page.locator("#password")).to_be_visible(timeout=10_000)
+        await page.fill("#user", "alice")
+        await page.fill("#password", "change-me")
+        await page.click("#sign-in")
+        await expect(page.locator("body")).to_have_attribute("data-signed-in", "true")
+        await phone.dial("zed")
+        await expect(page.locator("#error-text")).to_have_text("There is no user called zed")
+        await expect(page.locator("#error")).to_have_attribute("title", "rejected")

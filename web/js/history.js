@@ -1,7 +1,7 @@
 // Call history, kept in this browser's localStorage: newest first, one
 // button per entry to call back, and the last number for Redial.
 
-import { CAUSE_WORDS } from "./causes.js";
+import { CAUSE_WORDS, isMissed } from "./causes.js";
 import { displayAddress, formatDuration } from "./ui.js";
 
 const KEY = "webphone.history";
@@ -30,10 +30,8 @@ function save(list) {
 /** What happened, in one word, from the phone's `callended` detail. */
 export function outcomeOf(d) {
   if (d.answeredAt) return "answered";
-  if (d.direction === "in") {
-    if (d.cause === "declined" || d.cause === "answered_elsewhere") return d.cause;
-    return "missed";
-  }
+  if (isMissed(d)) return "missed";
+  if (d.direction === "in") return d.cause; // declined here or answered elsewhere
   if (d.cause === "normal") return "cancelled";
   return OUTCOME_WORDS[d.cause] ? d.cause : "failed";
 }

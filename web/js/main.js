@@ -2,6 +2,7 @@
 
 import { Signalling, gatewayUrl } from "./signalling.js";
 import { Phone, normalizeTarget, microphoneApiAvailable, NO_MIC_API } from "./phone.js";
+import { isMissed } from "./causes.js";
 import * as ui from "./ui.js";
 import * as tones from "./tones.js";
 import { startQualityPanel } from "./quality.js";
@@ -51,12 +52,28 @@ const callHistory = startHistory({
     placeCall();
   },
 });
-phone.addEventListener("callended", (ev) => callHistory.add(ev.detail));
+
+// A missed call's caller, in the tab title until the user is back at the page.
+let missedFrom = "";
+phone.addEventListener("callended", (ev) => {
+  callHistory.add(ev.detail);
+  if (!isMissed(ev.detail)) return;
+  missedFrom = ev.detail.peerName || ui.displayAddress(ev.detail.peer) || "an unknown caller";
+  render();
+});
+
+function backAtThePage() {
+  if (!missedFrom || document.visibilityState !== "visible") return;
+  missedFrom = "";
+  render();
+}
+for (const type of ["pointerdown", "keydown", "focus"]) window.addEventListener(type, backAtThePage, { capture: true });
+document.addEventListener("visibilitychange", backAtThePage);
 
 const audioSettings = startAudioSettings({
   audio: els.remoteAudio,
   useMicrophone: (id) => phone.useMicrophone(id),
-  onError: (err) => ui.showError(errorText(err)),
+  onError: (err) => showFailure(err),
 });
 let deviceNamesKnown = false;
 
@@ -97,7 +114,7 @@ sig.on("signed_out", () => {
 });
 
 sig.on("error", (err) => {
-  ui.showError(errorText(err));
+  showFailure(err);
 });
 
 // --- sign in / out --------------------------------------------------------
@@ -134,7 +151,7 @@ async function signIn(creds, { again = false } = {}) {
         credentials = null;
         ui.renderAccount(null);
       }
-      ui.showError(errorText(err));
+      showFailure(err);
       if (err.code === "auth_failed" || err.code === "auth_locked") (els.passwordField.hidden ? els.user : els.password).select();
     }
   } finally {
@@ -231,7 +248,7 @@ els.number.addEventListener("input", () => phone.clearEnded());
 els.errorDismiss.addEventListener("click", () => ui.clearError());
 
 phone.addEventListener("change", render);
-phone.addEventListener("error", (ev) => ui.showError(errorText(ev.detail)));
+phone.addEventListener("error", (ev) => showFailure(ev.detail));
 
 // --- keyboard -------------------------------------------------------------
 
@@ -303,6 +320,7 @@ function isActivatable(el) {
 function render() {
   const view = phone.view();
   ui.renderCall(view);
+  ui.renderTitle(view, missedFrom);
   updateQuality(view);
   callHistory.refresh();
   if (view.incoming) {
@@ -329,16 +347,17 @@ function refreshControls() {
   callHistory.refresh();
 }
 
-function errorText(err) {
-  const message = err?.message || "Something went wrong";
+/** A failed request or action in words; the gateway's error code only in the tooltip, for support. */
+function showFailure(err) {
   const code = err?.code;
-  // Our own failures carry no gateway code worth showing.
-  if (!code || code === "disconnected" || code === "timeout") return message;
+  // Our own failures carry no gateway code worth keeping.
+  const detail = !code || code === "disconnected" || code === "timeout" ? "" : code;
   if (code === "auth_locked") {
     const wait = Number(err.retryAfter) > 0 ? ` Wait ${Math.ceil(err.retryAfter)} seconds, then try again.` : " Try again later.";
-    return `Too many wrong passwords.${wait}`;
+    ui.showError(`Too many wrong passwords.${wait}`, detail);
+  } else {
+    ui.showError(err?.message || "Something went wrong", detail);
   }
-  return `${message} (${code})`;
 }
 
 // --- start ----------------------------------------------------------------

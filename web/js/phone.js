@@ -2,8 +2,6 @@
 // offer (in `call` for outgoing calls, in `answer` for incoming ones), sent
 // whole after ICE gathering because the gateway does not trickle.
 
-import { CAUSE_WORDS } from "./causes.js";
-
 const ICE_GATHER_TIMEOUT_MS = 5000;
 const DTMF_DIGIT = /^[0-9*#A-D]$/;
 // An ended call is remembered this long so the gateway's `ended`, which may
@@ -11,14 +9,6 @@ const DTMF_DIGIT = /^[0-9*#A-D]$/;
 const ENDED_MEMORY_MS = 30000;
 // Events for a call id we don't know yet (its `calling` reply still pending).
 const ORPHAN_MEMORY_MS = 5000;
-
-
-/** "Busy (486)": the gateway's reason in words, then the SIP code when there is one. */
-export function describeEnd({ cause, code, reason }) {
-  const said = typeof reason === "string" ? reason.trim().replace(/\.$/, "") : "";
-  const words = said || CAUSE_WORDS[cause] || "Call ended";
-  return Number(code) > 0 ? `${words} (${code})` : words;
-}
 
 /** What to put in `call.to`: a sip: URI as typed, a pasted number without its separators. */
 export function normalizeTarget(text) {
@@ -141,7 +131,8 @@ export class Phone extends EventTarget {
       peerName: call?.peerName ?? "",
       answering: !!live?.answering,
       answeredAt: live?.answeredAt ?? 0,
-      endText: shown && !live && shown.end ? describeEnd(shown.end) : "",
+      // How the call shown ended: {cause, code, reason, answeredAt}, or null.
+      ended: shown && !live && shown.end ? { ...shown.end, answeredAt: shown.answeredAt } : null,
       dtmfSent: shown?.dtmfSent ?? "",
       dtmfReceived: shown?.dtmfReceived ?? "",
       muted: !!live?.muted,

@@ -1,6 +1,8 @@
 // DOM rendering. Knows the page's elements and how each state looks;
 // holds no call logic and sends nothing.
 
+import { describeEnd } from "./causes.js";
+
 const $ = (id) => document.getElementById(id);
 
 export const els = {
@@ -106,9 +108,12 @@ export function renderCall(v) {
     el.dataset.state = v.state;
     el.dataset.call = v.callId;
   }
-  els.status.textContent = statusText(v);
-
   const who = v.peerName || displayAddress(v.peer);
+  const end = v.state === "ended" && v.ended ? describeEnd({ direction: v.direction, answeredAt: v.ended.answeredAt, who }, v.ended) : null;
+  els.status.textContent = end ? end.text : statusText(v);
+  els.status.dataset.tone = end?.tone ?? "";
+  els.status.title = end?.detail ?? "";
+
   // A call still ringing here is shown by the banner, not twice.
   const peerShown = who && v.state !== "idle" && !(v.state === "incoming" && !v.answering);
   els.peer.textContent = peerShown ? who : "";
@@ -134,7 +139,6 @@ export function renderCall(v) {
 
   renderCallControls(v, live);
   renderIncoming(v.incoming);
-  document.title = pageTitle(v, who);
 }
 
 function renderCallControls(v, live) {
@@ -159,17 +163,20 @@ function statusText(v) {
   if (v.state === "answered" && v.holdLocal && v.holdRemote) return "On hold (both sides)";
   if (v.state === "answered" && v.holdLocal) return "On hold";
   if (v.state === "answered" && v.holdRemote) return "Held by the other side";
-  if (v.state === "ended") return `Ended: ${v.endText || "Call ended"}`;
+  if (v.state === "ended") return "Call ended";
   if (v.state === "incoming" && v.answering) return "Answering";
   return STATE_WORDS[v.state] ?? v.state;
 }
 
-function pageTitle(v, who) {
+/** The tab title: a call ringing in, the call in progress, else a missed call not yet seen. */
+export function renderTitle(v, missedFrom) {
+  const who = v.peerName || displayAddress(v.peer);
+  let title = "Web Phone";
   if (v.incoming && v.state === "incoming") {
-    return `Incoming call from ${v.incoming.fromName || displayAddress(v.incoming.from)} · Web Phone`;
-  }
-  if (LIVE_STATES.has(v.state)) return `${STATE_WORDS[v.state]}: ${who} · Web Phone`;
-  return "Web Phone";
+    title = `Incoming call from ${v.incoming.fromName || displayAddress(v.incoming.from)} · Web Phone`;
+  } else if (LIVE_STATES.has(v.state)) title = `${STATE_WORDS[v.state]}: ${who} · Web Phone`;
+  else if (missedFrom) title = `Missed call from ${missedFrom} · Web Phone`;
+  document.title = title;
 }
 
 function renderIncoming(incoming) {
@@ -228,8 +235,10 @@ export function displayAddress(uri) {
   return s;
 }
 
-export function showError(text) {
+/** detail: what support needs (an error code), as the message's tooltip. */
+export function showError(text, detail = "") {
   els.errorText.textContent = text;
+  els.error.title = detail;
   els.error.hidden = false;
 }
 
@@ -242,6 +251,7 @@ export function showNotice(text) {
 export function clearError() {
   els.error.hidden = true;
   els.errorText.textContent = "";
+  els.error.title = "";
 }
 
 /** Type a dial character into the number field at the caret, or at the end. */
