@@ -149,3 +149,23 @@ async def test_a_name_that_does_not_exist_reads_differently_from_one_not_signed_
         await phone.dial("zed")
         await expect(page.locator("#error-text")).to_have_text("There is no user called zed")
         await expect(page.locator("#error")).to_have_attribute("title", "rejected")
+
+
+async def test_typos_are_refused_on_the_page_and_pasted_numbers_cleaned(gateway: GatewayProcess, browser: OpenPhone) -> None:
+    """A typo never becomes a call (nor a history entry); a pasted number with spaces and a label is cleaned to digits."""
+    async with browser(gateway) as phone:
+        page = phone.page
+        await phone.sign_in("alice")
+        await page.fill("#number", "12$%ab")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#error-text")).to_have_text('"12$%ab" is not a number, a user name or a sip: address.')
+        await expect(page.locator("#status")).to_have_attribute("data-state", "idle")
+        await expect(page.locator("#history li")).to_have_count(0)
+
+        # The page cleans it; the gateway's dialplan (no trunks here) refuses the number itself.
+        await page.fill("#number", "+44 20 7946 0000 (office)")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#error-text")).to_contain_text("No route for +442079460000")
+        await expect(page.locator("#number")).to_have_value("+442079460000")
+        await expect(page.locator("#status")).to_have_attribute("data-state", "idle")
+        await expect(page.locator("#history li")).to_have_count(0)

@@ -1,7 +1,8 @@
 // Wiring: gateway messages -> phone and UI, user input -> phone.
 
 import { Signalling, gatewayUrl } from "./signalling.js";
-import { Phone, normalizeTarget, microphoneApiAvailable, NO_MIC_API } from "./phone.js";
+import { Phone, microphoneApiAvailable, NO_MIC_API } from "./phone.js";
+import { cleanTarget } from "./dialtarget.js";
 import { isMissed } from "./causes.js";
 import * as ui from "./ui.js";
 import * as tones from "./tones.js";
@@ -193,13 +194,15 @@ els.signOut.addEventListener("click", () => {
 
 function placeCall() {
   if (!account || phone.inCall) return;
-  if (!normalizeTarget(els.number.value)) {
-    ui.showError("Enter a number or SIP address to call.");
+  const { to, problem } = cleanTarget(els.number.value);
+  if (problem) {
+    ui.showError(problem);
     els.number.focus();
     return;
   }
   ui.clearError();
-  phone.dial(els.number.value);
+  els.number.value = to; // what is dialled, as dialled
+  phone.dial(to);
 }
 
 els.dialForm.addEventListener("submit", (ev) => {

@@ -10,14 +10,6 @@ const ENDED_MEMORY_MS = 30000;
 // Events for a call id we don't know yet (its `calling` reply still pending).
 const ORPHAN_MEMORY_MS = 5000;
 
-/** What to put in `call.to`: a sip: URI as typed, a pasted number without its separators. */
-export function normalizeTarget(text) {
-  const t = String(text ?? "").trim();
-  if (/^sips?:/i.test(t) || t.includes("@")) return t;
-  if (/^[\d\s*#+\-().\/]+$/.test(t) && /\d/.test(t)) return t.replace(/[\s\-().\/]/g, "");
-  return t; // an extension or user name
-}
-
 // Browsers hide getUserMedia from pages that are not a secure context.
 export const NO_MIC_API = window.isSecureContext
   ? "This browser gives the page no microphone access, so it cannot make calls."
@@ -143,9 +135,8 @@ export class Phone extends EventTarget {
     };
   }
 
-  /** Place a call. Resolves when the attempt is over or under way. */
-  async dial(rawTarget) {
-    const to = normalizeTarget(rawTarget);
+  /** Place a call to `to` (see dialtarget.js). Resolves when the attempt is over or under way. */
+  async dial(to) {
     if (!to || this.#live()) return;
     const call = new Call("out");
     call.peer = to;
@@ -166,8 +157,8 @@ export class Phone extends EventTarget {
       this.#replayOrphans(call.id);
     } catch (err) {
       if (err instanceof Aborted) return;
-      this.#releaseMedia(call);
-      if (call.state !== "ended") this.#finish(call, { cause: "failed", code: 0, reason: "Call failed", local: true });
+      // No microphone, or the gateway refused it: there never was a call, only an error to show.
+      if (call.state !== "ended") this.#discard(call);
       this.#error(err);
     }
   }
@@ -486,6 +477,13 @@ export class Phone extends EventTarget {
     call.pc = null;
     call.remoteStream = null;
     call.answering = false;
+    if (this.#active === call) this.#active = null;
+    this.#changed();
+  }
+
+  #discard(call) {
+    call.state = "ended";
+    this.#releaseMedia(call);
     if (this.#active === call) this.#active = null;
     this.#changed();
   }
