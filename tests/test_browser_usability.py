@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from playwright.async_api import expect
 
-from .browser import OpenPhone
+from .browser import PHONE, OpenPhone
 from .gatewayprocess import GatewayProcess
 from .webclient import WebClient
 
@@ -169,3 +169,45 @@ async def test_typos_are_refused_on_the_page_and_pasted_numbers_cleaned(gateway:
         await expect(page.locator("#number")).to_have_value("+442079460000")
         await expect(page.locator("#status")).to_have_attribute("data-state", "idle")
         await expect(page.locator("#history li")).to_have_count(0)
+
+
+# Every visible control smaller than 44 x 44 CSS pixels, as "id-or-class: w x h".
+SMALL_TARGETS = """() => [...document.querySelectorAll("button, input, select")]
+  .filter((el) => el.checkVisibility() && el.type !== "hidden")
+  .map((el) => [el, el.getBoundingClientRect()])
+  .filter(([, box]) => box.width < 44 || box.height < 44)
+  .map(([el, box]) => `${el.id || el.className}: ${Math.round(box.width)} x ${Math.round(box.height)}`)"""
+
+
+async def test_touch_targets_phone_keypad_and_toggle_states(gateway: GatewayProcess, browser: OpenPhone) -> None:
+    """On a phone-sized page every control is at least 44 x 44; the number field asks for the phone keypad
+    (letters one tap away); Mute and Hold show their state by an icon as well as aria-pressed."""
+    async with browser(gateway) as phone:
+        page = phone.page
+        await page.set_viewport_size({"width": PHONE[0], "height": PHONE[1]})
+        await phone.sign_in("alice")
+        number = page.locator("#number")
+        await expect(number).to_have_attribute("inputmode", "tel")
+        await expect(number).to_have_attribute("autocomplete", "off")
+        await page.evaluate("document.getElementById('number-letters').click()")
+        await expect(number).to_have_attribute("inputmode", "text")
+        await expect(page.locator("#number-letters")).to_have_attribute("aria-pressed", "true")
+        await page.evaluate("document.getElementById('number-letters').click()")
+        await expect(number).to_have_attribute("inputmode", "tel")
+
+        await phone.dial("601")
+        await phone.wait_state("answered")
+        assert await page.evaluate(SMALL_TARGETS) == []
+        for toggle in ("#mute", "#hold"):
+            button = page.locator(toggle)
+            await expect(button.locator(".toggle-check")).to_be_hidden()
+            await button.click()
+            await expect(button).to_have_attribute("aria-pressed", "true")
+            await expect(button.locator(".toggle-check")).to_be_visible()
+        await phone.hang_up()
+        await phone.wait_state("ended")
+        await page.fill("#number", "12$%ab")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#error")).to_be_visible()
+        await expect(page.locator(".history-call")).to_have_count(1)
+        assert await page.evaluate(SMALL_TARGETS) == []

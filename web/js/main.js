@@ -245,6 +245,11 @@ els.phoneView.addEventListener("mousedown", (ev) => {
 
 els.backspace.addEventListener("click", () => ui.backspaceNumber());
 
+els.numberLetters.addEventListener("click", () => {
+  ui.setNumberLetters(els.number.inputMode !== "text");
+  els.number.focus();
+});
+
 // A new number makes the last call's "Ended" message old news.
 els.number.addEventListener("input", () => phone.clearEnded());
 

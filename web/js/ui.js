@@ -35,6 +35,7 @@ export const els = {
   dtmfLog: $("dtmf-log"),
   dialForm: $("dial-form"),
   number: $("number"),
+  numberLetters: $("number-letters"),
   keypad: $("keypad"),
   call: $("call"),
   hangup: $("hangup"),
@@ -264,6 +265,12 @@ export function typeIntoNumber(ch) {
     input.value += ch;
   }
   input.dispatchEvent(new Event("input", { bubbles: true }));
+}
+
+/** Phones show a keypad for the number field; letters (user names, sip: addresses) on request. */
+export function setNumberLetters(letters) {
+  els.number.inputMode = letters ? "text" : "tel";
+  els.numberLetters.setAttribute("aria-pressed", String(letters));
 }
 
 export function backspaceNumber() {
