@@ -5,6 +5,7 @@ field accepts, touch target sizes, colour contrast and a layout that stays put.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -211,3 +212,110 @@ async def test_touch_targets_phone_keypad_and_toggle_states(gateway: GatewayProc
         await expect(page.locator("#error")).to_be_visible()
         await expect(page.locator(".history-call")).to_have_count(1)
         assert await page.evaluate(SMALL_TARGETS) == []
+
+
+# Per selector: its text colour and the background colours behind it, innermost first.
+COLOURS = """(selectors) => selectors.map((selector) => {
+  const el = document.querySelector(selector);
+  if (!el || !el.checkVisibility()) return null;
+  const behind = [];
+  for (let node = el; node; node = node.parentElement) behind.push(getComputedStyle(node).backgroundColor);
+  return { colour: getComputedStyle(el).color, behind };
+})"""
+
+
+def rgba(css: str) -> tuple[float, float, float, float]:
+    """A computed colour as sRGB 0..1 and alpha: "rgb(…)", "rgba(…)" or "color(srgb … / a)"."""
+    numbers = [float(x) for x in re.findall(r"[\d.]+(?:e-?\d+)?", css.split("(", 1)[1])]
+    if css.startswith("color("):
+        return (*numbers[:3], numbers[3] if len(numbers) > 3 else 1.0)  # type: ignore[return-value]
+    r, g, b = (x / 255 for x in numbers[:3])
+    return r, g, b, numbers[3] if len(numbers) > 3 else 1.0
+
+
+def over(top: tuple[float, float, float, float], bottom: tuple[float, float, float]) -> tuple[float, float, float]:
+    r, g, b, a = top
+    return (r * a + bottom[0] * (1 - a), g * a + bottom[1] * (1 - a), b * a + bottom[2] * (1 - a))
+
+
+def luminance(rgb: tuple[float, float, float]) -> float:
+    """WCAG 2 relative luminance."""
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(colour: str, behind: list[str]) -> float:
+    """WCAG contrast of text in `colour` over the stacked backgrounds `behind` (innermost first)."""
+    background = (1.0, 1.0, 1.0)  # the canvas under everything
+    for layer in reversed(behind):
+        background = over(rgba(layer), background)
+    text = over(rgba(colour), background)
+    lighter, darker = sorted((luminance(text), luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+async def contrasts(page, name: str, selectors: list[str]) -> dict[str, float]:  # noqa: ANN001 - a Playwright page
+    """Contrast of each selector's text in light and dark mode, keyed "<name> <selector> <scheme>"."""
+    found: dict[str, float] = {}
+    for scheme in ("light", "dark"):
+        await page.emulate_media(color_scheme=scheme)
+        for selector, seen in zip(selectors, await page.evaluate(COLOURS, selectors), strict=True):
+            assert seen is not None, f"{selector} is not visible in state {name}"
+            found[f"{name} {selector} {scheme}"] = round(contrast(seen["colour"], seen["behind"]), 2)
+    await page.emulate_media(color_scheme="light")
+    return found
+
+
+async def test_text_contrast_is_at_least_wcag_aa_in_light_and_dark_mode(
+    gateway: GatewayProcess, browser: OpenPhone, web_client: Callable[..., Awaitable[WebClient]]
+) -> None:
+    """4.5:1 for the text of each state's pills, banners and buttons, computed from the page's styles."""
+    figures: dict[str, float] = {}
+    async with browser(gateway) as phone:
+        page = phone.page
+        await expect(page.locator("#sign-in")).to_be_enabled(timeout=10_000)
+        figures |= await contrasts(page, "sign-in", ["#sign-in", "#conn-text"])
+        await phone.sign_in("alice")
+        figures |= await contrasts(page, "idle", ["#status", "#conn-text", ".hints"])
+
+        bob = await web_client("bob")
+        await phone.dial("bob")
+        await phone.wait_state("ringing")
+        figures |= await contrasts(page, "ringing", ["#status"])
+        await phone.hang_up()
+        await bob.next("incoming")
+
+        await phone.dial("601")
+        await phone.wait_state("answered")
+        await expect(page.locator("#quality-summary")).to_have_text("Good", timeout=10_000)
+        figures |= await contrasts(page, "answered", ["#status", "#quality-summary", "#timer"])
+        carol = await web_client("carol")
+        call = await carol.call("alice")
+        await expect(page.locator("#incoming")).to_be_visible()
+        figures |= await contrasts(page, "waiting", ["#answer", "#decline", "#incoming-title", "#incoming-from"])
+        await carol.send({"type": "hangup", "call": call})
+        await expect(page.locator("#incoming")).to_be_hidden()
+        await carol.next("ended")
+        await carol.hang_up_media()
+        await page.locator("#hold").click()
+        await expect(page.locator("#status")).to_have_attribute("data-hold", "local")
+        figures |= await contrasts(page, "held", ["#status", "#quality-warning"])
+        await phone.hang_up()
+        await expect(page.locator("#status")).to_have_text("Call ended")
+        figures |= await contrasts(page, "ended", ["#status"])
+
+        await phone.dial(gateway.uri("No-One"))  # not a user name: 404
+        await expect(page.locator("#status")).to_have_attribute("data-tone", "error")
+        figures |= await contrasts(page, "failed", ["#status", ".history-item:first-child .history-who"])
+        call = await carol.call("alice")
+        await phone.wait_state("incoming")
+        await carol.send({"type": "hangup", "call": call})
+        await expect(page.locator("#status")).to_have_attribute("data-tone", "missed")
+        figures |= await contrasts(page, "missed", ["#status", ".history-item:first-child .history-meta"])
+        await page.fill("#number", "12$%ab")
+        await page.keyboard.press("Enter")
+        figures |= await contrasts(page, "error", ["#error-text"])
+
+    print("\n".join(f"{value:5.2f}  {key}" for key, value in sorted(figures.items())))
+    low = {key: value for key, value in figures.items() if value < 4.5}
+    assert not low, f"below 4.5:1: {low}"
