@@ -176,11 +176,34 @@ async def test_screenshots_of_each_state_at_desktop_and_phone_sizes(
         await shoot(phone, "incoming")
         await phone.decline()
 
+        await bob.next("ended")
+        await bob.hang_up_media()
+
         await tone_call(phone)
         await shoot(phone, "in-call")
+        call = await bob.call("alice")
+        await expect(phone.page.locator("#incoming")).to_be_visible()
+        await shoot(phone, "call-waiting")
+        await bob.send({"type": "hangup", "call": call})
+        await expect(phone.page.locator("#incoming")).to_be_hidden()
+        await bob.next("ended")
+        await bob.hang_up_media()
+        await phone.page.click("#hold")
+        await expect(phone.page.locator("#quality-summary")).to_have_text("On hold")
+        await shoot(phone, "on-hold")
         await phone.hang_up()
         await phone.wait_state("ended")
         await shoot(phone, "ended")
+
+        call = await bob.call("alice")
+        await phone.wait_state("incoming")
+        await bob.send({"type": "hangup", "call": call})
+        await expect(phone.page.locator("#status")).to_have_text("Missed call from bob")
+        await shoot(phone, "missed")
+        await phone.page.fill("#number", "12$%ab")
+        await phone.page.keyboard.press("Enter")
+        await expect(phone.page.locator("#error")).to_be_visible()
+        await shoot(phone, "error")
 
 
 async def test_page_calls_a_sip_phone_with_audio_both_ways_and_dtmf(

@@ -79,7 +79,7 @@ async def test_mute_silences_the_microphone_without_renegotiating(
         assert await page.evaluate("window.phone.pc.localDescription.sdp") == sdp_before
         await phone.hang_up()
         await phone.wait_state("ended")
-        await expect(page.locator("#call-controls")).to_be_hidden()
+        await expect(page.locator("#mute")).to_be_hidden()
 
 
 async def test_hold_and_resume_follow_the_gateways_hold_event(

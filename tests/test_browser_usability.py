@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from playwright.async_api import expect
 
-from .browser import PHONE, OpenPhone
+from .browser import DESKTOP, PHONE, OpenPhone
 from .gatewayprocess import GatewayProcess
 from .webclient import WebClient
 
@@ -319,3 +319,48 @@ async def test_text_contrast_is_at_least_wcag_aa_in_light_and_dark_mode(
     print("\n".join(f"{value:5.2f}  {key}" for key, value in sorted(figures.items())))
     low = {key: value for key, value in figures.items() if value < 4.5}
     assert not low, f"below 4.5:1: {low}"
+
+
+async def box(page, selector: str) -> dict[str, float]:  # noqa: ANN001 - a Playwright page
+    found = await page.locator(selector).bounding_box()
+    assert found is not None, f"{selector} is not shown"
+    return found
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_the_layout_stays_put_and_a_call_waiting_leaves_the_call_in_view(
+    gateway: GatewayProcess,
+    browser: OpenPhone,
+    web_client: Callable[..., Awaitable[WebClient]],
+    viewport: tuple[int, int],
+) -> None:
+    """The pad does not move when a call starts or an error appears; a second call ringing in covers
+    neither the call in progress nor its controls."""
+    async with browser(gateway) as phone:
+        page = phone.page
+        await page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+        await phone.sign_in("alice")
+        idle = await box(page, "#keypad")
+
+        await page.fill("#number", "12$%ab")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#error")).to_be_visible()
+        assert await box(page, "#keypad") == idle, "an error moved the pad"
+        await page.click("#error-dismiss")
+
+        await phone.dial("601")
+        await phone.wait_state("answered")
+        await expect(page.locator("#timer")).to_be_visible()
+        assert await box(page, "#keypad") == idle, "the call moved the pad"
+
+        carol = await web_client("carol")
+        await carol.call("alice")
+        await expect(page.locator("#incoming")).to_be_visible()
+        banner = await box(page, "#incoming")
+        for part in ("#status", "#peer", "#timer", "#hangup", "#mute", "#hold"):
+            assert not overlap(banner, await box(page, part)), f"the incoming call covers {part}"
+        assert await box(page, "#keypad") == idle, "the incoming call moved the pad"

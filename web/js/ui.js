@@ -42,7 +42,6 @@ export const els = {
   backspace: $("backspace"),
   plus: document.querySelector('.key[data-key="+"]'),
   remoteAudio: $("remote-audio"),
-  callControls: $("call-controls"),
   mute: $("mute"),
   hold: $("hold"),
   side: $("side"),
@@ -133,9 +132,9 @@ export function renderCall(v) {
   els.call.hidden = live;
   els.hangup.hidden = !live;
   els.number.readOnly = live;
-  // "+" and delete only edit the number, which is fixed during a call.
-  els.plus.disabled = live;
-  els.backspace.disabled = live;
+  // "+" and delete only edit the number, which is fixed during a call: Mute and Hold take their places.
+  els.plus.hidden = live;
+  els.backspace.hidden = live;
   els.keypad.dataset.mode = live ? "dtmf" : "dial";
 
   renderCallControls(v, live);
@@ -144,7 +143,8 @@ export function renderCall(v) {
 
 function renderCallControls(v, live) {
   const inCall = live && !v.answering;
-  els.callControls.hidden = !inCall;
+  els.mute.hidden = !live;
+  els.hold.hidden = !live;
   // Constant names: aria-pressed says whether it is on, the look shows it too.
   setToggle(els.mute, v.muted);
   els.mute.disabled = !inCall;
