@@ -16,6 +16,7 @@ from .control import CallControl
 from .engineapi import LocalLink, SipRole
 from .front import Front
 from .supervisor import Supervisor
+from .webfiles import WebFiles
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -31,12 +32,14 @@ class Services:
 
 CONFIG = web.AppKey("config", Config)
 SERVICES = web.AppKey("services", Services)
+FILES = web.AppKey("files", WebFiles)
 
 
 def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
     app[SERVICES] = Services(Admission(config.http))
+    app[FILES] = WebFiles(WEB_DIR)
     app.cleanup_ctx.append(_calls)
     app.on_shutdown.append(_close_sockets)
     app.add_routes(
@@ -44,7 +47,7 @@ def create_app(config: Config) -> web.Application:
             web.get("/ws", _websocket),
             web.get("/health", _health),
             web.get("/", _index),
-            web.static("/", WEB_DIR),
+            web.get("/{name:.+}", _file),
         ]
     )
     return app
@@ -109,5 +112,9 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", **details})
 
 
-async def _index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(WEB_DIR / "index.html")
+async def _index(request: web.Request) -> web.Response:
+    return await request.app[FILES].response(request, "index.html")
+
+
+async def _file(request: web.Request) -> web.Response:
+    return await request.app[FILES].response(request, request.match_info["name"])
