@@ -63,10 +63,18 @@ def gateway(start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
     return start_gateway()
 
 
-@pytest.fixture(params=["embedded", "workers"])
+_SHAPES = {
+    "embedded": "",
+    "workers": "[engines]\nworkers = 2\n",
+    "native": '[engines]\nmedia = "native"\n',
+    "native-workers": '[engines]\nworkers = 2\nmedia = "native"\n',
+}
+
+
+@pytest.fixture(params=list(_SHAPES))
 def either_gateway(request: pytest.FixtureRequest, start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
-    """The default gateway, and one with two worker processes behind its Kamailio front."""
-    return start_gateway("" if request.param == "embedded" else "[engines]\nworkers = 2\n")
+    """The default gateway; one with two worker processes behind its Kamailio front; each with native media."""
+    return start_gateway(_SHAPES[request.param])
 
 
 @pytest.fixture
