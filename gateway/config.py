@@ -101,9 +101,10 @@ class EnginesConfig:
     sip_port: int = 0
     """First worker's SIP port (worker i takes sip_port + i); 0 lets the kernel choose."""
     restart_delay: float = 1.0
-    media: str = "python"
-    """How calls' packets are carried: "python" (aiortc and pjsua2's conference), "native" (the C relay;
-    the gateway will not start without it) or "auto" (native when it can be used, logged when not)."""
+    media: str = "auto"
+    """How calls' packets are carried: "auto" (the C relay when it can be used, else Python, and the log
+    says why), "native" (the relay; the gateway will not start without it) or "python" (aiortc and
+    pjsua2's conference bridge)."""
 
 
 @dataclasses.dataclass

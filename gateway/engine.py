@@ -134,7 +134,8 @@ class MediaEngine:
         elif isinstance(command, api.Hangup):
             spawn(self._hangup(call))
         elif isinstance(command, api.SendDtmf):
-            spawn(self._sip.send_dtmf(call.call_id, command.digits))
+            if self._native is None or not self._native.send_dtmf(call.call_id, command.digits):
+                spawn(self._sip.send_dtmf(call.call_id, command.digits))
         elif isinstance(command, api.Hold):
             spawn(self._sip.hold(call.call_id, command.hold))
         elif isinstance(command, api.GetStats):

@@ -197,6 +197,13 @@ class NativeMedia:
         lost = stats["concealed"]
         return (_CODECS.get(call.sip.payload_type, ""), 0.0, 100 * lost / (received + lost) if received + lost else 0.0, 0.0)
 
+    def send_dtmf(self, call_id: str, digits: str) -> bool:
+        """RFC 4733 in the relay's own RTP stream; False when that is not possible (then SIP INFO)."""
+        call = self._calls.get(call_id)
+        if call is None or call.handle is None:
+            return False
+        return self._relay.send_dtmf(call.handle, bytes(_DTMF.index(digit) for digit in digits.upper()))
+
     def _foreign(self, batch: list[Foreign]) -> None:
         for item in batch:
             call_id = self._handles.get(item.handle)

@@ -66,14 +66,15 @@ def gateway(start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
 _SHAPES = {
     "embedded": "",
     "workers": "[engines]\nworkers = 2\n",
-    "native": '[engines]\nmedia = "native"\n',
-    "native-workers": '[engines]\nworkers = 2\nmedia = "native"\n',
+    "python": '[engines]\nmedia = "python"\n',
+    "python-workers": '[engines]\nworkers = 2\nmedia = "python"\n',
 }
 
 
 @pytest.fixture(params=list(_SHAPES))
 def either_gateway(request: pytest.FixtureRequest, start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
-    """The default gateway; one with two worker processes behind its Kamailio front; each with native media."""
+    """The default gateway (native media where it can) and one with two worker processes behind its Kamailio
+    front; each again with its media in Python."""
     return start_gateway(_SHAPES[request.param])
 
 

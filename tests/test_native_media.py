@@ -1,9 +1,6 @@
-"""Calls whose packets the native relay carries (``[engines] media = "native"``), with real peers.
-
-The same tests as the Python path's, collected again here with ``gateway``
-overridden, so every behaviour is checked on both paths; plus what only the
-native path has to prove (its media timeout, a page forced through TURN).
-"""
+"""What only the native path has to prove; the rest of the suite runs on it already (``media`` defaults to
+``auto``, and this machine has the relay), and ``tests/test_python_media.py`` runs the core call tests on
+the Python path too."""
 
 from __future__ import annotations
 
@@ -17,28 +14,9 @@ from .browser import OpenPhone
 from .gatewayprocess import GatewayProcess
 from .peers.baresip import Baresip
 from .peers.coturn import Coturn
-from .test_browser import (  # noqa: F401 - collected again, on the native path
-    test_incoming_call_answered_both_ways_then_one_declined,
-    test_page_calls_a_sip_phone_with_audio_both_ways_and_dtmf,
-    tone_call,
-)
-from .test_builtin_extensions import (  # noqa: F401
-    test_echo_extension_returns_your_voice,
-    test_tone_extension_plays_440_hz,
-)
-from .test_sip_peers import (  # noqa: F401
-    PAGE_HZ,
-    test_dtmf_from_the_page_reaches_the_sip_phone,
-    test_early_media_reaches_the_page_before_the_answer,
-    test_page_calls_a_sip_phone_and_both_hear_each_other,
-    test_page_that_vanishes_mid_call_sends_bye,
-    test_sip_phone_calls_a_page_and_hangs_up,
-    test_the_page_can_read_the_sip_legs_quality,
-)
-from .test_web_calls import (  # noqa: F401
-    test_call_between_two_pages_carries_audio_both_ways,
-    test_twenty_calls_in_a_row_leak_nothing,
-)
+from .peers.net import wait_for_async
+from .test_browser import tone_call
+from .test_sip_peers import PAGE_HZ
 from .webclient import WebClient
 
 NATIVE = '[engines]\nmedia = "native"\n'
@@ -46,7 +24,7 @@ NATIVE = '[engines]\nmedia = "native"\n'
 
 @pytest.fixture
 def gateway(start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
-    """Overrides conftest's: the default gateway with its media on the native relay."""
+    """Overrides conftest's: a gateway that must carry its media natively (it would not start otherwise)."""
     gateway = start_gateway(NATIVE)
     assert [engine["media"] for engine in gateway.health()["engines"]] == ["native"]
     return gateway
@@ -58,11 +36,7 @@ async def test_the_native_relay_carries_the_calls(gateway: GatewayProcess, web_c
     await alice.call(phone.uri, tone_hz=PAGE_HZ)
     await alice.next("answered")
     await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
-    for _ in range(100):
-        if "media carried natively" in gateway.log():
-            break
-        await asyncio.sleep(0.05)
-    assert "media carried natively" in gateway.log()
+    await wait_for_async(lambda: "media carried natively" in gateway.log(), 5)
 
 
 async def test_a_sip_phone_that_vanishes_ends_the_call_by_the_relays_counters(
