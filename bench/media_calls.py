@@ -1,6 +1,8 @@
 """N WebRTC calls into the gateway and into rtpengine, side by side, from one cheap load generator.
 
-Both targets bridge WebRTC (ICE, DTLS-SRTP, Opus 48 kHz) to plain RTP PCMU
+Targets: ``gateway`` (its packets carried by the native relay), ``gateway-python``
+(the same gateway with ``[engines] media = "python"``) and ``rtpengine``. All
+bridge WebRTC (ICE, DTLS-SRTP, Opus 48 kHz) to plain RTP PCMU
 towards a sipp RTP echo, transcoding both ways. For each target and N it
 prints (and ``--json FILE`` writes) what the system under test costs per
 call in CPU and PSS (summed over its processes: the gateway with its
@@ -8,7 +10,7 @@ workers and Kamailio, or rtpengine), the RTP lost, how many checked calls
 heard their own tone, the added one-way latency, the load generator's own
 CPU per call and how busy the machine was.
 
-    .venv/bin/python -m bench.media_calls --calls 10 50 100 --seconds 30 --against gateway rtpengine
+    .venv/bin/python -m bench.media_calls --calls 10 50 100 --seconds 30 --against gateway gateway-python rtpengine
 
 The load generator: every call makes real ICE and DTLS handshakes with an
 aiortc client offering Opus only; then ``gateway.webrtchandoff`` takes the
@@ -26,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import secrets
@@ -132,10 +135,14 @@ async def client_offer() -> RTCPeerConnection:
 
 
 @contextlib.asynccontextmanager
-async def gateway_target(workdir: Path, host: str, n: int, phone: Sipp) -> AsyncIterator[tuple[Answerer, Callable[[], set[int]]]]:
-    """The gateway as today (embedded engine up to 4 calls, then ceil(N/4) workers behind Kamailio), dialled over its WebSocket."""
+async def gateway_target(
+    workdir: Path, host: str, n: int, phone: Sipp, media: str = "python"
+) -> AsyncIterator[tuple[Answerer, Callable[[], set[int]]]]:
+    """The gateway (embedded engine up to 4 calls, then ceil(N/4) workers behind Kamailio), dialled over its
+    WebSocket, its packets carried by ``media``: aiortc and pjsua2 in Python, or the native relay."""
     workers = 0 if n <= CALLS_PER_WORKER else -(-n // CALLS_PER_WORKER)
-    gateway = GatewayProcess(workdir, f"[engines]\nworkers = {workers}\n", log_level="warning", host=host)
+    config = f'[engines]\nworkers = {workers}\nmedia = "{media}"\n'
+    gateway = GatewayProcess(workdir, config, log_level="warning", host=host)
     clients: list[WebClient] = []
 
     async def place(i: int, offer: str) -> str:
@@ -184,7 +191,11 @@ async def rtpengine_target(workdir: Path, host: str, n: int, phone: Sipp) -> Asy
                     engine.delete(call_id)
 
 
-TARGETS = {"gateway": gateway_target, "rtpengine": rtpengine_target}
+TARGETS = {
+    "gateway": functools.partial(gateway_target, media="native"),
+    "gateway-python": gateway_target,
+    "rtpengine": rtpengine_target,
+}
 
 
 async def set_up(i: int, place: Answerer, checked: bool, pcs: list[RTCPeerConnection], calls: list[SrtpCall]) -> SrtpCall:
@@ -290,7 +301,7 @@ def opus_seen(sample: dict[int, SrtpCall]) -> str:
 
 def print_row(row: Row) -> None:
     print(
-        f"{row.target:9s} N={row.calls:3d} carried={row.carried:3d} cpu/call={row.cpu_per_call_pct:5.2f}% "
+        f"{row.target:14s} N={row.calls:3d} carried={row.carried:3d} cpu/call={row.cpu_per_call_pct:5.2f}% "
         f"pss/call={row.pss_per_call_mib:5.2f} MiB lost={row.lost_pct:4.1f}% tones intact={row.tones_intact}/{row.tones_checked} "
         f"added one-way p50/p95={row.added_one_way_ms_p50:4.0f}/{row.added_one_way_ms_p95:4.0f} ms "
         f"machine busy={row.machine_busy_pct:3.0f}% loadgen cpu/call={row.loadgen_cpu_per_call_pct:4.2f}% "
@@ -306,7 +317,8 @@ def encoder_settings() -> str:
     codec = opus_encoder()
     return (
         f"load generator sends Opus mono {CLIENT_BIT_RATE // 1000} kb/s (pre-encoded); "
-        f"gateway encodes Opus {codec.layout.name} {codec.bit_rate // 1000} kb/s {codec.options.get('application', '')}; "
+        f"gateway-python encodes Opus {codec.layout.name} {codec.bit_rate // 1000} kb/s {codec.options.get('application', '')}; "
+        f"gateway (native relay) encodes Opus mono 20 kb/s voip, complexity 5, in-band FEC; "
         f"rtpengine 10.5 encodes Opus stereo at its default 32 kb/s; both transcode to PCMU towards the echo"
     )
 

@@ -136,6 +136,8 @@ static struct {
 #define REORDER_DEPTH 3      /* packets held after a gap before it is concealed */
 #define MAX_FRAME_8K 960     /* 120 ms at 8 kHz: the longest Opus packet */
 #define FRAME_8K 160         /* 20 ms at 8 kHz */
+#define DTMF_PENDING 32      /* digits queued by send_dtmf */
+#define DTMF_FRAMES 8        /* 160 ms of event per digit, then its end packets */
 #define OPUS_MAX_PAYLOAD 1000
 #define TICK_MS 20
 #define MAX_TS_JUMP_8K (8000 * 10) /* larger timestamp jumps are not carried over */
@@ -208,6 +210,11 @@ typedef struct {
     uint32_t sip_expected_ts;
     int16_t acc[FRAME_8K];
     int nacc, browser_marker;
+    /* RFC 4733 towards SIP: digits waiting, and the one being sent in place of audio */
+    uint8_t dtmf_pending[DTMF_PENDING];
+    int dtmf_npending, dtmf_event, dtmf_frames_left, dtmf_ends_left;
+    uint32_t dtmf_ts;
+    uint16_t dtmf_duration;
 } call_t;
 
 typedef struct {
@@ -447,9 +454,43 @@ static void hand_to_python(Relay *r, call_t *c, int kind, const uint8_t *data, i
 }
 
 /* ---- browser -> SIP ---- */
+
+/* One RFC 4733 packet in place of a frame of audio: the event's start timestamp, the duration so far;
+ * the last three carry the end bit (sent three times, as RFC 4733 asks, for loss). */
+static void emit_dtmf(Relay *r, call_t *c, int n)
+{
+    if (c->dtmf_event < 0) {
+        c->dtmf_event = c->dtmf_pending[0];
+        memmove(c->dtmf_pending, c->dtmf_pending + 1, (size_t)--c->dtmf_npending);
+        c->dtmf_frames_left = DTMF_FRAMES;
+        c->dtmf_ends_left = 3;
+        c->dtmf_ts = c->sip_ts;
+        c->dtmf_duration = 0;
+    }
+    int first = c->dtmf_duration == 0;
+    int end = c->dtmf_frames_left == 0;
+    if (!end) {
+        c->dtmf_duration = (uint16_t)(c->dtmf_duration + n);
+        c->dtmf_frames_left--;
+    }
+    uint8_t *p = tx_slot(r);
+    write_rtp_header(p, first, c->dtmf_pt, c->sip_seq++, c->dtmf_ts, c->sip_ssrc);
+    p[12] = (uint8_t)c->dtmf_event;
+    p[13] = (uint8_t)((end ? 0x80 : 0) | 10); /* end bit, volume -10 dBm0 */
+    p[14] = (uint8_t)(c->dtmf_duration >> 8);
+    p[15] = (uint8_t)c->dtmf_duration;
+    tx_commit(r, 16);
+    if (end && --c->dtmf_ends_left == 0) {
+        c->dtmf_event = -1;
+        c->sip_marker = 1; /* audio starts a new talkspurt */
+    }
+}
+
 static void emit_to_sip(Relay *r, call_t *c, const int16_t *pcm, int n)
 {
-    if (!c->sip_send) {
+    if (c->sip_send && c->dtmf_pt >= 0 && (c->dtmf_event >= 0 || c->dtmf_npending > 0)) {
+        emit_dtmf(r, c, n);
+    } else if (!c->sip_send) {
         c->stat[ST_HELD]++;
     } else {
         uint8_t *p = tx_slot(r);
@@ -1106,6 +1147,7 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
     c->sip_pt = (uint8_t)sip_pt;
     c->sip_ssrc = sip_ssrc;
     c->sip_seq = (uint16_t)random[0];
+    c->dtmf_event = -1;
     c->sip_ts = random[1];
     c->dtmf_pt = dtmf_pt;
     c->sip_send = send;
@@ -1168,6 +1210,35 @@ static PyObject *relay_update_sip(Relay *r, PyObject *args)
     if (!ok)
         return NULL;
     Py_RETURN_NONE;
+}
+
+static PyObject *relay_send_dtmf(Relay *r, PyObject *args)
+{
+    unsigned long long handle;
+    const uint8_t *events;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "Ky#", &handle, &events, &n))
+        return NULL;
+    if (closed_error(r))
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (events[i] > 15) {
+            PyErr_SetString(PyExc_ValueError, "DTMF events are 0..15");
+            return NULL;
+        }
+    }
+    relay_lock(r);
+    call_t *c = lookup(r, handle);
+    int sent = 0;
+    if (c && c->dtmf_pt >= 0 && c->dtmf_npending + n <= DTMF_PENDING) {
+        memcpy(c->dtmf_pending + c->dtmf_npending, events, (size_t)n);
+        c->dtmf_npending += (int)n;
+        sent = 1;
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (!c)
+        return PyErr_Format(PyExc_KeyError, "no call %llu", handle);
+    return PyBool_FromLong(sent);
 }
 
 static PyObject *relay_remove_call(Relay *r, PyObject *args)
@@ -1336,6 +1407,8 @@ static PyMethodDef relay_methods[] = {
      "Start carrying a call; returns its handle. The fds are duplicated, never closed."},
     {"update_sip", (PyCFunction)relay_update_sip, METH_VARARGS,
      "update_sip(handle, (host, port), payload_type, send, receive): re-INVITE or hold."},
+    {"send_dtmf", (PyCFunction)relay_send_dtmf, METH_VARARGS,
+     "send_dtmf(handle, events): RFC 4733 events 0..15 towards SIP; False without telephone-event or room."},
     {"remove_call", (PyCFunction)relay_remove_call, METH_VARARGS, "Stop carrying a call; False if unknown."},
     {"stats", (PyCFunction)relay_stats, METH_VARARGS, "The call's counters and last-media times."},
     {"drain", (PyCFunction)relay_drain, METH_NOARGS,

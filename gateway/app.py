@@ -62,13 +62,11 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
             yield
         return
     # The embedded default: one engine in this process, behind the same interface a worker has.
-    from .engine import MediaEngine  # only here: a supervisor's process never loads pjsua2
-    from .pjsipleg import PjsipLeg
+    from .pjsipleg import media_engine  # only here: a supervisor's process never loads pjsua2
 
     control = app[SERVICES].control = CallControl(config)
     link = LocalLink(lambda command: engine.send(command))
-    sip = PjsipLeg(config.sip, SipRole(), list(config.plan.trunks.values()))
-    engine = MediaEngine(config, lambda event: control.on_event(link, event), sip)
+    engine = media_engine(config, lambda event: control.on_event(link, event), SipRole())
     control.attach(link)
     await engine.start()
     yield

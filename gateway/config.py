@@ -101,6 +101,10 @@ class EnginesConfig:
     sip_port: int = 0
     """First worker's SIP port (worker i takes sip_port + i); 0 lets the kernel choose."""
     restart_delay: float = 1.0
+    media: str = "auto"
+    """How calls' packets are carried: "auto" (the C relay when it can be used, else Python, and the log
+    says why), "native" (the relay; the gateway will not start without it) or "python" (aiortc and
+    pjsua2's conference bridge)."""
 
 
 @dataclasses.dataclass
@@ -230,6 +234,8 @@ def validate(config: Config, origin: str) -> None:
     engines, front = config.engines, config.front
     if engines.workers < 0 or engines.capacity < 0 or not 0 <= engines.sip_port <= 65535:
         raise ConfigError(f"{origin}: engines.workers, engines.capacity and engines.sip_port must not be negative")
+    if engines.media not in ("auto", "native", "python"):
+        raise ConfigError(f"{origin}: engines.media must be \"auto\", \"native\" or \"python\"")
     if not 1 <= front.host_id <= 99:
         raise ConfigError(f"{origin}: front.host_id must be 1-99")
     if bool(front.rpc_url) != bool(front.address):

@@ -68,6 +68,7 @@ class Engine:
     sip_host: str = ""
     capacity: int = 0
     calls: int = 0
+    media: str = ""
 
     @property
     def full(self) -> bool:
@@ -280,7 +281,7 @@ class CallControl:
         if engine is None:
             return
         if isinstance(event, api.EngineReady):
-            engine.sip_host, engine.capacity = event.sip_host, event.capacity
+            engine.sip_host, engine.capacity, engine.media = event.sip_host, event.capacity, event.media
             self._sip_host = self._public_sip or event.sip_host
             return
         if isinstance(event, api.TrunkState):
@@ -417,7 +418,8 @@ class CallControl:
             for name, state in self._trunks.items()
         }
         engines = [
-            {"sip": engine.sip_host, "calls": engine.calls, "capacity": engine.capacity} for engine in self._engines.values()
+            {"sip": engine.sip_host, "calls": engine.calls, "capacity": engine.capacity, "media": engine.media}
+            for engine in self._engines.values()
         ]
         return {"sip": self._sip_host, "trunks": trunks, "calls": len(self._calls), "engines": engines}
 

@@ -21,7 +21,8 @@ from .background import Background
 from .config import Config
 from .endcause import EndCause
 from .enginecall import EngineCall, Phase
-from .sipapi import Disconnected, MediaTimeout, SipError, SipEvent, SipLeg
+from .nativemedia import NativeMedia
+from .sipapi import CallAudio, Disconnected, MediaReady, MediaTimeout, SipError, SipEvent, SipLeg
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,13 @@ class BrowserLeg(Protocol):
     """The browser's side of a call (:class:`gateway.webrtcleg.WebRtcLeg`)."""
 
     async def answer(self, offer: str, outgoing: MediaStreamTrack, on_track: Callable[[MediaStreamTrack], None]) -> str: ...
+    async def take_media_path(self) -> object:
+        """Once connected: the media path for the native relay (:class:`gateway.webrtchandoff.MediaPath`)."""
     async def close(self) -> None: ...
 
 
-BrowserLegFactory = Callable[[Callable[[], None]], BrowserLeg]
-"""Makes a browser leg that calls its argument when the connection fails."""
+BrowserLegFactory = Callable[[Callable[[], None], "Callable[[], None] | None"], BrowserLeg]
+"""Makes a browser leg that calls its first argument when the connection fails, its second once it is up."""
 
 
 def webrtc_legs(config: Config) -> BrowserLegFactory:
@@ -47,17 +50,26 @@ def webrtc_legs(config: Config) -> BrowserLegFactory:
     from .webrtcleg import WebRtcLeg
 
     webrtc = config.webrtc
-    return lambda on_failed: WebRtcLeg(webrtc.ice_servers, webrtc.jitter_ms, on_failed)
+    return lambda on_failed, on_connected: WebRtcLeg(webrtc.ice_servers, webrtc.jitter_ms, on_failed, on_connected)
 
 
 class MediaEngine:
     """Executes commands from call control; reports through ``emit``."""
 
-    def __init__(self, config: Config, emit: api.EventSink, sip: SipLeg, browser_legs: BrowserLegFactory | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        emit: api.EventSink,
+        sip: SipLeg,
+        browser_legs: BrowserLegFactory | None = None,
+        native: NativeMedia | None = None,
+    ) -> None:
         self._config = config
         self._emit = emit
         self._sip = sip
         self._browser_legs = browser_legs or webrtc_legs(config)
+        self._native = native
+        """Calls' media carried by the native relay; None: through Python (:mod:`gateway.bridge`)."""
         self._calls: dict[str, EngineCall] = {}
         self._background = Background(log, "engine task")
         self._ticker: asyncio.Task[None] | None = None
@@ -65,9 +77,12 @@ class MediaEngine:
     # -- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
+        if self._native is not None:
+            self._native.start(self._on_sip_event)
         await self._sip.start(self._on_sip_event)
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
-        self._emit(api.EngineReady(self._sip.address, self._config.sip.max_calls))
+        media = "python" if self._native is None else "native"
+        self._emit(api.EngineReady(self._sip.address, self._config.sip.max_calls, media))
 
     async def stop(self) -> None:
         """Hang up every call with BYE, close every leg, then stop the SIP leg."""
@@ -80,6 +95,8 @@ class MediaEngine:
         await self._sip.stop()
         for call in list(self._calls.values()):
             await self._finish(call, call.cause or endcause.SHUTDOWN)
+        if self._native is not None:
+            self._native.close()
 
     @property
     def sip_address(self) -> str:
@@ -95,6 +112,7 @@ class MediaEngine:
                 log.warning("engine: Dial for call %s, which exists already", command.call_id)
                 return
             call = self._calls[command.call_id] = EngineCall(command.call_id, Phase.DIALLING, command.targets, command.caller)
+            call.audio = self._audio(call)
             spawn(self._dial(call, command.offer))
             return
         call = self._calls.get(command.call_id)
@@ -106,7 +124,7 @@ class MediaEngine:
                 spawn(self._accept(call, command.offer))
         elif isinstance(command, api.Serve):
             if call.move(Phase.SERVING):
-                spawn(self._or_end(call, self._sip.serve(call.call_id, command.app)))
+                spawn(self._or_end(call, self._serve(call, command.app)))
         elif isinstance(command, api.Ring):
             if call.move(Phase.RINGING):
                 spawn(self._or_end(call, self._sip.ring(call.call_id)))
@@ -116,7 +134,8 @@ class MediaEngine:
         elif isinstance(command, api.Hangup):
             spawn(self._hangup(call))
         elif isinstance(command, api.SendDtmf):
-            spawn(self._sip.send_dtmf(call.call_id, command.digits))
+            if self._native is None or not self._native.send_dtmf(call.call_id, command.digits):
+                spawn(self._sip.send_dtmf(call.call_id, command.digits))
         elif isinstance(command, api.Hold):
             spawn(self._sip.hold(call.call_id, command.hold))
         elif isinstance(command, api.GetStats):
@@ -132,7 +151,7 @@ class MediaEngine:
         while call.targets and call.phase is Phase.DIALLING:
             trunk, target = call.targets.pop(0)
             try:
-                await self._sip.make_call(call.call_id, trunk, target, call.caller, call.bridge.audio)
+                await self._sip.make_call(call.call_id, trunk, target, call.caller, call.audio)
             except SipError as exc:
                 cause = endcause.NO_FREE_LINE if exc.no_free_line else EndCause("failed", 500, f"Cannot call: {exc.reason}")
                 log.warning("call %s: INVITE to %s %s failed: %s", call.call_id, trunk, target, exc.reason)
@@ -159,16 +178,41 @@ class MediaEngine:
             await self._sip.hangup(call.call_id)
 
     async def _report_stats(self, call: EngineCall, request: str) -> None:
-        codec, jitter, loss, rtt = await self._sip.quality(call.call_id)
+        if self._native is None:
+            codec, jitter, loss, rtt = await self._sip.quality(call.call_id)
+        else:
+            codec, jitter, loss, rtt = self._native.quality(call.call_id)
         self._emit(api.CallStats(call.call_id, request, codec, jitter, loss, rtt))
 
     async def _accept(self, call: EngineCall, offer: str) -> None:
+        call.audio = self._audio(call)
         if await self._answer_browser(call, offer):
-            await self._or_end(call, self._sip.answer(call.call_id, call.bridge.audio))
+            await self._or_end(call, self._sip.answer(call.call_id, call.audio))
+
+    async def _serve(self, call: EngineCall, app: str) -> None:
+        port = None if self._native is None else await self._native.serve(call.call_id, app)
+        await self._sip.serve(call.call_id, app, port)
+
+    def _audio(self, call: EngineCall) -> CallAudio:
+        """Where the SIP leg's audio goes: the native relay's socket, or the Python bridge."""
+        return call.bridge.audio if self._native is None else self._native.open_call(call.call_id)
+
+    async def _hand_off(self, call: EngineCall) -> None:
+        """The browser's ICE and DTLS are up: from now on the native relay carries the packets."""
+        assert self._native is not None and call.browser is not None
+        try:
+            path = await call.browser.take_media_path()
+        except Exception as exc:  # noqa: BLE001 - this call only: aiortc's internals or the pair were not as expected
+            log.warning("call %s: cannot carry the audio natively: %s", call.call_id, exc)
+            self._media_failed(call, EndCause("failed", 500, "The gateway could not carry this call's audio"))
+            return
+        if not call.ending:
+            self._native.browser_ready(call.call_id, path)
 
     async def _answer_browser(self, call: EngineCall, offer: str) -> bool:
         """Answer the browser's offer; False (and the call ended) when that fails."""
-        call.browser = self._browser_legs(lambda: self._media_failed(call, endcause.ICE_FAILED))
+        on_connected = None if self._native is None else (lambda: self._background.spawn(self._hand_off(call)))
+        call.browser = self._browser_legs(lambda: self._media_failed(call, endcause.ICE_FAILED), on_connected)
         try:
             answer = await call.browser.answer(offer, call.bridge.to_browser, self._browser_track(call))
         except Exception as exc:  # noqa: BLE001 - any bad SDP ends this call only
@@ -232,6 +276,8 @@ class MediaEngine:
             return
         call.ended.set()
         self._calls.pop(call.call_id, None)
+        if self._native is not None:
+            self._native.close_call(call.call_id)  # before aiortc closes the browser's socket under the relay
         await call.bridge.close()
         if call.browser is not None:
             await call.browser.close()
@@ -257,6 +303,9 @@ class MediaEngine:
             self._media_failed(call, endcause.MEDIA_TIMEOUT)
         elif call.ending:
             return
+        elif isinstance(event, MediaReady):
+            if self._native is not None:
+                self._native.sip_ready(event)
         elif isinstance(event, api.Progress):
             if call.phase is Phase.EARLY or call.move(Phase.EARLY):
                 self._emit(event)
@@ -279,6 +328,8 @@ class MediaEngine:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(_TICK_SECONDS)
+            if self._native is not None:
+                self._native.report_timeouts()
             try:
                 await self._sip.tick()
             except SipError as exc:

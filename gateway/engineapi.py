@@ -29,7 +29,8 @@ Commands (control -> engine):
 Events (engine -> control):
 
 - ``EngineReady``: the engine listens; ``sip_host`` is where it takes INVITEs,
-  ``capacity`` how many SIP calls it carries at once.
+  ``capacity`` how many SIP calls it carries at once, ``media`` whether their
+  packets go through Python (``python``) or the native relay (``native``).
 - ``Incoming``: a SIP INVITE arrived (on ``trunk``, or "" for direct calls)
   from ``source`` (``ip:port``; ``from_gateway`` when one of the gateway's own
   engines sent it, a call between web users); control decides what happens to it.
@@ -126,6 +127,7 @@ class GetStats:
 class EngineReady:
     sip_host: str
     capacity: int
+    media: str = "python"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .bridge import Bridge
 from .endcause import EndCause
+from .sipapi import CallAudio
 
 if TYPE_CHECKING:
     from .engine import BrowserLeg
@@ -77,6 +78,8 @@ class EngineCall:
         self.cause: EndCause | None = None
         """Why the engine itself ends the call, when it does; otherwise the SIP side's reason."""
         self.bridge = Bridge()
+        self.audio: CallAudio = self.bridge.audio
+        """Where the SIP leg's audio goes: the bridge, or (native media) the relay's socket."""
         self.browser: BrowserLeg | None = None
         self.ended = asyncio.Event()
 

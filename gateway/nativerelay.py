@@ -164,6 +164,11 @@ class NativeRelay:
         """Apply a re-INVITE: new remote or codec, hold (send=False) or resume. KeyError if unknown."""
         self._relay.update_sip(handle, remote, payload_type, send, receive)
 
+    def send_dtmf(self, handle: int, events: bytes) -> bool:
+        """Queue RFC 4733 events (0-9, 10 ``*``, 11 ``#``, 12-15 A-D) towards SIP, sent in place of audio;
+        False when telephone-event was not negotiated (or too many wait). KeyError if unknown."""
+        return bool(self._relay.send_dtmf(handle, events))
+
     def remove_call(self, handle: int) -> bool:
         """Stop carrying a call and free it; False if it was not carried (so safe twice)."""
         return self._relay is not None and self._relay.remove_call(handle)

@@ -6,22 +6,37 @@ for it; pjsua2's errors come back as :class:`~gateway.sipapi.SipError`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dialplan import Trunk
 
-from .config import SipConfig
+from . import engineapi as api, nativemedia
+from .config import Config, SipConfig
+from .engine import MediaEngine
 from .engineapi import SipRole
-from .sipapi import AudioIO, SipEventSink
+from .sipapi import CallAudio, NativePort, SipEventSink
 from .sipthread import SipThread
 from .sipua import SipUserAgent
+
+
+def media_engine(config: Config, emit: api.EventSink, role: SipRole) -> MediaEngine:
+    """A real engine: pjsua2 for SIP, aiortc for browsers, packets carried natively when configured and possible."""
+    native = nativemedia.NativeMedia(config) if nativemedia.wanted(config) else None
+    sip = PjsipLeg(config.sip, role, list(config.plan.trunks.values()), native and native.open_call)
+    return MediaEngine(config, emit, sip, native=native)
 
 
 class PjsipLeg:
     """One pjsua2 endpoint with its accounts, carrying every SIP dialog of one engine."""
 
-    def __init__(self, config: SipConfig, role: SipRole, trunks: Sequence[Trunk]) -> None:
+    def __init__(
+        self,
+        config: SipConfig,
+        role: SipRole,
+        trunks: Sequence[Trunk],
+        native_ports: Callable[[str], NativePort] | None = None,
+    ) -> None:
         self._thread = SipThread()
-        self._config, self._role, self._trunks = config, role, trunks
+        self._config, self._role, self._trunks, self._native_ports = config, role, trunks, native_ports
         self._ua: SipUserAgent | None = None
 
     @property
@@ -29,24 +44,24 @@ class PjsipLeg:
         return self._ua.address if self._ua is not None else ""
 
     async def start(self, events: SipEventSink) -> None:
-        self._ua = SipUserAgent(self._thread, events, self._config, self._role, self._trunks)
+        self._ua = SipUserAgent(self._thread, events, self._config, self._role, self._trunks, self._native_ports)
         await self._thread.start(self._ua.create)
 
     async def stop(self) -> None:
         if self._ua is not None:
             await self._thread.stop(self._ua.destroy)
 
-    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: AudioIO) -> None:
+    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: CallAudio) -> None:
         await self._thread.run(self._user_agent().make_call, call_id, trunk, target, caller, audio)
 
     async def ring(self, call_id: str) -> None:
         await self._thread.run(self._user_agent().ring, call_id)
 
-    async def answer(self, call_id: str, audio: AudioIO) -> None:
+    async def answer(self, call_id: str, audio: CallAudio) -> None:
         await self._thread.run(self._user_agent().answer, call_id, audio)
 
-    async def serve(self, call_id: str, app: str) -> None:
-        await self._thread.run(self._user_agent().serve, call_id, app)
+    async def serve(self, call_id: str, app: str, port: NativePort | None) -> None:
+        await self._thread.run(self._user_agent().serve, call_id, app, port)
 
     async def reject(self, call_id: str, code: int, reason: str, users: Sequence[str]) -> None:
         await self._thread.run(self._user_agent().reject, call_id, code, reason, users)

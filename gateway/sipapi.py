@@ -10,8 +10,13 @@ Events the SIP leg emits: :class:`~gateway.engineapi.Incoming`,
 :class:`~gateway.engineapi.Progress`, :class:`~gateway.engineapi.Answered`,
 :class:`~gateway.engineapi.DtmfReceived`, :class:`~gateway.engineapi.HoldChanged`
 and :class:`~gateway.engineapi.TrunkState` (the engine passes them on as
-they are), plus :class:`Disconnected` and :class:`MediaTimeout`, which only
-the engine sees.
+they are), plus :class:`Disconnected`, :class:`MediaTimeout` and
+:class:`MediaReady`, which only the engine sees.
+
+A call's audio goes one of two ways: through pjsua2's conference bridge to
+Python (:class:`AudioIO`), or past pjsua2 altogether (:class:`NativePort`):
+then the SDP pjsua2 sends names another socket, pjsua2 only negotiates, and
+the leg reports what was negotiated as :class:`MediaReady`.
 """
 
 from __future__ import annotations
@@ -56,8 +61,25 @@ class MediaTimeout:
     call_id: str
 
 
+@dataclasses.dataclass(frozen=True)
+class MediaReady:
+    """The SIP media of a :class:`NativePort` call as negotiated (again after every re-INVITE)."""
+
+    call_id: str
+    remote: tuple[str, int]
+    """Where the far end takes RTP."""
+    payload_type: int
+    """0 PCMU or 8 PCMA."""
+    event_payload_type: int | None
+    """RFC 4733 telephone-event, when negotiated."""
+    send: bool
+    receive: bool
+    """False while the call is held in that direction."""
+
+
 SipEvent = Union[
-    api.Incoming, api.Progress, api.Answered, api.DtmfReceived, api.HoldChanged, api.TrunkState, Disconnected, MediaTimeout
+    api.Incoming, api.Progress, api.Answered, api.DtmfReceived, api.HoldChanged, api.TrunkState,
+    Disconnected, MediaTimeout, MediaReady,
 ]
 SipEventSink = Callable[[SipEvent], None]
 
@@ -92,6 +114,16 @@ class AudioIO:
     from_sip: Callable[[bytes], None]
 
 
+@dataclasses.dataclass(frozen=True)
+class NativePort:
+    """A call's audio bypasses pjsua2: its SDP names this port (on pjsua2's own RTP address) instead."""
+
+    port: int
+
+
+CallAudio = Union[AudioIO, NativePort]
+
+
 class SipLeg(Protocol):
     """What the engine asks of the SIP side; every call is identified by the engine's call id."""
 
@@ -101,11 +133,12 @@ class SipLeg(Protocol):
     async def start(self, events: SipEventSink) -> None: ...
     async def stop(self) -> None:
         """Hang up every dialog (BYE, CANCEL or a final response) and free the stack."""
-    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: AudioIO) -> None:
+    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: CallAudio) -> None:
         """INVITE ``target`` (through ``trunk``, or a URI with no trunk); raises :class:`SipError`."""
     async def ring(self, call_id: str) -> None: ...
-    async def answer(self, call_id: str, audio: AudioIO) -> None: ...
-    async def serve(self, call_id: str, app: str) -> None: ...
+    async def answer(self, call_id: str, audio: CallAudio) -> None: ...
+    async def serve(self, call_id: str, app: str, port: NativePort | None) -> None:
+        """Answer with a built-in application: pjsua2's own, or ``port``'s (native media)."""
     async def reject(self, call_id: str, code: int, reason: str, users: Sequence[str]) -> None: ...
     async def hangup(self, call_id: str) -> None: ...
     async def send_dtmf(self, call_id: str, digits: str) -> None: ...

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import pjsua2 as pj
 
 from . import engineapi as api
-from .sipapi import AudioIO, Disconnected
+from .sdp import point_audio_at
+from .sipapi import CallAudio, Disconnected, MediaReady, NativePort
 from .sipport import BridgePort, tone_generator
 from .sipthread import guarded
 
@@ -32,7 +33,7 @@ class SipCall(pj.Call):
         super().__init__(account, pj_call_id)
         self.ua = ua
         self.call_id = call_id
-        self.audio: AudioIO | None = None
+        self.audio: CallAudio | None = None
         self.app: str | None = None
         self.port: BridgePort | None = None
         self.tone: pj.ToneGenerator | None = None
@@ -81,9 +82,17 @@ class SipCall(pj.Call):
         return pj.PJSIP_REDIRECT_STOP
 
     @guarded
+    def onCallSdpCreated(self, prm: pj.OnCallSdpCreatedParam) -> None:
+        if isinstance(self.audio, NativePort):
+            prm.sdp.wholeSdp = point_audio_at(prm.sdp.wholeSdp, self.audio.port)
+
+    @guarded
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         ci = self.getInfo()
         self._report_hold(ci)
+        if isinstance(self.audio, NativePort):
+            self._report_native_media(ci)
+            return
         index = self._audio_index(ci)
         if index is None:
             return
@@ -98,6 +107,23 @@ class SipCall(pj.Call):
                 self.port = BridgePort(self.ua.sip, self.audio)
             media.startTransmit(self.port)
             self.port.startTransmit(media)
+        if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
+            self.ua.emit(api.Progress(self.call_id, 183, True))
+
+    def _report_native_media(self, ci: pj.CallInfo) -> None:
+        """What pjsua2 negotiated, for the native path: the far end's address, codec and direction."""
+        index = next((i for i, m in enumerate(ci.media) if m.type == pj.PJMEDIA_TYPE_AUDIO), None)
+        if index is None or ci.media[index].status in (pj.PJSUA_CALL_MEDIA_NONE, pj.PJSUA_CALL_MEDIA_ERROR):
+            return
+        info = self.getStreamInfo(index)
+        host, _, port = info.remoteRtpAddress.rpartition(":")
+        direction = ci.media[index].dir
+        self.ua.emit(
+            MediaReady(
+                self.call_id, (host.strip("[]"), int(port)), info.txPt, info.audRxEventPt if info.audRxEventPt > 0 else None,
+                bool(direction & pj.PJMEDIA_DIR_ENCODING), bool(direction & pj.PJMEDIA_DIR_DECODING),
+            )
+        )
         if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
             self.ua.emit(api.Progress(self.call_id, 183, True))
 
@@ -117,7 +143,8 @@ class SipCall(pj.Call):
         index = self._audio_index(self.getInfo())
         prm = pj.CallSendDtmfParam()
         prm.digits = digits
-        rfc4733 = index is not None and self.getStreamInfo(index).audTxEventPt > 0
+        native = isinstance(self.audio, NativePort)  # pjsua2 sends no RTP for it, so no RFC 4733 either
+        rfc4733 = not native and index is not None and self.getStreamInfo(index).audTxEventPt > 0
         prm.method = pj.PJSUA_DTMF_METHOD_RFC2833 if rfc4733 else pj.PJSUA_DTMF_METHOD_SIP_INFO
         self.sendDtmf(prm)
 
@@ -132,7 +159,10 @@ class SipCall(pj.Call):
         return (f"{info.codecName}/{info.codecClockRate}", rtcp.rxStat.jitterUsec.mean / 1000, loss, rtcp.rttUsec.mean / 1000)
 
     def received_packets(self) -> int | None:
-        """RTP packets received so far, or None while no audio stream runs or the far end holds."""
+        """RTP packets received so far, or None while no audio stream runs, the far end holds,
+        or pjsua2 does not carry the audio (the native path watches its own)."""
+        if isinstance(self.audio, NativePort):
+            return None
         try:
             ci = self.getInfo()
         except pj.Error:

@@ -14,7 +14,7 @@ import re
 import socket
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import pjsua2 as pj
 
@@ -22,7 +22,7 @@ from . import audioformat, engineapi as api
 from .config import SipConfig
 from .engineapi import SipRole
 from .sipaccount import LocalAccount, TrunkAccount, trunk_uri
-from .sipapi import AudioIO, MediaTimeout, SipEvent, SipEventSink
+from .sipapi import CallAudio, MediaTimeout, NativePort, SipEvent, SipEventSink
 from .sipcall import SipCall
 from .sipcheck import invite_problem
 from .sipthread import SipThread
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CODEC_PRIORITY = {"PCMU/8000/1": 250, "PCMA/8000/1": 240, "G722/16000/1": 230}
+_NATIVE_CODECS = frozenset({"PCMU/8000/1", "PCMA/8000/1"})
+"""What the native path transcodes to; nothing else is offered or accepted when it carries the audio."""
 _GRAVE_SECONDS = 0.2
 _PORT_TRIES = 5
 _REQUEST_USER = re.compile(r"^[A-Z]+ sips?:([^@;>\s]+)@")
@@ -90,6 +92,7 @@ class SipUserAgent:
         config: SipConfig,
         role: SipRole,
         trunks: Sequence[Trunk],
+        native_ports: Callable[[str], NativePort] | None = None,
     ) -> None:
         self.sip = sip
         self.events = events
@@ -97,6 +100,9 @@ class SipUserAgent:
         self.role = role
         self.trunk_list = list(trunks)
         self._ids = itertools.count(1)
+        self.native_ports = native_ports
+        """With native media: the port for a call's audio (pjsua2 only negotiates; no conference clock)."""
+        self.native = native_ports is not None
         self.endpoint: pj.Endpoint | None = None
         self.account: LocalAccount | None = None
         self.trunks: dict[str, TrunkAccount] = {}
@@ -128,9 +134,14 @@ class SipUserAgent:
         # one way, with the G.711 side's 4 kHz band unchanged for speech.
         cfg.medConfig.quality = 4
         ep.libInit(cfg)
-        ep.audDevManager().setNullDev()
+        if self.native:
+            # No clock at all: pjsua2 then sends no RTP of its own from the ports its SDP no longer names.
+            ep.audDevManager().setNoDev()
+        else:
+            ep.audDevManager().setNullDev()
         for codec in ep.codecEnum2():
-            ep.codecSetPriority(codec.codecId, _CODEC_PRIORITY.get(codec.codecId, 0))
+            wanted = not self.native or codec.codecId in _NATIVE_CODECS
+            ep.codecSetPriority(codec.codecId, _CODEC_PRIORITY.get(codec.codecId, 0) if wanted else 0)
         try:
             udp = self._listen(ep)
         except pj.Error as exc:
@@ -203,7 +214,7 @@ class SipUserAgent:
 
     # -- called from the asyncio side through SipThread.run -----------------
 
-    def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: AudioIO) -> None:
+    def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: CallAudio) -> None:
         """Send an INVITE, through ``trunk`` (to the number ``target``) or, with no trunk,
         to the URI ``target`` as ``caller``; raises ``pj.Error`` (for example no free call slot)."""
         prm = pj.CallOpParam(True)
@@ -221,16 +232,17 @@ class SipUserAgent:
     def ring(self, call_id: str) -> None:
         self._answer_with(call_id, 180)
 
-    def answer(self, call_id: str, audio: AudioIO) -> None:
+    def answer(self, call_id: str, audio: CallAudio) -> None:
         call = self.calls.get(call_id)
         if call is not None:
             call.audio = audio
             self._answer_with(call_id, 200)
 
-    def serve(self, call_id: str, app: str) -> None:
+    def serve(self, call_id: str, app: str, port: NativePort | None) -> None:
         call = self.calls.get(call_id)
         if call is not None:
             call.app = app
+            call.audio = port
             self._answer_with(call_id, 200)
 
     def reject(self, call_id: str, code: int, reason: str, users: Sequence[str]) -> None:
@@ -316,6 +328,8 @@ class SipUserAgent:
             log.info("SIP INVITE %s from %s refused: %s", call_id, prm.rdata.srcAddress, problem)
             self.refuse(call, 400, f"Bad Request ({problem})")
             return
+        if self.native_ports is not None:
+            call.audio = self.native_ports(call_id)  # before pjsua2 writes its SDP answer
         front_source = _FRONT_SOURCE.search(message) if self.role.front else None
         source = front_source.group(1) if front_source else prm.rdata.srcAddress
         from_gateway = source in (self.address, _GATEWAY_SOURCE)

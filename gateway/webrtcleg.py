@@ -40,10 +40,17 @@ def ice_servers(config: list[dict[str, Any]]) -> list[RTCIceServer]:
 class WebRtcLeg:
     """Answers one browser offer and reports when the connection fails."""
 
-    def __init__(self, servers: list[dict[str, Any]], jitter_ms: int, on_failed: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        servers: list[dict[str, Any]],
+        jitter_ms: int,
+        on_failed: Callable[[], None],
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(servers)))
         self._jitter_ms = jitter_ms
         self._on_failed = on_failed
+        self._on_connected = on_connected
         self._pc.on("connectionstatechange", self._state_changed)
 
     async def answer(
@@ -68,6 +75,15 @@ class WebRtcLeg:
         log.debug("WebRTC connection %s", state)
         if state == "failed":
             self._on_failed()
+        elif state == "connected" and self._on_connected is not None:
+            on_connected, self._on_connected = self._on_connected, None
+            on_connected()
+
+    async def take_media_path(self) -> Any:
+        """ICE and DTLS are up: take the media path out of aiortc (:mod:`gateway.webrtchandoff`)."""
+        from .webrtchandoff import hand_off
+
+        return await hand_off(self._pc)
 
     async def close(self) -> None:
         await self._pc.close()

@@ -19,7 +19,7 @@ import socket
 from . import engineapi as api
 from .config import Config
 from .engine import MediaEngine
-from .pjsipleg import PjsipLeg
+from .pjsipleg import media_engine
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def main(config: Config, role: api.SipRole, index: int, sock: socket.socket, log
 async def _serve(config: Config, role: api.SipRole, sock: socket.socket) -> None:
     reader, writer = await asyncio.open_connection(sock=sock)
     supervisor = api.StreamLink(writer)
-    engine = MediaEngine(config, supervisor.send, PjsipLeg(config.sip, role, list(config.plan.trunks.values())))
+    engine = media_engine(config, supervisor.send, role)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await engine.start()

@@ -63,10 +63,19 @@ def gateway(start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
     return start_gateway()
 
 
-@pytest.fixture(params=["embedded", "workers"])
+_SHAPES = {
+    "embedded": "",
+    "workers": "[engines]\nworkers = 2\n",
+    "python": '[engines]\nmedia = "python"\n',
+    "python-workers": '[engines]\nworkers = 2\nmedia = "python"\n',
+}
+
+
+@pytest.fixture(params=list(_SHAPES))
 def either_gateway(request: pytest.FixtureRequest, start_gateway: Callable[..., GatewayProcess]) -> GatewayProcess:
-    """The default gateway, and one with two worker processes behind its Kamailio front."""
-    return start_gateway("" if request.param == "embedded" else "[engines]\nworkers = 2\n")
+    """The default gateway (native media where it can) and one with two worker processes behind its Kamailio
+    front; each again with its media in Python."""
+    return start_gateway(_SHAPES[request.param])
 
 
 @pytest.fixture

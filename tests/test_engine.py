@@ -12,7 +12,9 @@ from aiortc.mediastreams import MediaStreamTrack
 from gateway import endcause, engine as engine_module, engineapi as api
 from gateway.config import Config
 from gateway.engine import MediaEngine
-from gateway.sipapi import TOO_MANY_CALLS, AudioIO, Disconnected, MediaTimeout, SipError, SipEvent, SipEventSink
+from gateway.sipapi import (
+    TOO_MANY_CALLS, CallAudio, Disconnected, MediaTimeout, NativePort, SipError, SipEvent, SipEventSink,
+)
 
 from .peers.net import wait_for_async
 
@@ -42,7 +44,7 @@ class FakeSipLeg:
     async def stop(self) -> None:
         self.journal.append(("sip stop",))
 
-    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: AudioIO) -> None:
+    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: CallAudio) -> None:
         self.journal.append(("invite", call_id, target))
         await self.invite_sent.wait()
         if target in self.refuse:
@@ -51,10 +53,10 @@ class FakeSipLeg:
     async def ring(self, call_id: str) -> None:
         self.journal.append(("ring", call_id))
 
-    async def answer(self, call_id: str, audio: AudioIO) -> None:
+    async def answer(self, call_id: str, audio: CallAudio) -> None:
         self.journal.append(("answer", call_id))
 
-    async def serve(self, call_id: str, app: str) -> None:
+    async def serve(self, call_id: str, app: str, port: NativePort | None) -> None:
         self.journal.append(("serve", call_id, app))
 
     async def reject(self, call_id: str, code: int, reason: str, users: Sequence[str]) -> None:
@@ -81,6 +83,9 @@ class FakeBrowserLeg:
         self.journal = journal
         self.on_failed = on_failed
 
+    async def take_media_path(self) -> object:
+        raise NotImplementedError("these tests carry no media")
+
     async def answer(self, offer: str, outgoing: MediaStreamTrack, on_track: Callable[[MediaStreamTrack], None]) -> str:
         if offer != OFFER:
             raise ValueError("not an offer")
@@ -100,7 +105,7 @@ class Rig:
         self.browsers: list[FakeBrowserLeg] = []
         self.engine = MediaEngine(config, self.events.append, self.sip, self._browser)
 
-    def _browser(self, on_failed: Callable[[], None]) -> FakeBrowserLeg:
+    def _browser(self, on_failed: Callable[[], None], on_connected: Callable[[], None] | None) -> FakeBrowserLeg:
         self.browsers.append(FakeBrowserLeg(self.journal, on_failed))
         return self.browsers[-1]
 

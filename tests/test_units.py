@@ -91,6 +91,7 @@ def test_password_hashes_are_salted_and_checked() -> None:
         ("[webrtc]\nice_servers = [{ username = 'u' }]\n", "needs urls"),
         ("[calls]\nring_timeout = 0\n", "must be positive"),
         ("[engines]\nworkers = -1\n", "must not be negative"),
+        ("[engines]\nmedia = 'fast'\n", "engines.media must be"),
         ("[front]\nhost_id = 100\n", "front.host_id must be 1-99"),
         ("[front]\nrpc_url = 'http://front:5080/RPC'\n", "go together"),
         ("[front]\nrpc_url = 'http://front:5080/RPC'\naddress = 'front:5060'\n", "need front.rpc_secret"),

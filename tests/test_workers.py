@@ -27,8 +27,9 @@ from .peers.baresip import Baresip
 from .webclient import RATE, WebClient
 
 
-async def test_ten_calls_over_three_workers_each_keep_their_own_tone(start_gateway, tmp_path: Path) -> None:
-    gateway = start_gateway("[engines]\nworkers = 3\n")
+@pytest.mark.parametrize("media", ["native", "python"])
+async def test_ten_calls_over_three_workers_each_keep_their_own_tone(start_gateway, tmp_path: Path, media: str) -> None:
+    gateway = start_gateway(f'[engines]\nworkers = 3\nmedia = "{media}"\n')
     clients = []
     with sipp.echo_uas(tmp_path / "echo") as phone:
         try:
@@ -57,10 +58,12 @@ async def test_ten_calls_over_three_workers_each_keep_their_own_tone(start_gatew
                 await client.close()
 
 
+@pytest.mark.parametrize("media", ["native", "python"])
 async def test_a_killed_worker_ends_its_calls_on_both_legs_and_comes_back(
-    start_gateway, connect_client, phone: Baresip, tmp_path: Path
+    start_gateway, connect_client, phone: Baresip, tmp_path: Path, media: str
 ) -> None:
-    gateway = start_gateway("[engines]\nworkers = 2\n")
+    """With native media the relay runs in the worker: killing it ends that worker's calls, nothing else."""
+    gateway = start_gateway(f'[engines]\nworkers = 2\nmedia = "{media}"\n')
     alice, bob = await connect_client(gateway, "alice"), await connect_client(gateway, "bob")
     with sipp.echo_uas(tmp_path / "echo") as echo:
         await alice.call(phone.uri, tone_hz=700)

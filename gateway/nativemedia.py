@@ -1,0 +1,281 @@
+"""One engine's native media path: calls' packets carried by :class:`~gateway.nativerelay.NativeRelay`.
+
+A call's SIP audio is pointed at a socket of this module's (pjsua2 only
+negotiates, see :mod:`gateway.sdp`); once the browser's ICE and DTLS are up,
+aiortc's media path is taken over (:mod:`gateway.webrtchandoff`) and the relay
+carries SRTP/Opus <-> RTP/G.711 with no Python per packet.  What the relay
+hands back comes through here: STUN and DTLS go to aioice and aiortc (ICE
+consent, DTLS alerts), RFC 4733 telephone-events become DTMF events.  The
+media timeout is read from the relay's counters.
+
+The built-in applications (600 echo, 601 tone) are served by small asyncio
+endpoints here: pjsua2 runs without a conference clock in this mode, and
+those are test extensions, not calls worth a native path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import socket
+import time
+from typing import Any
+
+import av
+import numpy as np
+
+from . import audioformat, engineapi as api
+from .config import Config
+from .nativerelay import BrowserMedia, Foreign, NativeRelay, SipMedia, load_error
+from .sipapi import MediaReady, MediaTimeout, NativePort, SipEventSink
+
+log = logging.getLogger(__name__)
+
+MEDIA = ("auto", "native", "python")
+_CODECS = {0: "PCMU/8000", 8: "PCMA/8000"}
+_DTMF = "0123456789*#ABCD"
+_TONE_HZ = 440
+_FRAME_SAMPLES = 160
+"""20 ms at G.711's 8 kHz."""
+
+
+def unavailable() -> str | None:
+    """Why this process cannot carry calls natively (None: it can)."""
+    error = load_error()
+    if error:
+        return error
+    try:
+        from . import webrtchandoff  # noqa: F401 - checks the aiortc/aioice internals it relies on
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
+def wanted(config: Config) -> bool:
+    """Whether the engines carry media natively: ``native`` must, ``auto`` does when it can (logged once)."""
+    media = config.engines.media
+    if media == "python":
+        return False
+    reason = unavailable()
+    if reason is None and any(_is_turn(server) for server in config.webrtc.ice_servers):
+        reason = "the gateway's own ICE servers include TURN, whose relayed packets the native path does not carry"
+    if reason is None:
+        return True
+    if media == "native":
+        raise OSError(f"engines.media is \"native\" but {reason}")
+    log.warning("media is carried in Python: %s", reason)
+    return False
+
+
+def _is_turn(server: dict[str, Any]) -> bool:
+    urls = server.get("urls", [])
+    return any(str(url).startswith(("turn:", "turns:")) for url in ([urls] if isinstance(urls, str) else urls))
+
+
+@dataclasses.dataclass(eq=False)
+class _Call:
+    sock: socket.socket
+    path: Any = None
+    """The browser's :class:`~gateway.webrtchandoff.MediaPath`, once handed off."""
+    sip: MediaReady | None = None
+    handle: int | None = None
+    ssrc: int = dataclasses.field(default_factory=lambda: secrets.randbits(32))
+    dtmf: int | None = None
+    """RTP timestamp of the last telephone-event reported, so each press is reported once."""
+    app: asyncio.DatagramTransport | None = None
+
+
+class NativeMedia:
+    """The relay and, per call, its SIP-side socket and the two legs' parameters until both are known."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._events: SipEventSink = lambda event: None
+        self._relay = NativeRelay(max_calls=max(64, config.sip.max_calls * 2))
+        self._calls: dict[str, _Call] = {}
+        self._handles: dict[int, str] = {}
+        self._tones: dict[int, list[bytes]] = {}
+
+    def start(self, events: SipEventSink) -> None:
+        """Start the relay; DTMF and media timeouts are reported to ``events``."""
+        self._events = events
+        self._relay.start(on_foreign=self._foreign)
+
+    def close(self) -> None:
+        for call_id in list(self._calls):
+            self.close_call(call_id)
+        self._relay.close()
+
+    # -- a call's life ------------------------------------------------------------
+
+    def open_call(self, call_id: str) -> NativePort:
+        """The socket for the call's SIP media, on the address pjsua2 gives in its SDP; made once per call.
+
+        Also called on the SIP thread, for an incoming call, since pjsua2 writes
+        its SDP answer right after the INVITE arrives (dict updates are atomic).
+        """
+        call = self._calls.get(call_id)
+        if call is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((self._config.sip.listen, 0))
+            call = self._calls[call_id] = _Call(sock)
+        return NativePort(call.sock.getsockname()[1])
+
+    async def serve(self, call_id: str, app: str) -> NativePort:
+        """A built-in application on its own socket: ``echo`` returns what it gets, ``tone`` plays 440 Hz."""
+        port = self.open_call(call_id)
+        call = self._calls[call_id]
+        loop = asyncio.get_running_loop()
+        protocol = _Echo() if app == "echo" else _Tone(lambda: call.sip, self._tone)
+        call.app, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=call.sock)
+        return port
+
+    def browser_ready(self, call_id: str, path: Any) -> None:
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.path = path
+            self._start(call_id, call)
+
+    def sip_ready(self, event: MediaReady) -> None:
+        """pjsua2 negotiated (or renegotiated: hold, resume, a new address) the call's SIP media."""
+        call = self._calls.get(event.call_id)
+        if call is None:
+            return
+        call.sip = event
+        if call.handle is not None:
+            self._relay.update_sip(call.handle, event.remote, event.payload_type, event.send, event.receive)
+        else:
+            self._start(event.call_id, call)
+
+    def close_call(self, call_id: str) -> None:
+        """Stop carrying the call; its sockets are closed here or, the browser's, by aiortc."""
+        call = self._calls.pop(call_id, None)
+        if call is None:
+            return
+        if call.handle is not None:
+            self._relay.remove_call(call.handle)
+            self._handles.pop(call.handle, None)
+        if call.app is not None:
+            call.app.close()
+        else:
+            call.sock.close()
+
+    def _start(self, call_id: str, call: _Call) -> None:
+        if call.path is None or call.sip is None or call.handle is not None:
+            return
+        path, sip = call.path, call.sip
+        browser = BrowserMedia(
+            path.fd, path.remote_addr, path.srtp_profile, path.inbound_key, path.outbound_key,
+            path.payload_type, path.ssrc, path.sequence, path.timestamp,
+        )
+        sip_media = SipMedia(call.sock.fileno(), sip.remote, sip.payload_type, call.ssrc, sip.event_payload_type, sip.send, sip.receive)
+        call.handle = self._relay.add_call(browser, sip_media)
+        self._handles[call.handle] = call_id
+        log.info("call %s: media carried natively (SIP %s %s)", call_id, _CODECS.get(sip.payload_type), sip.remote)
+
+    # -- what the relay reports -----------------------------------------------------
+
+    def report_timeouts(self) -> None:
+        """Once a second (the engine's tick): calls whose far end sent no RTP for ``sip.media_timeout``
+        seconds while it should have are reported as :class:`~gateway.sipapi.MediaTimeout`."""
+        now, limit = time.monotonic(), self._config.sip.media_timeout
+        for call_id, call in list(self._calls.items()):
+            if call.handle is None or call.sip is None or not call.sip.receive:
+                continue
+            if now - self._relay.stats(call.handle)["last_sip_media"] > limit:
+                self._events(MediaTimeout(call_id))
+
+    def quality(self, call_id: str) -> tuple[str, float, float, float]:
+        """The SIP leg as the relay saw it: codec and loss (jitter and round trip are not measured natively yet)."""
+        call = self._calls.get(call_id)
+        if call is None or call.handle is None or call.sip is None:
+            return ("", 0.0, 0.0, 0.0)
+        stats = self._relay.stats(call.handle)
+        received = stats["sip_rx_packets"]
+        lost = stats["concealed"]
+        return (_CODECS.get(call.sip.payload_type, ""), 0.0, 100 * lost / (received + lost) if received + lost else 0.0, 0.0)
+
+    def send_dtmf(self, call_id: str, digits: str) -> bool:
+        """RFC 4733 in the relay's own RTP stream; False when that is not possible (then SIP INFO)."""
+        call = self._calls.get(call_id)
+        if call is None or call.handle is None:
+            return False
+        return self._relay.send_dtmf(call.handle, bytes(_DTMF.index(digit) for digit in digits.upper()))
+
+    def _foreign(self, batch: list[Foreign]) -> None:
+        for item in batch:
+            call_id = self._handles.get(item.handle)
+            call = self._calls.get(call_id) if call_id is not None else None
+            if call is None:
+                continue
+            if item.kind == "browser":
+                call.path.feed_back(item.data, item.source)
+            else:
+                self._telephone_event(call_id, call, item.data)
+
+    def _telephone_event(self, call_id: str, call: _Call, packet: bytes) -> None:
+        """RFC 4733: one digit per event, however many packets (and end retransmissions) carry it."""
+        offset = 12 + 4 * (packet[0] & 0x0F)
+        if packet[0] & 0x10 and len(packet) >= offset + 4:
+            offset += 4 + 4 * int.from_bytes(packet[offset + 2 : offset + 4], "big")
+        if len(packet) < offset + 4 or packet[offset] >= len(_DTMF):
+            return
+        timestamp = int.from_bytes(packet[4:8], "big")
+        if timestamp != call.dtmf:
+            call.dtmf = timestamp
+            self._events(api.DtmfReceived(call_id, _DTMF[packet[offset]]))
+
+    def _tone(self, payload_type: int) -> list[bytes]:
+        """One second of 440 Hz as G.711 frames, made once per codec."""
+        if payload_type not in self._tones:
+            samples = (np.sin(2 * np.pi * _TONE_HZ * np.arange(8000) / 8000) * 8000).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = 8000
+            codec = av.CodecContext.create("pcm_mulaw" if payload_type == 0 else "pcm_alaw", "w")
+            codec.sample_rate, codec.format, codec.layout = 8000, "s16", "mono"
+            data = b"".join(bytes(packet) for packet in [*codec.encode(frame), *codec.encode(None)])
+            self._tones[payload_type] = [data[i : i + _FRAME_SAMPLES] for i in range(0, len(data), _FRAME_SAMPLES)]
+        return self._tones[payload_type]
+
+
+class _Echo(asyncio.DatagramProtocol):
+    """600: every RTP packet goes back where it came from."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._transport.sendto(data, addr)
+
+
+class _Tone(asyncio.DatagramProtocol):
+    """601: 440 Hz as RTP every 20 ms to where the SIP side negotiated."""
+
+    def __init__(self, media: Any, frames: Any) -> None:
+        self._media = media
+        self._frames = frames
+        self._ssrc = secrets.randbits(32)
+        self._seq = secrets.randbits(16)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
+        self._next = asyncio.get_running_loop().time()
+        self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _send(self) -> None:
+        media: MediaReady | None = self._media()
+        if media is not None and media.send:
+            frames = self._frames(media.payload_type)
+            header = bytes([0x80, media.payload_type]) + self._seq.to_bytes(2, "big")
+            header += (self._seq * _FRAME_SAMPLES & 0xFFFFFFFF).to_bytes(4, "big") + self._ssrc.to_bytes(4, "big")
+            self._transport.sendto(header + frames[self._seq % len(frames)], media.remote)
+            self._seq = (self._seq + 1) & 0xFFFF
+        self._next += audioformat.PTIME_MS / 1000
+        self._timer = asyncio.get_running_loop().call_at(self._next, self._send)
