@@ -150,17 +150,20 @@ class MediaEngine:
         cause = EndCause("failed", 500, "No target to call")
         while call.targets and call.phase is Phase.DIALLING:
             trunk, target = call.targets.pop(0)
+            # Inviting before the INVITE leaves: its 180, 183 or 200 may reach the loop before make_call returns.
+            call.attempt += 1
+            call.dialog = True
+            call.move(Phase.INVITING)
             try:
                 await self._sip.make_call(call.call_id, trunk, target, call.caller, call.audio)
             except SipError as exc:
+                call.dialog = False
                 cause = endcause.NO_FREE_LINE if exc.no_free_line else EndCause("failed", 500, f"Cannot call: {exc.reason}")
                 log.warning("call %s: INVITE to %s %s failed: %s", call.call_id, trunk, target, exc.reason)
+                if not call.move(Phase.DIALLING):
+                    break  # hung up meanwhile
                 continue
-            call.dialog = True
-            call.attempt += 1
-            if not call.move(Phase.INVITING):
-                await self._hangup(call)  # hung up while the INVITE was being sent
-            elif call.targets:
+            if call.targets and not call.ending:
                 self._background.spawn(self._abandon_if_silent(call, call.attempt))
             return
         await self._finish(call, call.cause or cause)

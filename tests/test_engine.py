@@ -182,6 +182,18 @@ async def test_a_hang_up_racing_the_invite_ends_the_dialog_it_created(rig: Rig) 
     assert len(rig.ended()) == 1
 
 
+async def test_an_answer_that_overtakes_the_invites_return_is_taken(rig: Rig) -> None:
+    """On loopback the far end's 183 and 200 can reach the loop before make_call has returned."""
+    rig.sip.invite_sent.clear()
+    rig.dial("c1", "first")
+    await rig.asked("invite", "c1", "first")
+    rig.sip.tell(api.Progress("c1", 183, True))
+    rig.sip.tell(api.Answered("c1"))
+    rig.sip.invite_sent.set()
+    assert await rig.emitted(api.Answered) == api.Answered("c1")
+    assert api.Progress("c1", 183, True) in rig.events
+
+
 async def test_teardown_sends_bye_first_and_closes_media_once_the_dialog_ended(rig: Rig) -> None:
     rig.dial("c1", "first")
     await rig.asked("invite", "c1", "first")
