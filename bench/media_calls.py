@@ -141,7 +141,8 @@ async def gateway_target(
     """The gateway (embedded engine up to 4 calls, then ceil(N/4) workers behind Kamailio), dialled over its
     WebSocket, its packets carried by ``media``: aiortc and pjsua2 in Python, or the native relay."""
     workers = 0 if n <= CALLS_PER_WORKER else -(-n // CALLS_PER_WORKER)
-    config = f'[engines]\nworkers = {workers}\nmedia = "{media}"\n'
+    # Every call comes from this one address: lift the per-source WebSocket limit meant for strangers.
+    config = f'[engines]\nworkers = {workers}\nmedia = "{media}"\n[http]\nmax_sockets_per_source = {n + 10}\n'
     gateway = GatewayProcess(workdir, config, log_level="warning", host=host)
     clients: list[WebClient] = []
 

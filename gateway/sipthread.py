@@ -32,6 +32,7 @@ import concurrent.futures
 import functools
 import logging
 import queue
+import socket
 import threading
 from typing import Any, Callable, TypeVar
 
@@ -45,6 +46,15 @@ T = TypeVar("T")
 Callback = TypeVar("Callback", bound=Callable[..., Any])
 
 _POLL_MS = 10
+_IDLE_POLL_MS = 500
+"""How long the SIP thread waits for network events when asyncio has nothing for it.
+
+pjsip still fires its timers on time (it waits no longer than its next
+timer), and :meth:`SipThread.run` wakes the thread at once with a CRLF
+keep-alive (RFC 5626) to the endpoint's own UDP port, which pjsip ignores.
+Polling every 10 ms instead cost about 0.5 % of a core per idle engine.
+"""
+_KEEPALIVE = b"\r\n\r\n"
 
 
 class SipThread:
@@ -57,6 +67,7 @@ class SipThread:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._endpoint: pj.Endpoint | None = None
+        self._wake: socket.socket | None = None
 
     async def start(self, create: Callable[[], pj.Endpoint]) -> None:
         """Start the thread; ``create`` builds and starts the endpoint on it."""
@@ -70,7 +81,19 @@ class SipThread:
         """Run ``fn(*args)`` on the SIP thread and return its result."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         self._jobs.put((lambda: fn(*args), future))
+        if self._wake is not None:
+            try:
+                self._wake.send(_KEEPALIVE)
+            except OSError:
+                pass  # the thread still finds the job within _IDLE_POLL_MS
         return await asyncio.wrap_future(future)
+
+    def wake_through(self, address: tuple[str, int]) -> None:
+        """Where :meth:`run` sends its wake-up: the endpoint's own UDP transport (set on the SIP thread)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.connect(address)
+        self._wake = sock
 
     def to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         """Schedule ``fn(*args)`` on the asyncio loop; safe from any thread."""
@@ -117,8 +140,10 @@ class SipThread:
         started.set_result(None)
         while self._drain():
             if self._endpoint is not None:
-                self._endpoint.libHandleEvents(_POLL_MS)
+                self._endpoint.libHandleEvents(_POLL_MS if self._wake is None else _IDLE_POLL_MS)
         self._endpoint = None
+        if self._wake is not None:
+            self._wake.close()
 
     def _drain(self) -> bool:
         """Run queued jobs; False when asked to stop."""

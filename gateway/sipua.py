@@ -150,6 +150,8 @@ class SipUserAgent:
         ep.libStart()
         self.endpoint = ep
         self.address = ep.transportGetInfo(udp).localName
+        bound = self.role.internal_host or self.config.listen
+        self.sip.wake_through((bound if bound not in ("", "0.0.0.0") else "127.0.0.1", int(self.address.rsplit(":", 1)[1])))
         self.account = LocalAccount(self, self.address, self.config, self.role)
         self.trunks = {trunk.name: TrunkAccount(self, trunk, self.config, self.role) for trunk in self.trunk_list}
         self.trunk_sources = {address: trunk for trunk in self.trunk_list for address in _addresses(trunk.host)}
