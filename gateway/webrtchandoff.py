@@ -25,7 +25,7 @@ import aiortc
 from aioice.ice import CandidatePair, Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport, SRTPProtectionProfile
-from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import SessionDescription
 
@@ -46,6 +46,8 @@ _RELIED_ON: list[tuple[type, str]] = [
     (SRTPProtectionProfile, "get_key_and_salt"),
     (RTCIceTransport, "_connection"),
     (Connection, "_nominated"),
+    (Connection, "_use_ipv6"),  # webrtcleg gathers IPv4 only before a hand-off
+    (RTCIceGatherer, "_connection"),
     (CandidatePair, "protocol"),
     (CandidatePair, "remote_addr"),
     (CandidatePair, "local_candidate"),

@@ -47,6 +47,7 @@ class WebRtcLeg:
         on_failed: Callable[[], None],
         on_connected: Callable[[], None] | None = None,
     ) -> None:
+        """``on_connected``: the media path will be handed off once connected (see :meth:`take_media_path`)."""
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers(servers)))
         self._jitter_ms = jitter_ms
         self._on_failed = on_failed
@@ -67,6 +68,8 @@ class WebRtcLeg:
         _shorten_jitter_buffer(audio[0].receiver, self._jitter_ms)
         _decode_on_loop(audio[0].receiver)
         _encode_on_loop(self._pc.addTrack(outgoing), outgoing)
+        if self._on_connected is not None:
+            _gather_ipv4_only(audio[0])
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return self._pc.localDescription.sdp
 
@@ -87,6 +90,19 @@ class WebRtcLeg:
 
     async def close(self) -> None:
         await self._pc.close()
+
+
+def _gather_ipv4_only(transceiver: Any) -> None:
+    """One local address family, so aioice and the browser end up on the same pair before a hand-off.
+
+    With IPv4 and IPv6 host candidates both pairs can succeed, and the pair
+    aioice holds as nominated was seen not to be the one Chromium sent its
+    media on: the handed-off socket then carried nothing. (aiortc offers no
+    option for this; aioice's Connection takes ``use_ipv6`` but aiortc does
+    not pass it, so it is set before gathering starts.)
+    """
+    connection = transceiver.sender.transport.transport.iceGatherer._connection
+    connection._use_ipv6 = False
 
 
 def _shorten_jitter_buffer(receiver: RTCRtpReceiver, jitter_ms: int) -> None:
