@@ -8,6 +8,7 @@ control, on behalf of a signed-in user, decides where the gateway calls.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -38,6 +39,8 @@ class SipCall(pj.Call):
         self.port: BridgePort | None = None
         self.tone: pj.ToneGenerator | None = None
         self.held = (False, False)
+        self.native_media: MediaReady | None = None
+        """What was last negotiated for a :class:`~gateway.sipapi.NativePort` call."""
         self.rx_packets = -1
         self.rx_changed = time.monotonic()
 
@@ -115,15 +118,19 @@ class SipCall(pj.Call):
         index = next((i for i, m in enumerate(ci.media) if m.type == pj.PJMEDIA_TYPE_AUDIO), None)
         if index is None or ci.media[index].status in (pj.PJSUA_CALL_MEDIA_NONE, pj.PJSUA_CALL_MEDIA_ERROR):
             return
-        info = self.getStreamInfo(index)
-        host, _, port = info.remoteRtpAddress.rpartition(":")
         direction = ci.media[index].dir
-        self.ua.emit(
-            MediaReady(
-                self.call_id, (host.strip("[]"), int(port)), info.txPt, info.audRxEventPt if info.audRxEventPt > 0 else None,
-                bool(direction & pj.PJMEDIA_DIR_ENCODING), bool(direction & pj.PJMEDIA_DIR_DECODING),
-            )
+        try:
+            info = self.getStreamInfo(index)
+        except pj.Error:  # no stream while both sides hold (a=inactive): the last one, sending nothing
+            if self.native_media is not None:
+                self.ua.emit(dataclasses.replace(self.native_media, send=False, receive=False))
+            return
+        host, _, port = info.remoteRtpAddress.rpartition(":")
+        self.native_media = MediaReady(
+            self.call_id, (host.strip("[]"), int(port)), info.txPt, info.audRxEventPt if info.audRxEventPt > 0 else None,
+            bool(direction & pj.PJMEDIA_DIR_ENCODING), bool(direction & pj.PJMEDIA_DIR_DECODING),
         )
+        self.ua.emit(self.native_media)
         if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
             self.ua.emit(api.Progress(self.call_id, 183, True))
 
