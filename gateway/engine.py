@@ -22,7 +22,7 @@ from .config import Config
 from .endcause import EndCause
 from .enginecall import EngineCall, Phase
 from .nativemedia import NativeMedia
-from .sipapi import CallAudio, Disconnected, MediaReady, MediaTimeout, SipError, SipEvent, SipLeg
+from .sipapi import CallAudio, Disconnected, MediaReady, MediaTimeout, NativeSocket, SipError, SipEvent, SipLeg
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +289,12 @@ class MediaEngine:
     # -- SIP events, on the loop ----------------------------------------------
 
     def _on_sip_event(self, event: SipEvent) -> None:
+        if isinstance(event, NativeSocket):
+            if self._native is not None:
+                self._native.adopt(event.call_id, event.sock)
+            else:
+                event.sock.close()
+            return
         if isinstance(event, api.Incoming):
             self._calls[event.call_id] = EngineCall(event.call_id, Phase.INCOMING)
             self._emit(event)

@@ -111,17 +111,18 @@ class NativeMedia:
     # -- a call's life ------------------------------------------------------------
 
     def open_call(self, call_id: str) -> NativePort:
-        """The socket for the call's SIP media, on the address pjsua2 gives in its SDP; made once per call.
-
-        Also called on the SIP thread, for an incoming call, since pjsua2 writes
-        its SDP answer right after the INVITE arrives (dict updates are atomic).
-        """
+        """The socket for the call's SIP media, on the address pjsua2 gives in its SDP; made once per call
+        (an incoming call's was made by the SIP leg, see :meth:`adopt`)."""
         call = self._calls.get(call_id)
         if call is None:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind((self._config.sip.listen, 0))
             call = self._calls[call_id] = _Call(sock)
         return NativePort(call.sock.getsockname()[1])
+
+    def adopt(self, call_id: str, sock: socket.socket) -> None:
+        """An incoming call's socket, made by the SIP leg before pjsua2 wrote its SDP answer."""
+        self._calls[call_id] = _Call(sock)
 
     async def serve(self, call_id: str, app: str) -> NativePort:
         """A built-in application on its own socket: ``echo`` returns what it gets, ``tone`` plays 440 Hz."""

@@ -6,7 +6,7 @@ for it; pjsua2's errors come back as :class:`~gateway.sipapi.SipError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dialplan import Trunk
 
 from . import engineapi as api, nativemedia
@@ -21,7 +21,7 @@ from .sipua import SipUserAgent
 def media_engine(config: Config, emit: api.EventSink, role: SipRole) -> MediaEngine:
     """A real engine: pjsua2 for SIP, aiortc for browsers, packets carried natively when configured and possible."""
     native = nativemedia.NativeMedia(config) if nativemedia.wanted(config) else None
-    sip = PjsipLeg(config.sip, role, list(config.plan.trunks.values()), native and native.open_call)
+    sip = PjsipLeg(config.sip, role, list(config.plan.trunks.values()), native is not None)
     return MediaEngine(config, emit, sip, native=native)
 
 
@@ -33,10 +33,10 @@ class PjsipLeg:
         config: SipConfig,
         role: SipRole,
         trunks: Sequence[Trunk],
-        native_ports: Callable[[str], NativePort] | None = None,
+        native: bool = False,
     ) -> None:
         self._thread = SipThread()
-        self._config, self._role, self._trunks, self._native_ports = config, role, trunks, native_ports
+        self._config, self._role, self._trunks, self._native = config, role, trunks, native
         self._ua: SipUserAgent | None = None
 
     @property
@@ -44,7 +44,7 @@ class PjsipLeg:
         return self._ua.address if self._ua is not None else ""
 
     async def start(self, events: SipEventSink) -> None:
-        self._ua = SipUserAgent(self._thread, events, self._config, self._role, self._trunks, self._native_ports)
+        self._ua = SipUserAgent(self._thread, events, self._config, self._role, self._trunks, self._native)
         await self._thread.start(self._ua.create)
 
     async def stop(self) -> None:

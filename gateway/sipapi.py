@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import socket
 from collections.abc import Sequence
 from typing import Callable, Protocol, Union
 
@@ -77,9 +78,18 @@ class MediaReady:
     """False while the call is held in that direction."""
 
 
+@dataclasses.dataclass(frozen=True)
+class NativeSocket:
+    """The socket an incoming call's :class:`NativePort` names, made by the SIP leg (pjsua2 writes its
+    SDP answer before the engine hears of the call); from now on it is the engine's."""
+
+    call_id: str
+    sock: socket.socket
+
+
 SipEvent = Union[
     api.Incoming, api.Progress, api.Answered, api.DtmfReceived, api.HoldChanged, api.TrunkState,
-    Disconnected, MediaTimeout, MediaReady,
+    Disconnected, MediaTimeout, MediaReady, NativeSocket,
 ]
 SipEventSink = Callable[[SipEvent], None]
 

@@ -14,7 +14,7 @@ import re
 import socket
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
@@ -22,7 +22,7 @@ from . import audioformat, engineapi as api
 from .config import SipConfig
 from .engineapi import SipRole
 from .sipaccount import LocalAccount, TrunkAccount, trunk_uri
-from .sipapi import CallAudio, MediaTimeout, NativePort, SipEvent, SipEventSink
+from .sipapi import CallAudio, MediaTimeout, NativePort, NativeSocket, SipEvent, SipEventSink
 from .sipcall import SipCall
 from .sipcheck import invite_problem
 from .sipthread import SipThread
@@ -92,7 +92,7 @@ class SipUserAgent:
         config: SipConfig,
         role: SipRole,
         trunks: Sequence[Trunk],
-        native_ports: Callable[[str], NativePort] | None = None,
+        native: bool = False,
     ) -> None:
         self.sip = sip
         self.events = events
@@ -100,9 +100,8 @@ class SipUserAgent:
         self.role = role
         self.trunk_list = list(trunks)
         self._ids = itertools.count(1)
-        self.native_ports = native_ports
-        """With native media: the port for a call's audio (pjsua2 only negotiates; no conference clock)."""
-        self.native = native_ports is not None
+        self.native = native
+        """Calls' audio bypasses pjsua2 (:class:`~gateway.sipapi.NativePort`): it only negotiates, with no clock."""
         self.endpoint: pj.Endpoint | None = None
         self.account: LocalAccount | None = None
         self.trunks: dict[str, TrunkAccount] = {}
@@ -330,8 +329,12 @@ class SipUserAgent:
             log.info("SIP INVITE %s from %s refused: %s", call_id, prm.rdata.srcAddress, problem)
             self.refuse(call, 400, f"Bad Request ({problem})")
             return
-        if self.native_ports is not None:
-            call.audio = self.native_ports(call_id)  # before pjsua2 writes its SDP answer
+        if self.native:
+            # pjsua2 writes its SDP answer as soon as this callback returns: the socket must exist now.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((self.config.listen, 0))
+            call.audio = NativePort(sock.getsockname()[1])
+            self.emit(NativeSocket(call_id, sock))
         front_source = _FRONT_SOURCE.search(message) if self.role.front else None
         source = front_source.group(1) if front_source else prm.rdata.srcAddress
         from_gateway = source in (self.address, _GATEWAY_SOURCE)
