@@ -107,7 +107,7 @@ class SipCall(pj.Call):
             self.tone.startTransmit(media)
         elif self.audio is not None:
             if self.port is None:
-                self.port = BridgePort(self.ua.sip, self.audio)
+                self.port = self.ua.bridge_ports.lend(self.audio)
             media.startTransmit(self.port)
             self.port.startTransmit(media)
         if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
@@ -189,11 +189,10 @@ class SipCall(pj.Call):
         return None
 
     def detach_media(self) -> list[pj.AudioMedia]:
-        """Silence this call's own media objects and hand them over for deletion."""
-        media: list[pj.AudioMedia] = []
+        """Give the bridge port back, silence the tone and hand it over for deletion."""
         if self.port is not None:
-            self.port.closed = True
-            media.append(self.port)
+            self.ua.bridge_ports.give_back(self.port)
+        media: list[pj.AudioMedia] = []
         if self.tone is not None:
             self.tone.stop()
             media.append(self.tone)

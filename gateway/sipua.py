@@ -25,6 +25,7 @@ from .sipaccount import LocalAccount, TrunkAccount, trunk_uri
 from .sipapi import CallAudio, MediaTimeout, NativePort, NativeSocket, SipEvent, SipEventSink
 from .sipcall import SipCall
 from .sipcheck import invite_problem
+from .sipport import BridgePorts
 from .sipthread import SipThread
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class SipUserAgent:
         self.address = ""
         self.calls: dict[str, SipCall] = {}
         self.pacer = InvitePacer(config.max_invites_per_second)
+        self.bridge_ports = BridgePorts(sip)
         self.graveyard: list[tuple[float, list[pj.AudioMedia]]] = []
 
     # -- life cycle ---------------------------------------------------------
@@ -196,6 +198,7 @@ class SipUserAgent:
         self.sip.handle_events(0.1)
         self.calls.clear()
         self.graveyard.clear()
+        self.bridge_ports.free_all()
         for account in [*self.trunks.values(), *([self.account] if self.account else [])]:
             account.shutdown()
         self.trunks.clear()
@@ -371,12 +374,12 @@ class SipUserAgent:
         self.refuse(call, 500, "Server Internal Error")
 
     def bury(self, call: SipCall) -> None:
-        """A disconnected call: forget it now, delete its media a little later.
+        """A disconnected call: forget it now, delete its tone a little later.
 
         The Call object must go at once, inside its DISCONNECTED callback: its
         destructor hangs up whatever call holds its pjsua slot, and pjsua
-        reuses slots for the next call.  Its port may still be inside a clock
-        tick, so the port waits in the graveyard until the next tick.
+        reuses slots for the next call.  Its tone may still be inside a clock
+        tick, so it waits in the graveyard until the next tick.
         """
         self.graveyard.append((time.monotonic(), call.detach_media()))
         self.calls.pop(call.call_id, None)
