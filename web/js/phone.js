@@ -1,6 +1,8 @@
 // Call logic: one RTCPeerConnection per call, and the page always makes the
 // offer (in `call` for outgoing calls, in `answer` for incoming ones), sent
-// whole after ICE gathering because the gateway does not trickle.
+// whole once it holds usable candidates because the gateway does not trickle.
+
+import { usableCandidates } from "./gathering.js";
 
 const ICE_GATHER_TIMEOUT_MS = 5000;
 const DTMF_DIGIT = /^[0-9*#A-D]$/;
@@ -440,7 +442,7 @@ export class Phone extends EventTarget {
 
     await pc.setLocalDescription(await pc.createOffer());
     stillWanted();
-    await iceGatheringDone(pc, ICE_GATHER_TIMEOUT_MS);
+    await usableCandidates(pc, { iceServers: this.#iceServers, icePolicy: this.#icePolicy, timeoutMs: ICE_GATHER_TIMEOUT_MS });
     stillWanted();
   }
 
@@ -532,25 +534,6 @@ export class Phone extends EventTarget {
   #changed() {
     this.dispatchEvent(new Event("change"));
   }
-}
-
-function iceGatheringDone(pc, timeoutMs) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener("icegatheringstatechange", onState);
-      pc.removeEventListener("icecandidate", onCandidate);
-      resolve();
-    };
-    const onState = () => pc.iceGatheringState === "complete" && done();
-    const onCandidate = (ev) => ev.candidate === null && done();
-    // An unreachable STUN/TURN server can hold gathering for a long time;
-    // after the timeout we send the candidates we have.
-    const timer = setTimeout(done, timeoutMs);
-    pc.addEventListener("icegatheringstatechange", onState);
-    pc.addEventListener("icecandidate", onCandidate);
-  });
 }
 
 function microphoneProblem(err) {
