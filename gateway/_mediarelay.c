@@ -231,7 +231,7 @@ typedef struct {
     pthread_t thread;
     int thread_started, closed, stop;
     int epfd, eventfd, wakefd;
-    int max_calls;
+    int max_calls, live_calls;
     uint32_t generation;
     call_t **calls;
     /* foreign queue (ring) */
@@ -797,8 +797,10 @@ static void *worker(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     struct epoll_event events[MAX_EVENTS];
     double last_tick = 0;
+    int timeout = -1;
     for (;;) {
-        int n = epoll_wait(r->epfd, events, MAX_EVENTS, TICK_MS);
+        /* Without calls nothing needs the tick: the thread sleeps until a packet or the wake fd. */
+        int n = epoll_wait(r->epfd, events, MAX_EVENTS, timeout);
         pthread_mutex_lock(&r->lock);
         if (r->stop) {
             pthread_mutex_unlock(&r->lock);
@@ -821,6 +823,7 @@ static void *worker(void *arg)
             if (write(r->eventfd, &one, sizeof one) == sizeof one)
                 r->queue_signalled = 1;
         }
+        timeout = r->live_calls > 0 ? TICK_MS : -1;
         pthread_mutex_unlock(&r->lock);
     }
 }
@@ -1173,6 +1176,7 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
         return NULL;
     }
     r->calls[slot] = c;
+    r->live_calls++;
     pthread_mutex_unlock(&r->lock);
     return PyLong_FromUnsignedLongLong(c->handle);
 }
@@ -1254,6 +1258,7 @@ static PyObject *relay_remove_call(Relay *r, PyObject *args)
         epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->browser_fd, NULL);
         epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->sip_fd, NULL);
         r->calls[handle & 0xffff] = NULL;
+        r->live_calls--;
     }
     pthread_mutex_unlock(&r->lock);
     if (!c)
@@ -1354,7 +1359,7 @@ static void relay_shutdown(Relay *r)
         r->stop = 1;
         pthread_mutex_unlock(&r->lock);
         uint64_t one = 1;
-        if (write(r->wakefd, &one, sizeof one) < 0) { /* the worker still sees stop within a tick */
+        if (write(r->wakefd, &one, sizeof one) < 0) { /* cannot fail: the counter is far from overflow */
         }
         Py_BEGIN_ALLOW_THREADS
         pthread_join(r->thread, NULL);
