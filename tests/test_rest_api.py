@@ -19,9 +19,13 @@ from playwright.async_api import expect
 
 from gateway.apitokens import hash_token, new_token
 from gateway.app import create_app
-from gateway.config import load
+from gateway.callstate import CallState
+from gateway.config import ApiConfig, load
+from gateway.control import ControlCall, Engine
+from gateway.engineapi import LocalLink
 from gateway.passwords import hash_password
 from gateway.restapi import DESCRIPTION
+from gateway.webhooks import Webhooks
 
 from .audio import has_tone
 from .browser import MIC_HZ, OpenPhone
@@ -43,15 +47,20 @@ def _config(webhook: str = "", crm_webhook: str = "", extra: str = "") -> str:
 class Receiver:
     """An operator's webhook endpoint on a free port: checks every signature and keeps the events.
 
-    ``hang`` makes it accept each POST and never answer (until closed).
+    ``hang`` makes it accept each POST and never answer (until closed); ``answers`` are the statuses of the
+    first POSTs (then 204).
     """
 
-    def __init__(self, secret: str, hang: bool = False) -> None:
+    def __init__(self, secret: str, hang: bool = False, answers: tuple[int, ...] = ()) -> None:
         self._secret = secret
         self._hang = hang
+        self._answers = list(answers)
         self._released = asyncio.Event()
         self.events: list[dict[str, Any]] = []
+        """Every event taken (answered 204)."""
         self.posts = 0
+        self.ids: list[str] = []
+        """The event id of every POST that came signed."""
         self.bad: list[str] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -77,10 +86,14 @@ class Receiver:
         if abs(time.time() - int(timestamp)) > 300:
             self.bad.append(f"old timestamp {timestamp}")
             return web.Response(status=400)
+        event = json.loads(body)
+        self.ids.append(event["id"])
         if self._hang:
             await self._released.wait()
-        self.events.append(json.loads(body))
-        return web.Response(status=204)
+        status = self._answers.pop(0) if self._answers else 204
+        if status == 204:
+            self.events.append(event)
+        return web.Response(status=status)
 
     def of(self, call_id: str) -> list[tuple[str, str]]:
         """(type, call state) of each event of one call, in arrival order."""
@@ -96,8 +109,8 @@ class Receiver:
 async def receivers() -> AsyncIterator[Callable[..., Any]]:
     started: list[Receiver] = []
 
-    async def start(secret: str, hang: bool = False) -> Receiver:
-        receiver = Receiver(secret, hang)
+    async def start(secret: str, hang: bool = False, answers: tuple[int, ...] = ()) -> Receiver:
+        receiver = Receiver(secret, hang, answers)
         started.append(receiver)
         await receiver.start()
         return receiver
@@ -289,6 +302,24 @@ async def test_bad_requests_say_what_is_wrong(start_gateway, connect_client, htt
     assert (status, refused["code"], refused["message"]) == (403, "rejected", "You are not allowed to call sip: addresses")
     await page.send({"type": "ping"})
     assert (await page.next())["type"] == "pong", "no refused request rang the page"
+
+
+async def test_a_delivery_is_tried_again_after_5xx_with_the_same_id_and_not_after_4xx(receivers) -> None:
+    receiver = await receivers(SECRET, answers=(503, 204, 400, 204))
+    webhooks = Webhooks(ApiConfig(webhook_url=receiver.url, webhook_secret=SECRET, webhook_attempts=3))
+    await webhooks.start()
+    try:
+        engine = Engine(LocalLink(lambda command: None))
+        call = ControlCall("c1", CallState.ANSWERED, engine, "inbound", "sip:bob@192.0.2.1", "alice", user="alice")
+        for event in ("answered", "ended", "ringing"):
+            webhooks.call_event(event, call)
+        await until(lambda: len(receiver.events) == 2, "two events taken")
+    finally:
+        await webhooks.stop()
+    assert [event["type"] for event in receiver.events] == ["call.answered", "call.ringing"]
+    assert receiver.ids[0] == receiver.ids[1] == receiver.events[0]["id"], "the retry carried the same id"
+    assert len(receiver.ids) == 4 and len(set(receiver.ids)) == 3, "the 400 was not tried again"
+    assert receiver.bad == []
 
 
 def _closed_port() -> int:
