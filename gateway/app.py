@@ -15,8 +15,10 @@ from .config import Config, worker_count
 from .control import CallControl
 from .engineapi import LocalLink, SipRole
 from .front import Front
+from .restapi import PREFIX, RestApi
 from .supervisor import Supervisor
 from .webfiles import WebFiles
+from .webhooks import Webhooks
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -26,6 +28,7 @@ class Services:
     """What the cleanup context starts; handlers reach it through the app."""
 
     admission: Admission
+    webhooks: Webhooks
     control: CallControl | None = None
     sockets: set[web.WebSocketResponse] = dataclasses.field(default_factory=set)
 
@@ -38,19 +41,40 @@ FILES = web.AppKey("files", WebFiles)
 def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
-    app[SERVICES] = Services(Admission(config.http))
+    services = app[SERVICES] = Services(Admission(config.http), Webhooks(config.api))
     app[FILES] = WebFiles(WEB_DIR)
+    api = RestApi(config.api, lambda: services.control)
+    app.cleanup_ctx.append(_webhooks)  # before the calls, so it outlives them and reports their end
     app.cleanup_ctx.append(_calls)
     app.on_shutdown.append(_close_sockets)
     app.add_routes(
         [
             web.get("/ws", _websocket),
             web.get("/health", _health),
+            web.post(f"{PREFIX}/calls", api.create_call),
+            web.get(f"{PREFIX}/calls", api.list_calls),
+            web.get(f"{PREFIX}/calls/{{id}}", api.get_call),
+            web.delete(f"{PREFIX}/calls/{{id}}", api.end_call),
+            web.get(f"{PREFIX}/openapi.json", api.description),
             web.get("/", _index),
             web.get("/{name:.+}", _file),
         ]
     )
     return app
+
+
+async def _webhooks(app: web.Application) -> AsyncIterator[None]:
+    webhooks = app[SERVICES].webhooks
+    await webhooks.start()
+    yield
+    await webhooks.stop()
+
+
+def _install(app: web.Application, control: CallControl) -> CallControl:
+    """Make ``control`` the one handlers reach, reporting its calls to the webhooks."""
+    app[SERVICES].control = control
+    control.on_call = app[SERVICES].webhooks.call_event
+    return control
 
 
 async def _calls(app: web.Application) -> AsyncIterator[None]:
@@ -64,7 +88,7 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
     # The embedded default: one engine in this process, behind the same interface a worker has.
     from .pjsipleg import media_engine  # only here: a supervisor's process never loads pjsua2
 
-    control = app[SERVICES].control = CallControl(config)
+    control = _install(app, CallControl(config))
     link = LocalLink(lambda command: engine.send(command))
     engine = media_engine(config, lambda event: control.on_event(link, event), SipRole())
     control.attach(link)
@@ -77,7 +101,7 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
 async def _workers(app: web.Application, count: int) -> AsyncIterator[None]:
     config = app[CONFIG]
     front = Front(config)
-    control = app[SERVICES].control = CallControl(config, sip_host=front.address, presence=front)
+    control = _install(app, CallControl(config, sip_host=front.address, presence=front))
     supervisor = Supervisor(config, control, front, count)
     control.on_load = supervisor.on_load
     await front.start(config.state_dir / "front")

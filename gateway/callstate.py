@@ -23,7 +23,7 @@ _ALLOWED: dict[CallState, frozenset[CallState]] = {
     CallState.CALLING: frozenset({CallState.RINGING, CallState.EARLY_MEDIA, CallState.ANSWERED}),
     CallState.RINGING: frozenset({CallState.EARLY_MEDIA, CallState.ANSWERED}),
     CallState.EARLY_MEDIA: frozenset({CallState.RINGING, CallState.ANSWERED}),
-    CallState.INCOMING: frozenset({CallState.ANSWERING}),
+    CallState.INCOMING: frozenset({CallState.ANSWERING, CallState.CALLING}),  # calling: a click-to-call answered
     CallState.ANSWERING: frozenset({CallState.ANSWERED}),
     CallState.ANSWERED: frozenset(),
     CallState.ENDING: frozenset(),

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from . import config as configuration
 from .app import SERVICES, create_app
+from .apitokens import hash_token, new_token
 from .front import Front
 from .hostaddr import own_addresses
 from .passwords import hash_password
@@ -36,6 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, help="where the self-signed certificate is kept (default ./.gateway)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--hash-password", action="store_true", help="read a password and print its hash for [users]")
+    parser.add_argument(
+        "--new-api-token", metavar="NAME", help="make a REST API token for operator NAME: print it, and its [[api.tokens]] entry"
+    )
     parser.add_argument(
         "--write-front", type=Path, metavar="DIR",
         help="write the Kamailio front's configuration for this gateway into DIR and exit (to run it yourself)",
@@ -106,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.hash_password:
         password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
         print(hash_password(password))
+        return 0
+    if args.new_api_token:
+        token = new_token()
+        print(f"Token for {args.new_api_token} (give it to them; it is not stored anywhere): {token}")
+        print(f'[[api.tokens]]\nname = "{args.new_api_token}"\nhash = "{hash_token(token)}"')
         return 0
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     faulthandler.enable()  # a crash inside pjsua2 then names the Python frames of every thread

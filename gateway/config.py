@@ -15,6 +15,8 @@ from typing import Any
 
 from dialplan import Dialplan, DialplanError, load_plan
 
+from . import apitokens
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -128,6 +130,34 @@ class FrontConfig:
     """INVITEs a second the front admits from one source that is not a trunk; the rest get 503."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ApiToken:
+    """One operator's access to the REST API, and where the events of the calls it places go."""
+
+    name: str
+    hash: str
+    """``sha256$...`` of the token, as ``--new-api-token`` prints it; the token itself is never stored."""
+    webhook_url: str = ""
+    webhook_secret: str = ""
+
+
+@dataclasses.dataclass
+class ApiConfig:
+    """The REST API (``/api/v1``) and the webhooks that report calls to operators' systems."""
+
+    tokens: list[ApiToken] = dataclasses.field(default_factory=list)
+    """Operators allowed to use the API; none: every API request gets 401."""
+    webhook_url: str = ""
+    """Where every call's events go (POST, signed with ``webhook_secret``); empty: nowhere."""
+    webhook_secret: str = ""
+    webhook_queue: int = 1000
+    """Events waiting per receiver; once full, new ones are dropped (and logged), so calls never wait."""
+    webhook_timeout: float = 5.0
+    """Seconds one delivery attempt may take."""
+    webhook_attempts: int = 5
+    """Tries per event, 1, 2, 4... seconds apart, while the receiver fails (no answer, 5xx, 408, 429)."""
+
+
 @dataclasses.dataclass
 class Config:
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
@@ -136,6 +166,7 @@ class Config:
     calls: CallsConfig = dataclasses.field(default_factory=CallsConfig)
     engines: EnginesConfig = dataclasses.field(default_factory=EnginesConfig)
     front: FrontConfig = dataclasses.field(default_factory=FrontConfig)
+    api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
     users: dict[str, str] | None = None
     """User name -> password hash; None means open sign-in (any name, no password)."""
     plan: Dialplan = dataclasses.field(default_factory=lambda: load_plan({}))
@@ -145,17 +176,19 @@ class Config:
 
 _SECTIONS = {
     "http": HttpConfig, "sip": SipConfig, "webrtc": WebRtcConfig, "calls": CallsConfig,
-    "engines": EnginesConfig, "front": FrontConfig,
+    "engines": EnginesConfig, "front": FrontConfig, "api": ApiConfig,
 }
 _DIALPLAN_SECTIONS = frozenset({"dialplan", "groups", "users", "trunks", "routes", "inbound"})
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "bool": (bool,), "float": (int, float), "list[dict[str, Any]]": (list,),
-    "list[str]": (list,),
+    "list[str]": (list,), "list[ApiToken]": (list,),
 }
 
 
 _SECRET = re.compile(r"[A-Za-z0-9_-]{16,}")
 """What ``secrets.token_urlsafe`` makes, and safe inside Kamailio's configuration."""
+_OPERATOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+_WEBHOOK_SECRET_MIN = 16
 
 
 def load(path: Path | None) -> Config:
@@ -185,6 +218,7 @@ def load(path: Path | None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
     if "users" in data:
         config.users = _passwords(path, data["users"])
+    config.api.tokens = _tokens(path, config.api.tokens)
     validate(config, str(path))
     return config
 
@@ -212,6 +246,25 @@ def _passwords(path: Path, users: dict[str, Any]) -> dict[str, str]:
     return hashes
 
 
+def _tokens(path: Path, entries: list[Any]) -> list[ApiToken]:
+    """``[[api.tokens]]`` tables (or inline tables) as ApiTokens; values are checked by :func:`validate`."""
+    known = [field.name for field in dataclasses.fields(ApiToken)]
+    tokens = []
+    for index, entry in enumerate(entries):
+        where = f"{path}: api.tokens[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f'{where} must be a table like {{ name = "crm", hash = "sha256$..." }}')
+        for key, value in entry.items():
+            if key not in known:
+                raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}.{key} must be str, not {type(value).__name__}")
+        if "name" not in entry or "hash" not in entry:
+            raise ConfigError(f"{where} needs a name and a hash (scripts/run.sh --new-api-token makes both)")
+        tokens.append(ApiToken(**entry))
+    return tokens
+
+
 def validate(config: Config, origin: str) -> None:
     """Check values that types alone do not catch."""
     for section, key in (("http", "port"), ("sip", "port"), ("sip", "rtp_port")):
@@ -219,6 +272,7 @@ def validate(config: Config, origin: str) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"{origin}: {section}.{key} must be 0-65535, not {port}")
     _validate_http(config.http, origin)
+    _validate_api(config.api, origin)
     if config.webrtc.ice_transport_policy not in ("all", "relay"):
         raise ConfigError(f"{origin}: webrtc.ice_transport_policy must be \"all\" or \"relay\"")
     if bool(config.webrtc.turn_urls) != bool(config.webrtc.turn_secret):
@@ -266,6 +320,33 @@ def _validate_http(http: HttpConfig, origin: str) -> None:
             ipaddress.ip_network(source)
         except (TypeError, ValueError):
             raise ConfigError(f"{origin}: http.status_from: {source!r} is not an address or network") from None
+
+
+def _validate_api(api: ApiConfig, origin: str) -> None:
+    if api.webhook_queue < 1 or api.webhook_timeout <= 0 or api.webhook_attempts < 1:
+        raise ConfigError(f"{origin}: api.webhook_queue, api.webhook_timeout and api.webhook_attempts must be positive")
+    _validate_webhook(api.webhook_url, api.webhook_secret, f"{origin}: api")
+    names: set[str] = set()
+    hashes: set[str] = set()
+    for index, token in enumerate(api.tokens):
+        where = f"{origin}: api.tokens[{index}]"
+        if not _OPERATOR.fullmatch(token.name) or token.name in names:
+            raise ConfigError(f"{where}.name must be 1-32 of A-Z a-z 0-9 _ . - and unique, not {token.name!r}")
+        if not apitokens.HASH.fullmatch(token.hash) or token.hash in hashes:
+            raise ConfigError(f"{where}.hash must be a unique \"sha256$...\" made by --new-api-token")
+        names.add(token.name)
+        hashes.add(token.hash)
+        _validate_webhook(token.webhook_url, token.webhook_secret, where)
+
+
+def _validate_webhook(url: str, secret: str, where: str) -> None:
+    if bool(url) != bool(secret):
+        raise ConfigError(f"{where}: webhook_url and webhook_secret go together")
+    scheme, _, rest = url.partition("://")
+    if url and (scheme not in ("http", "https") or not rest or rest.startswith("/")):
+        raise ConfigError(f"{where}: webhook_url {url!r} is not a URL like \"https://host/path\"")
+    if url and len(secret) < _WEBHOOK_SECRET_MIN:
+        raise ConfigError(f"{where}: webhook_secret must be at least {_WEBHOOK_SECRET_MIN} characters")
 
 
 def worker_count(config: Config, cores: int) -> int:

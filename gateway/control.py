@@ -2,7 +2,9 @@
 
 It asks :mod:`dialplan` what to do, tells the media engine through
 :mod:`gateway.engineapi` commands, and turns engine events into page
-messages.  It holds no pjsua2 or aiortc object.
+messages.  It holds no pjsua2 or aiortc object.  The REST API asks it for
+click-to-call and for the calls in progress; it reports each call ringing,
+answered and ended to one listener (the webhooks).
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ LoadListener = Callable[[api.EngineLink, bool], None]
 """Told when an engine becomes full (True) or has room again (False)."""
 
 
+class CallListener(Protocol):
+    """Told ``ringing``, ``answered`` and ``ended`` for every call; must not block."""
+
+    def __call__(self, event: str, call: ControlCall) -> None: ...
+
+
 class RequestError(Exception):
     """A page request that cannot be carried out; nothing changed."""
 
@@ -80,10 +88,26 @@ class ControlCall:
     call_id: str
     state: CallState
     engine: Engine
+    direction: str
+    """``outbound-dial`` (a page dialled), ``outbound-api`` (click-to-call) or ``inbound`` (SIP to the gateway)."""
+    caller: str
+    """The web user who calls, or the SIP From URI."""
+    callee: str
+    """What was dialled, or the user, group or extension a SIP call is for."""
+    user: str = ""
+    """The web user whose page has the call (while a SIP call rings: the user or group it is for); "" for a built-in."""
+    operator: str = ""
+    """The API operator who placed it (click-to-call)."""
+    dial: tuple[tuple[str, str], ...] = ()
+    """Click-to-call: the targets the page that answers dials (:class:`api.Dial`)."""
     owner: Session | None = None
     ringing: set[Session] = dataclasses.field(default_factory=set)
     local_cause: EndCause | None = None
     ring_timer: asyncio.TimerHandle | None = None
+    created: float = dataclasses.field(default_factory=time.time)
+    answered: float | None = None
+    ended: float | None = None
+    end: EndCause | None = None
 
     def sessions(self) -> set[Session]:
         return self.ringing | ({self.owner} if self.owner is not None else set())
@@ -110,6 +134,7 @@ class CallControl:
         self._presence = presence
         self.on_load: LoadListener | None = None
         """Told when an engine fills up or has room again (the supervisor tells the front)."""
+        self.on_call: CallListener | None = None
         self._engines: dict[api.EngineLink, Engine] = {}
         self._trunks: dict[str, api.TrunkState] = {}
         self._signed_in: dict[str, set[Session]] = {}
@@ -194,10 +219,44 @@ class CallControl:
             raise RequestError("rejected", route.reason)
         engine = self._free_engine()
         targets = self._targets(route)
-        call = self._add_call(ControlCall(uuid.uuid4().hex[:16], CallState.CALLING, engine, owner=session))
-        log.info("call %s: %s calls %s via %s", call.call_id, user, to, ", ".join(f"{t} {n}".strip() for t, n in targets))
-        engine.link.send(api.Dial(call.call_id, targets, offer, user))
+        call = self._add_call(
+            ControlCall(_new_id(), CallState.CALLING, engine, "outbound-dial", user, to, user=user, owner=session)
+        )
+        self._dial(call, targets, offer)
         return call.call_id
+
+    def click_to_call(self, user: str, to: str, operator: str) -> ControlCall:
+        """Ring ``user``'s pages; the one that answers dials ``to`` with that user's permissions.
+
+        As Asterisk's Originate and Twilio's click-to-call do, the user's own
+        phone rings first, so nobody is dialled before the user is there to
+        talk, and the page makes its WebRTC offer in its ``answer`` as always.
+        The dialplan decides now, so a number the user may not dial is
+        refused before anything rings.
+        """
+        if self._config.users is not None and user not in self._config.users:
+            raise RequestError("no_such_user", f"No user {user!r} is configured", field="user")
+        sessions = self._signed_in.get(user)
+        if not sessions:
+            raise RequestError("not_signed_in", f"{user} is not signed in on any page of this gateway")
+        route = self._dialplan.outbound(to, user)
+        if route.action == "reject":
+            raise RequestError("rejected", route.reason)
+        engine = self._free_engine()
+        call = self._add_call(
+            ControlCall(
+                _new_id(), CallState.INCOMING, engine, "outbound-api", user, to,
+                user=user, operator=operator, dial=self._targets(route), ringing=set(sessions),
+            )
+        )
+        log.info("call %s: %s asks %s's pages to call %s", call.call_id, operator, user, to)
+        self._ring(call, {"type": "incoming", "call": call.call_id, "from": to, "from_name": "Click-to-call", "to": user, "dial": to})
+        return call
+
+    def _dial(self, call: ControlCall, targets: tuple[tuple[str, str], ...], offer: str) -> None:
+        via = ", ".join(f"{trunk} {number}".strip() for trunk, number in targets)
+        log.info("call %s: %s calls %s via %s", call.call_id, call.user, call.callee, via)
+        call.engine.link.send(api.Dial(call.call_id, targets, offer, call.user))
 
     def _free_engine(self) -> Engine:
         """The ready engine with the most room."""
@@ -220,11 +279,15 @@ class CallControl:
         call = self._ringing_call(session, call_id)
         others = call.ringing - {session}
         call.owner, call.ringing = session, set()
+        call.user = session.user or call.user
         self._cancel_ring_timer(call)
-        self._move(call, CallState.ANSWERING)
+        self._move(call, CallState.CALLING if call.dial else CallState.ANSWERING)
         for other in others:
             other.send(_ended(call, endcause.ANSWERED_ELSEWHERE))
-        call.engine.link.send(api.Accept(call_id, offer))
+        if call.dial:
+            self._dial(call, call.dial, offer)
+        else:
+            call.engine.link.send(api.Accept(call_id, offer))
 
     def decline(self, session: Session, call_id: str) -> None:
         self._reject(self._ringing_call(session, call_id), endcause.DECLINED)
@@ -233,8 +296,28 @@ class CallControl:
         call = self._calls.get(call_id)
         if call is None or session not in call.sessions():
             raise RequestError("no_such_call", "No such call")
+        self._hang_up(call, endcause.DECLINED)
+
+    def end_call(self, call_id: str) -> ControlCall:
+        """End any call (the REST API's DELETE); a click-to-call still ringing the user is cancelled."""
+        call = self.call(call_id)
+        self._hang_up(call, endcause.CANCELLED if call.dial else endcause.DECLINED)
+        return call
+
+    def call(self, call_id: str) -> ControlCall:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise RequestError("no_such_call", f"No call {call_id!r} in progress")
+        return call
+
+    def calls(self) -> list[ControlCall]:
+        """Every call in progress, oldest first."""
+        return sorted(self._calls.values(), key=lambda call: call.created)
+
+    def _hang_up(self, call: ControlCall, refuse: EndCause) -> None:
+        """End ``call`` as its state allows: ``refuse`` a call still ringing a page, else BYE or CANCEL."""
         if call.state is CallState.INCOMING:
-            self._reject(call, endcause.DECLINED)
+            self._reject(call, refuse)
         else:
             self._end(call, endcause.NORMAL if call.state is CallState.ANSWERED else endcause.CANCELLED)
 
@@ -297,11 +380,16 @@ class CallControl:
             self._tell_owner(call, {"type": "sdp", "call": call.call_id, "sdp": event.sdp})
         elif isinstance(event, api.Progress):
             state = CallState.EARLY_MEDIA if event.early_media else CallState.RINGING
+            first = call.state is CallState.CALLING
             if call.state is not state and self._move(call, state):
                 self._tell_owner(call, {"type": state.value, "call": call.call_id})
+                if first:
+                    self._report("ringing", call)
         elif isinstance(event, api.Answered):
             if self._move(call, CallState.ANSWERED):
+                call.answered = time.time()
                 self._tell_owner(call, {"type": "answered", "call": call.call_id})
+                self._report("answered", call)
         elif isinstance(event, api.DtmfReceived):
             self._tell_owner(call, {"type": "dtmf", "call": call.call_id, "digit": event.digit})
         elif isinstance(event, api.CallStats):
@@ -316,7 +404,7 @@ class CallControl:
             self._ended(call, EndCause(event.cause, event.code, event.reason))
 
     def _incoming(self, engine: Engine, event: api.Incoming) -> None:
-        call = self._add_call(ControlCall(event.call_id, CallState.INCOMING, engine))
+        call = self._add_call(ControlCall(event.call_id, CallState.INCOMING, engine, "inbound", event.from_uri, event.to_user))
         source = None if event.from_gateway else event.source
         route: Route = self._dialplan.inbound(event.to_user, trunk=event.trunk or None, source=source)
         log.info(
@@ -328,20 +416,29 @@ class CallControl:
             engine.link.send(api.Serve(call.call_id, route.target))
         elif route.action in ("user", "group"):
             users = [route.target] if route.action == "user" else list(route.targets)
+            call.user = route.target
             call.ringing = {session for user in users for session in self._signed_in.get(user, ())}
             if not call.ringing:
                 self._reject(call, endcause.UNAVAILABLE, tuple(users) if self._presence is not None else ())
                 return
             engine.link.send(api.Ring(call.call_id))
-            message = {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": event.to_user}
-            for session in call.ringing:
-                session.send(message)
-            loop = asyncio.get_running_loop()
-            call.ring_timer = loop.call_later(self._config.calls.ring_timeout, self._reject, call, endcause.NO_ANSWER)
+            self._ring(call, {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": event.to_user})
         else:
             self._reject(call, EndCause(endcause.from_sip(route.code).cause, route.code, route.reason))
 
     # -- inside -----------------------------------------------------------------
+
+    def _ring(self, call: ControlCall, incoming: dict[str, Any]) -> None:
+        """Tell the ringing pages, until they answer or ``ring_timeout`` passes."""
+        for session in call.ringing:
+            session.send(incoming)
+        loop = asyncio.get_running_loop()
+        call.ring_timer = loop.call_later(self._config.calls.ring_timeout, self._reject, call, endcause.NO_ANSWER)
+        self._report("ringing", call)
+
+    def _report(self, event: str, call: ControlCall) -> None:
+        if self.on_call is not None:
+            self.on_call(event, call)
 
     def _require_user(self, session: Session) -> str:
         if session.user is None:
@@ -364,11 +461,14 @@ class CallControl:
         return True
 
     def _reject(self, call: ControlCall, cause: EndCause, users: tuple[str, ...] = ()) -> None:
-        """Refuse an incoming SIP call that nobody answered."""
+        """Refuse an incoming SIP call that nobody answered (or stop a click-to-call ringing: no engine knows it yet)."""
         if self._move(call, CallState.ENDING):
             call.local_cause = cause
             self._cancel_ring_timer(call)
-            call.engine.link.send(api.Reject(call.call_id, cause.code, cause.reason, users))
+            if call.dial:
+                self._ended(call, cause)
+            else:
+                call.engine.link.send(api.Reject(call.call_id, cause.code, cause.reason, users))
 
     def _end(self, call: ControlCall, cause: EndCause) -> None:
         if self._move(call, CallState.ENDING):
@@ -381,6 +481,7 @@ class CallControl:
         self._cancel_ring_timer(call)
         log_move(call.call_id, call.state, CallState.ENDED)
         call.state = CallState.ENDED
+        call.ended, call.end = time.time(), cause
         log.info("call %s ended: %s, %s %s", call.call_id, cause.cause, cause.code, cause.reason)
         for session in call.sessions():
             session.send(_ended(call, cause))
@@ -388,6 +489,7 @@ class CallControl:
         call.engine.calls -= 1
         if call.engine.calls == call.engine.capacity - 1:
             self._tell_load(call.engine)
+        self._report("ended", call)
 
     def _add_call(self, call: ControlCall) -> ControlCall:
         self._calls[call.call_id] = call
@@ -430,6 +532,10 @@ class CallControl:
                 self._reject(call, endcause.SHUTDOWN)
             else:
                 self._end(call, endcause.SHUTDOWN)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
 def _ended(call: ControlCall, cause: EndCause) -> dict[str, Any]:

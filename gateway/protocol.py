@@ -78,8 +78,8 @@ def _nests_deeper(raw: str, limit: int) -> bool:
     return False
 
 
-def parse(raw: str) -> Request:
-    """One WebSocket text frame to a checked :class:`Request`."""
+def load_object(raw: str) -> dict[str, Any]:
+    """A JSON object of at most MAX_MESSAGE_BYTES and MAX_DEPTH levels (a frame, or a REST API body)."""
     if len(raw) > MAX_MESSAGE_BYTES:
         raise ProtocolError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
     if _nests_deeper(raw, MAX_DEPTH):
@@ -90,6 +90,12 @@ def parse(raw: str) -> Request:
         raise ProtocolError("message is not JSON") from None
     if not isinstance(data, dict):
         raise ProtocolError("message must be a JSON object")
+    return data
+
+
+def parse(raw: str) -> Request:
+    """One WebSocket text frame to a checked :class:`Request`."""
+    data = load_object(raw)
     request_id = data.get("id")
     if request_id is not None and not (isinstance(request_id, str) and _ID.match(request_id)):
         raise ProtocolError("id must be 1-64 of A-Z a-z 0-9 _ . : -")

@@ -20,6 +20,7 @@ def test_readme_example_configuration_loads(tmp_path: Path) -> None:
     config = load(path)
     assert list(config.plan.trunks) == ["pbx", "carrier"]
     assert set(config.users or {}) == {"alice", "bob"}
+    assert [token.name for token in config.api.tokens] == ["crm"]
 
 
 @pytest.mark.parametrize("name", ["gateway.toml", "gateway-a.toml", "gateway-b.toml"])

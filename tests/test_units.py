@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway import endcause, engineapi
+from gateway.apitokens import TokenChecker, hash_token, new_token
 from gateway.callstate import CallState, can_move
 from gateway.config import ConfigError, load, worker_count
 from gateway.control import CallControl, RequestError
@@ -38,6 +39,8 @@ def test_a_ring_timeout_reads_as_no_answer() -> None:
         (CallState.ANSWERED, CallState.RINGING, False),
         (CallState.INCOMING, CallState.ANSWERED, False),
         (CallState.INCOMING, CallState.ANSWERING, True),
+        (CallState.INCOMING, CallState.CALLING, True),
+        (CallState.ANSWERING, CallState.CALLING, False),
         (CallState.ANSWERED, CallState.ENDING, True),
         (CallState.ENDING, CallState.ENDING, False),
         (CallState.ENDED, CallState.ENDING, False),
@@ -97,6 +100,15 @@ def test_password_hashes_are_salted_and_checked() -> None:
         ("[front]\nrpc_url = 'http://front:5080/RPC'\naddress = 'front:5060'\n", "need front.rpc_secret"),
         ("[front]\nrpc_secret = 'short'\n", "front.rpc_secret must be at least 16"),
         ("[front]\nrpc_secret = 'has \"quotes\" in it, sixteen+'\n", "front.rpc_secret must be at least 16"),
+        ("[api]\ntokens = [{ name = 'crm' }]\n", r"api.tokens\[0\] needs a name and a hash"),
+        ("[api]\ntokens = [{ name = 'crm', hash = 'secret' }]\n", r"api.tokens\[0\].hash must be a unique"),
+        ("[api]\ntokens = [{ name = 'crm', hash = 'sha256$x', colour = 'red' }]\n", "unknown key 'colour'"),
+        ("[api]\ntokens = ['crm']\n", r"api.tokens\[0\] must be a table"),
+        (f"[[api.tokens]]\nname = 'crm'\nhash = '{'sha256$' + '0' * 64}'\n" * 2, r"api.tokens\[1\].name must be"),
+        ("[api]\nwebhook_url = 'https://crm.example.org/hooks'\n", "api: webhook_url and webhook_secret go together"),
+        ("[api]\nwebhook_url = 'crm.example.org'\nwebhook_secret = 'sixteen-chars-long'\n", "is not a URL"),
+        ("[api]\nwebhook_url = 'https://crm.example.org/'\nwebhook_secret = 'short'\n", "at least 16 characters"),
+        ("[api]\nwebhook_queue = 0\n", "api.webhook_queue, api.webhook_timeout and api.webhook_attempts must be positive"),
     ],
 )
 def test_configuration_errors_name_file_and_key(tmp_path: Path, text: str, says: str) -> None:
@@ -149,8 +161,11 @@ class _Page:
     user: str | None = None
     source = "127.0.0.1"
 
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
     def send(self, message: dict) -> None:
-        pass
+        self.messages.append(message)
 
 
 async def test_calls_go_to_the_engine_with_most_room_and_busy_when_none_has_any() -> None:
@@ -207,3 +222,76 @@ async def test_a_worker_whose_life_fails_with_any_error_is_started_again(monkeyp
     monkeypatch.setattr(supervisor, "_run", one_life)
     await supervisor._keep_running(supervisor.workers[0])
     assert lives == [0, 1]
+
+
+def test_api_tokens_are_found_by_their_hash_only_with_bearer() -> None:
+    token = new_token()
+    checker = TokenChecker({"crm": hash_token(token), "billing": hash_token(new_token())})
+    assert checker.operator(f"Bearer {token}") == "crm"
+    assert checker.operator(f"bearer  {token} ") == "crm"
+    for header in ("", "Bearer", "Bearer ", f"Basic {token}", f"Bearer {token}x", f"Bearer {hash_token(token)}"):
+        assert checker.operator(header) is None, header
+
+
+async def _engine_and_alice(config_text: str = "", tmp_path: Path | None = None) -> tuple[CallControl, _Link, _Page, list[tuple[str, str]]]:
+    """Call control with one ready engine, alice signed in on one page (password "x"), and the events it reports."""
+    config = load(None)
+    if tmp_path is not None:
+        (tmp_path / "gateway.toml").write_text(config_text)
+        config = load(tmp_path / "gateway.toml")
+    control = CallControl(config)
+    reported: list[tuple[str, str]] = []
+    control.on_call = lambda event, call: reported.append((event, call.state.value))
+    link = _Link()
+    control.attach(link)
+    control.on_event(link, engineapi.EngineReady("127.0.0.1:5071", 4))
+    page = _Page()
+    await control.sign_in(page, "alice", "x")
+    return control, link, page, reported
+
+
+async def test_click_to_call_rings_the_page_and_dials_only_once_it_answers() -> None:
+    control, link, page, reported = await _engine_and_alice()
+    call = control.click_to_call("alice", "601", "crm")
+    assert link.sent == [], "nothing is dialled before the user answers"
+    assert page.messages[-1] == {
+        "type": "incoming", "call": call.call_id, "from": "601", "from_name": "Click-to-call", "to": "alice", "dial": "601",
+    }
+    control.answer(page, call.call_id, "v=0")
+    assert link.sent == [engineapi.Dial(call.call_id, (("", "sip:601@127.0.0.1:5071"),), "v=0", "alice")]
+    for event in (engineapi.Progress(call.call_id, 180, False), engineapi.Answered(call.call_id)):
+        control.on_event(link, event)
+    assert [message["type"] for message in page.messages[-2:]] == ["ringing", "answered"]
+    assert control.end_call(call.call_id) is call
+    assert link.sent[-1] == engineapi.Hangup(call.call_id)
+    control.on_event(link, engineapi.Ended(call.call_id, "normal", 200, "Call ended"))
+    assert reported == [("ringing", "incoming"), ("ringing", "ringing"), ("answered", "answered"), ("ended", "ended")]
+    assert call.end == endcause.NORMAL and control.calls() == []
+
+
+async def test_a_click_to_call_not_answered_ends_without_the_engine() -> None:
+    control, link, page, reported = await _engine_and_alice()
+    declined, cancelled = control.click_to_call("alice", "601", "crm"), control.click_to_call("alice", "600", "crm")
+    control.decline(page, declined.call_id)
+    control.end_call(cancelled.call_id)
+    assert link.sent == [] and control.calls() == []
+    ended = [message for message in page.messages if message["type"] == "ended"]
+    assert [(message["call"], message["cause"]) for message in ended] == [
+        (declined.call_id, "declined"), (cancelled.call_id, "cancelled"),
+    ]
+    assert reported.count(("ended", "ended")) == 2
+
+
+async def test_click_to_call_keeps_the_dialplan_and_needs_the_user_signed_in(tmp_path: Path) -> None:
+    users = "".join(f"[users.{name}]\npassword = '{hash_password('x')}'\n" for name in ("alice", "bob"))
+    control, link, page, reported = await _engine_and_alice(users, tmp_path)
+    for user, to, code in (
+        ("carol", "601", "no_such_user"),
+        ("bob", "601", "not_signed_in"),
+        ("alice", "sip:someone@192.0.2.1", "rejected"),
+        ("alice", "alice", "rejected"),
+    ):
+        with pytest.raises(RequestError) as refused:
+            control.click_to_call(user, to, "crm")
+        assert refused.value.code == code
+    assert link.sent == [] and reported == [] and page.messages == []

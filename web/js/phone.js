@@ -32,6 +32,7 @@ class Call {
     this.state = direction === "in" ? "incoming" : "calling";
     this.peer = "";
     this.peerName = "";
+    this.dial = ""; // click-to-call: answering this "incoming" call dials this number
     this.pc = null;
     this.mic = null;
     this.remoteStream = null;
@@ -181,6 +182,8 @@ export class Phone extends EventTarget {
       this.#error(err);
       return;
     }
+    // A click-to-call now rings `dial` and goes on as an outgoing call: ringing, then answered.
+    if (call.dial) call.direction = "out";
     this.#sig.send({ type: "answer", call: call.id, sdp: call.pc.localDescription.sdp }, (err) => {
       if (call.state === "ended") return;
       if (err.code === "no_such_call") this.#finish(call, { cause: "failed", code: 0, reason: "Call failed", local: true });
@@ -343,6 +346,7 @@ export class Phone extends EventTarget {
     const call = new Call("in", id);
     call.peer = typeof msg.from === "string" ? msg.from : "";
     call.peerName = typeof msg.from_name === "string" ? msg.from_name : "";
+    call.dial = typeof msg.dial === "string" ? msg.dial : "";
     this.#calls.set(id, call);
     this.#changed();
   }
