@@ -269,7 +269,8 @@ async def test_the_layout_stays_put_and_a_call_waiting_leaves_the_call_in_view(
     viewport: tuple[int, int],
 ) -> None:
     """The pad does not move when a call starts or an error appears; a second call ringing in covers
-    neither the call in progress nor its controls."""
+    neither the call in progress nor its controls, and once answered (the first held) the two calls'
+    list leaves the pad in place."""
     async with browser(gateway) as phone:
         page = phone.page
         await page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
