@@ -29,6 +29,9 @@ from .turn import turn_server
 
 log = logging.getLogger(__name__)
 
+CALLS_PER_PAGE = 2
+"""A page's calls at once (ringing at it, placed or answered by it): one to talk on, one on hold or waiting."""
+
 
 class Session(Protocol):
     """One signalling connection (a browser tab)."""
@@ -214,6 +217,8 @@ class CallControl:
 
     def place_call(self, session: Session, to: str, offer: str) -> str:
         user = self._require_user(session)
+        if self._calls_of(session) >= CALLS_PER_PAGE:
+            raise RequestError("busy", "This page already has two calls: hang up one first")
         route = self._dialplan.outbound(to, user)
         if route.action == "reject":
             raise RequestError("rejected", route.reason)
@@ -417,9 +422,13 @@ class CallControl:
         elif route.action in ("user", "group"):
             users = [route.target] if route.action == "user" else list(route.targets)
             call.user = route.target
-            call.ringing = {session for user in users for session in self._signed_in.get(user, ())}
+            signed_in = {session for user in users for session in self._signed_in.get(user, ())}
+            call.ringing = {session for session in signed_in if self._calls_of(session) < CALLS_PER_PAGE}
             if not call.ringing:
-                self._reject(call, endcause.UNAVAILABLE, tuple(users) if self._presence is not None else ())
+                if signed_in:
+                    self._reject(call, endcause.BUSY_HERE)
+                else:
+                    self._reject(call, endcause.UNAVAILABLE, tuple(users) if self._presence is not None else ())
                 return
             engine.link.send(api.Ring(call.call_id))
             self._ring(call, {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": event.to_user})
@@ -444,6 +453,13 @@ class CallControl:
         if session.user is None:
             raise RequestError("not_signed_in", "Sign in first")
         return session.user
+
+    def _calls_of(self, session: Session) -> int:
+        """The page's calls that count against CALLS_PER_PAGE: ringing at it, or its own and not ending."""
+        return sum(
+            1 for call in self._calls.values()
+            if call.state not in (CallState.ENDING, CallState.ENDED) and (call.owner is session or session in call.ringing)
+        )
 
     def _ringing_call(self, session: Session, call_id: str) -> ControlCall:
         call = self._calls.get(call_id)

@@ -38,6 +38,7 @@ _STOP_SECONDS = 8.0
 _YOUNG_SECONDS = 10.0
 _MAX_DELAY = 30.0
 _RTP_PORTS_PER_WORKER = 64
+_FREEZE_MODULE = "gateway.forkfreeze"
 _WORKER_MODULE = "gateway.worker"
 
 
@@ -80,9 +81,10 @@ class Supervisor:
             Worker(i, f"{host}:{port}", rtp + i * _RTP_PORTS_PER_WORKER if rtp else 0) for i, port in enumerate(ports)
         ]
         self._by_link: dict[api.EngineLink, Worker] = {}
-        # Workers fork from a server that imported the heavy libraries once, initialised none.
+        # Workers fork from a server that imported the heavy libraries once, initialised none,
+        # and froze the heap that made (gateway.forkfreeze).
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload([_WORKER_MODULE])
+        self._context.set_forkserver_preload([_WORKER_MODULE, _FREEZE_MODULE])
 
     async def start(self) -> None:
         """Start every worker; returns when all are ready (or raises)."""

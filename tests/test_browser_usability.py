@@ -5,7 +5,6 @@ field accepts, touch target sizes, colour contrast and a layout that stays put.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -13,6 +12,7 @@ from playwright.async_api import expect
 
 from .browser import DESKTOP, PHONE, OpenPhone
 from .gatewayprocess import GatewayProcess
+from .pagelook import SMALL_TARGETS, box, contrasts, overlap
 from .webclient import WebClient
 
 pytestmark = pytest.mark.timeout(90)
@@ -172,14 +172,6 @@ async def test_typos_are_refused_on_the_page_and_pasted_numbers_cleaned(gateway:
         await expect(page.locator("#history li")).to_have_count(0)
 
 
-# Every visible control smaller than 44 x 44 CSS pixels, as "id-or-class: w x h".
-SMALL_TARGETS = """() => [...document.querySelectorAll("button, input, select")]
-  .filter((el) => el.checkVisibility() && el.type !== "hidden")
-  .map((el) => [el, el.getBoundingClientRect()])
-  .filter(([, box]) => box.width < 44 || box.height < 44)
-  .map(([el, box]) => `${el.id || el.className}: ${Math.round(box.width)} x ${Math.round(box.height)}`)"""
-
-
 async def test_touch_targets_phone_keypad_and_toggle_states(gateway: GatewayProcess, browser: OpenPhone) -> None:
     """On a phone-sized page every control is at least 44 x 44; the number field asks for the phone keypad
     (letters one tap away); Mute and Hold show their state by an icon as well as aria-pressed."""
@@ -214,58 +206,6 @@ async def test_touch_targets_phone_keypad_and_toggle_states(gateway: GatewayProc
         assert await page.evaluate(SMALL_TARGETS) == []
 
 
-# Per selector: its text colour and the background colours behind it, innermost first.
-COLOURS = """(selectors) => selectors.map((selector) => {
-  const el = document.querySelector(selector);
-  if (!el || !el.checkVisibility()) return null;
-  const behind = [];
-  for (let node = el; node; node = node.parentElement) behind.push(getComputedStyle(node).backgroundColor);
-  return { colour: getComputedStyle(el).color, behind };
-})"""
-
-
-def rgba(css: str) -> tuple[float, float, float, float]:
-    """A computed colour as sRGB 0..1 and alpha: "rgb(…)", "rgba(…)" or "color(srgb … / a)"."""
-    numbers = [float(x) for x in re.findall(r"[\d.]+(?:e-?\d+)?", css.split("(", 1)[1])]
-    if css.startswith("color("):
-        return (*numbers[:3], numbers[3] if len(numbers) > 3 else 1.0)  # type: ignore[return-value]
-    r, g, b = (x / 255 for x in numbers[:3])
-    return r, g, b, numbers[3] if len(numbers) > 3 else 1.0
-
-
-def over(top: tuple[float, float, float, float], bottom: tuple[float, float, float]) -> tuple[float, float, float]:
-    r, g, b, a = top
-    return (r * a + bottom[0] * (1 - a), g * a + bottom[1] * (1 - a), b * a + bottom[2] * (1 - a))
-
-
-def luminance(rgb: tuple[float, float, float]) -> float:
-    """WCAG 2 relative luminance."""
-    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
-    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
-
-
-def contrast(colour: str, behind: list[str]) -> float:
-    """WCAG contrast of text in `colour` over the stacked backgrounds `behind` (innermost first)."""
-    background = (1.0, 1.0, 1.0)  # the canvas under everything
-    for layer in reversed(behind):
-        background = over(rgba(layer), background)
-    text = over(rgba(colour), background)
-    lighter, darker = sorted((luminance(text), luminance(background)), reverse=True)
-    return (lighter + 0.05) / (darker + 0.05)
-
-
-async def contrasts(page, name: str, selectors: list[str]) -> dict[str, float]:  # noqa: ANN001 - a Playwright page
-    """Contrast of each selector's text in light and dark mode, keyed "<name> <selector> <scheme>"."""
-    found: dict[str, float] = {}
-    for scheme in ("light", "dark"):
-        await page.emulate_media(color_scheme=scheme)
-        for selector, seen in zip(selectors, await page.evaluate(COLOURS, selectors), strict=True):
-            assert seen is not None, f"{selector} is not visible in state {name}"
-            found[f"{name} {selector} {scheme}"] = round(contrast(seen["colour"], seen["behind"]), 2)
-    await page.emulate_media(color_scheme="light")
-    return found
-
-
 async def test_text_contrast_is_at_least_wcag_aa_in_light_and_dark_mode(
     gateway: GatewayProcess, browser: OpenPhone, web_client: Callable[..., Awaitable[WebClient]]
 ) -> None:
@@ -292,7 +232,7 @@ async def test_text_contrast_is_at_least_wcag_aa_in_light_and_dark_mode(
         carol = await web_client("carol")
         call = await carol.call("alice")
         await expect(page.locator("#incoming")).to_be_visible()
-        figures |= await contrasts(page, "waiting", ["#answer", "#decline", "#incoming-title", "#incoming-from"])
+        figures |= await contrasts(page, "waiting", ["#answer", "#decline", "#incoming-title", "#incoming-from", "#incoming-note"])
         await carol.send({"type": "hangup", "call": call})
         await expect(page.locator("#incoming")).to_be_hidden()
         await carol.next("ended")
@@ -321,16 +261,6 @@ async def test_text_contrast_is_at_least_wcag_aa_in_light_and_dark_mode(
     assert not low, f"below 4.5:1: {low}"
 
 
-async def box(page, selector: str) -> dict[str, float]:  # noqa: ANN001 - a Playwright page
-    found = await page.locator(selector).bounding_box()
-    assert found is not None, f"{selector} is not shown"
-    return found
-
-
-def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
-    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
-
-
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 async def test_the_layout_stays_put_and_a_call_waiting_leaves_the_call_in_view(
     gateway: GatewayProcess,
@@ -339,7 +269,8 @@ async def test_the_layout_stays_put_and_a_call_waiting_leaves_the_call_in_view(
     viewport: tuple[int, int],
 ) -> None:
     """The pad does not move when a call starts or an error appears; a second call ringing in covers
-    neither the call in progress nor its controls."""
+    neither the call in progress nor its controls, and once answered (the first held) the two calls'
+    list leaves the pad in place."""
     async with browser(gateway) as phone:
         page = phone.page
         await page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
@@ -364,3 +295,10 @@ async def test_the_layout_stays_put_and_a_call_waiting_leaves_the_call_in_view(
         for part in ("#status", "#peer", "#timer", "#hangup", "#mute", "#hold"):
             assert not overlap(banner, await box(page, part)), f"the incoming call covers {part}"
         assert await box(page, "#keypad") == idle, "the incoming call moved the pad"
+
+        await page.click("#answer")  # answer and hold: both calls listed where the one call's details were
+        await expect(page.locator("#lines .line")).to_have_count(2)
+        await expect(page.locator("#swap")).to_be_enabled(timeout=10_000)
+        await page.evaluate("scrollTo(0, 0)")  # where the click had scrolled the page to
+        assert await box(page, "#keypad") == idle, "two calls moved the pad"
+        assert await page.evaluate(SMALL_TARGETS) == []

@@ -176,18 +176,49 @@ async def test_calls_go_to_the_engine_with_most_room_and_busy_when_none_has_any(
     for index, link in enumerate(links):
         control.attach(link)
         control.on_event(link, engineapi.EngineReady(f"engine{index}:5071", 2))
-    page = _Page()
-    await control.sign_in(page, "alice", None)
-    calls = [control.place_call(page, "600", "v=0") for _ in range(4)]
+    pages = [_Page() for _ in range(3)]  # a page has two calls at most
+    for page in pages:
+        await control.sign_in(page, "alice", None)
+    calls = [control.place_call(pages[i // 2], "600", "v=0") for i in range(4)]
     assert [len(link.sent) for link in links] == [2, 2]
     assert links[0].sent[0].targets == (("", "sip:600@front:5060"),)  # local calls go through the front
     assert sorted(is_full for _, is_full in full) == [True, True]
     with pytest.raises(RequestError, match="busy"):
-        control.place_call(page, "600", "v=0")
+        control.place_call(pages[2], "600", "v=0")
     control.on_event(links[1], engineapi.Ended(calls[1], "normal", 200, "Call ended"))
     assert full[-1] == (links[1], False)
-    control.place_call(page, "600", "v=0")
+    control.place_call(pages[2], "600", "v=0")
     assert len(links[1].sent) == 3
+
+
+async def test_a_page_has_two_calls_at_most_and_a_third_caller_gets_busy() -> None:
+    """Call waiting: a second call rings a page in a call; a third gets 486 unless another tab has room."""
+    control = CallControl(load(None))
+    link = _Link()
+    control.attach(link)
+    control.on_event(link, engineapi.EngineReady("127.0.0.1:5071", 8))
+    page, other_tab = _Page(), _Page()
+    await control.sign_in(page, "alice", None)
+    control.place_call(page, "600", "v=0")
+
+    def ring(call_id: str) -> object:
+        control.on_event(link, engineapi.Incoming(call_id, "alice", f"sip:{call_id}@192.0.2.1", "", ""))
+        return link.sent[-1]
+
+    assert ring("waiting") == engineapi.Ring("waiting")
+    assert ring("third") == engineapi.Reject("third", 486, endcause.BUSY_HERE.reason)
+    with pytest.raises(RequestError) as refused:
+        control.place_call(page, "600", "v=0")
+    assert refused.value.code == "busy"
+
+    await control.sign_in(other_tab, "alice", None)
+    assert ring("other-tab") == engineapi.Ring("other-tab")
+    with pytest.raises(RequestError, match="No such call"):
+        control.answer(page, "other-tab", "v=0")  # only the tab with room rang
+    assert ring("fourth") == engineapi.Ring("fourth")
+    assert ring("fifth") == engineapi.Reject("fifth", 486, endcause.BUSY_HERE.reason)
+    control.decline(page, "waiting")
+    assert ring("sixth") == engineapi.Ring("sixth")
 
 
 async def test_a_lost_engine_ends_its_calls_for_the_page_only() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -213,6 +214,11 @@ class Baresip:
         """Every event received so far."""
         with self._cond:
             return list(self._events)
+
+    def received(self, method: str) -> list[str]:
+        """Every `method` request this phone has received so far, whole, from its SIP trace (-s) in its log."""
+        trace = re.findall(r"\x1b\[36;1m#\n\S+ \S+ -> (\S+)\n(.*?)\x1b\[;m", self.log_path.read_text(errors="replace"), re.S)
+        return [message for to, message in trace if to == f"{self.ip}:{self.sip_port}" and message.startswith(f"{method} ")]
 
     def recording(self, timeout: float = 5.0) -> Path:
         """WAV of what this phone heard in its latest call, once the call has ended.

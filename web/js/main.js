@@ -39,6 +39,11 @@ Object.defineProperty(window, "phone", {
 
 els.mute.addEventListener("click", () => phone.setMuted(!phone.view().muted));
 els.hold.addEventListener("click", () => phone.setHold(!phone.view().holdLocal));
+els.swap.addEventListener("click", () => phone.swap());
+els.lines.addEventListener("click", (ev) => {
+  const button = ev.target.closest(".line-hangup");
+  if (button) phone.hangup(button.closest(".line").dataset.call);
+});
 
 const updateQuality = startQualityPanel({
   getPc: () => phone.pc,
@@ -276,7 +281,7 @@ document.addEventListener("keydown", (ev) => {
     return;
   }
   if (isEditable(target) && !inNumber) return;
-  // Enter answers, wherever it would otherwise call; on a button it presses that button.
+  // Enter answers (holding a call in progress), wherever it would otherwise call; on a button it presses that button.
   if (ev.key === "Enter" && ringing && !isActivatable(target)) {
     ev.preventDefault();
     answer(ringing);

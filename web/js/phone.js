@@ -1,6 +1,9 @@
 // Call logic: one RTCPeerConnection per call, and the page always makes the
 // offer (in `call` for outgoing calls, in `answer` for incoming ones), sent
 // whole once it holds usable candidates because the gateway does not trickle.
+// Like a desk phone it holds two calls at most: the one shown (talking) and
+// one on hold; only the shown call's far end is heard and only it hears the
+// microphone.
 
 import { usableCandidates } from "./gathering.js";
 
@@ -46,6 +49,7 @@ class Call {
     this.holdLocal = false; // we put the call on hold (gateway's `hold` event)
     this.holdRemote = false; // the SIP side put us on hold
     this.holdPending = false; // a `hold`/`resume` was sent, its event not yet here
+    this.holdWanted = false; // what we last asked for: the microphone goes quiet at once, not when the gateway confirms
   }
 }
 
@@ -57,6 +61,7 @@ export class Phone extends EventTarget {
   #signedIn = false;
   #calls = new Map(); // gateway call id -> Call
   #active = null; // the call in the main panel: outgoing or answered, live or just ended
+  #endedBeside = null; // a call that ended while another stayed (on hold, perhaps): said in a note
   #orphans = new Map(); // call id -> [{msg, at}]
   #micDeviceId = ""; // the chosen microphone, "" for the browser's default
 
@@ -112,6 +117,8 @@ export class Phone extends EventTarget {
   view() {
     const live = this.#live();
     const ringing = this.ringing;
+    const lines = this.#lines();
+    const other = lines.find((c) => c !== live) ?? null;
     const shown = live ?? (ringing ? null : this.#active);
     let state = "idle";
     if (live) state = live.state;
@@ -135,6 +142,17 @@ export class Phone extends EventTarget {
       holdRemote: !!live?.holdRemote,
       holdPending: !!live?.holdPending,
       incoming: ringing ? { id: ringing.id, from: ringing.peer, fromName: ringing.peerName } : null,
+      // A call ringing while one is in progress: answering holds it ("hold"), ends it while it is
+      // still being set up ("end"), or must wait until one of two calls ends ("full").
+      waiting: ringing && live ? (other ? "full" : live.state === "answered" ? "hold" : "end") : "",
+      // Both calls, oldest first, once there are two.
+      lines: other ? lines.map((c) => lineView(c, c === live)) : [],
+      canSwap: !!other && live.state === "answered" && other.state === "answered" && !live.holdPending && !other.holdPending,
+      // The other call ended while this one stays on hold: {peer, peerName}, until the user acts.
+      endedBeside:
+        live && !other && this.#endedBeside && (live.holdWanted || live.holdLocal)
+          ? { peer: this.#endedBeside.peer, peerName: this.#endedBeside.peerName }
+          : null,
     };
   }
 
@@ -143,7 +161,8 @@ export class Phone extends EventTarget {
     if (!to || this.#live()) return;
     const call = new Call("out");
     call.peer = to;
-    this.#active = call;
+    this.#endedBeside = null;
+    this.#focus(call);
     this.#changed();
     try {
       await this.#prepareOffer(call);
@@ -166,13 +185,23 @@ export class Phone extends EventTarget {
     }
   }
 
-  /** Answer a ringing incoming call; a call already in progress is hung up first. */
+  /**
+   * Answer a ringing call. A call in progress is put on hold first (desk phones' "answer and hold"),
+   * or hung up while it is still being set up; with two calls already, one must end first.
+   */
   async answer(id) {
     const call = this.#calls.get(id);
     if (!call || call.state !== "incoming" || call.answering) return;
-    if (this.#live()) this.hangup();
+    const live = this.#live();
+    if (live && this.#lines().length > 1) {
+      this.#error(new Error("You have two calls already: hang up one to answer this call."));
+      return;
+    }
+    if (live?.state === "answered") this.#requestHold(live, true);
+    else if (live) this.hangup();
     call.answering = true;
-    this.#active = call;
+    this.#endedBeside = null;
+    this.#focus(call);
     this.#changed();
     try {
       await this.#prepareOffer(call);
@@ -199,9 +228,9 @@ export class Phone extends EventTarget {
     this.#finish(call, { cause: "declined", code: 0, reason: "Declined", local: true });
   }
 
-  /** End the call in progress at once; the gateway's `ended` refines the reason later. */
-  hangup() {
-    const call = this.#live();
+  /** End a call at once: the one shown, or the one `id` names; the gateway's `ended` refines the reason later. */
+  hangup(id = "") {
+    const call = id ? this.#lines().find((c) => c.id === id) : this.#live();
     if (!call) return;
     // Without an id the `calling` reply is still on its way; dial() sends the hangup then.
     if (call.id) this.#sig.send({ type: "hangup", call: call.id }, (err) => this.#errorUnlessGone(err));
@@ -229,27 +258,53 @@ export class Phone extends EventTarget {
   /** Put the answered call on hold (true) or take it off (false); the gateway's `hold` event confirms it. */
   setHold(hold) {
     const call = this.#live();
-    if (!call?.id || call.state !== "answered" || call.holdPending) return;
-    call.holdPending = true;
+    if (!call || call.holdPending) return;
+    this.#endedBeside = null;
+    this.#requestHold(call, hold);
     this.#changed();
-    const sent = this.#sig.send({ type: hold ? "hold" : "resume", call: call.id }, (err) => {
-      call.holdPending = false;
-      this.#changed();
-      this.#errorUnlessGone(err);
-    });
-    if (!sent) {
-      call.holdPending = false;
-      this.#changed();
-    }
   }
 
-  /** The microphone to use ("" for the default); switched at once in a call, without renegotiation. */
+  /** With two answered calls: hold the one shown, take the other off hold and show it. */
+  swap() {
+    if (!this.view().canSwap) return;
+    const live = this.#live();
+    const other = this.#lines().find((c) => c !== live);
+    this.#requestHold(live, true);
+    this.#requestHold(other, false);
+    this.#focus(other);
+    this.#changed();
+  }
+
+  /** Ask the gateway to hold or resume `call`; its microphone follows at once, the display on the `hold` event. */
+  #requestHold(call, hold) {
+    if (!call.id || call.state !== "answered") return;
+    call.holdWanted = hold;
+    this.#applyMute(call);
+    // A request on its way is followed up when its event comes (#onHold).
+    if (call.holdPending || call.holdLocal === hold) return;
+    call.holdPending = true;
+    const undo = () => {
+      call.holdPending = false;
+      call.holdWanted = call.holdLocal;
+      this.#applyMute(call);
+      this.#changed();
+    };
+    const sent = this.#sig.send({ type: hold ? "hold" : "resume", call: call.id }, (err) => {
+      undo();
+      this.#errorUnlessGone(err);
+    });
+    if (!sent) undo();
+  }
+
+  /** The microphone to use ("" for the default); switched at once in every call, without renegotiation. */
   async useMicrophone(deviceId) {
     this.#micDeviceId = deviceId || "";
-    const call = this.#live();
-    if (!call?.pc || !call.mic) return;
-    const sender = call.pc.getSenders().find((s) => s.track?.kind === "audio");
-    if (!sender) return;
+    await Promise.all(this.#lines().map((call) => this.#switchMicrophone(call)));
+  }
+
+  async #switchMicrophone(call) {
+    const sender = call.pc?.getSenders().find((s) => s.track?.kind === "audio");
+    if (!sender || !call.mic) return;
     let mic;
     try {
       mic = await navigator.mediaDevices.getUserMedia({ audio: this.#audioConstraints(), video: false });
@@ -257,7 +312,7 @@ export class Phone extends EventTarget {
       this.#error(new Error(microphoneProblem(err)));
       return;
     }
-    if (this.#live() !== call || !call.mic) {
+    if (call.state === "ended" || !call.mic) {
       for (const track of mic.getTracks()) track.stop();
       return;
     }
@@ -275,7 +330,8 @@ export class Phone extends EventTarget {
   }
 
   #applyMute(call) {
-    for (const track of call.mic?.getAudioTracks() ?? []) track.enabled = !call.muted;
+    // A held call hears nothing from us, whatever the SIP side does with a=sendonly.
+    for (const track of call.mic?.getAudioTracks() ?? []) track.enabled = !call.muted && !call.holdWanted;
   }
 
   /** End every call locally (signed out, socket lost): the gateway ends its side itself. */
@@ -402,6 +458,8 @@ export class Phone extends EventTarget {
     call.holdLocal = !!msg.local;
     call.holdRemote = !!msg.remote;
     call.holdPending = false;
+    // Asked otherwise while that request was on its way (Hold, then at once Answer and hold or Swap).
+    if (call.holdWanted !== call.holdLocal) this.#requestHold(call, call.holdWanted);
     this.#changed();
   }
 
@@ -450,6 +508,13 @@ export class Phone extends EventTarget {
     stillWanted();
   }
 
+  /** Show `call` in the panel and hear only its far end (null: nothing). */
+  #focus(call) {
+    this.#active = call;
+    if (call?.remoteStream) this.#playRemote(call);
+    else if (this.#audio) this.#audio.srcObject = null;
+  }
+
   #playRemote(call) {
     if (!this.#audio || !call.remoteStream) return;
     if (this.#audio.srcObject !== call.remoteStream) this.#audio.srcObject = call.remoteStream;
@@ -473,6 +538,16 @@ export class Phone extends EventTarget {
     return call && call.state !== "ended" ? call : null;
   }
 
+  /** Calls placed or answered here and not ended (two at most), oldest first: the shown one and the other. */
+  #lines() {
+    const lines = [...this.#calls.values()].filter(
+      (c) => c.state !== "ended" && (c.direction === "out" || c.answering || c.state === "answered"),
+    );
+    const live = this.#live();
+    if (live && !lines.includes(live)) lines.push(live); // its `calling` reply is still on its way
+    return lines.sort((a, b) => a.startedAt - b.startedAt);
+  }
+
   #hangupCall(call, cause, reason) {
     if (call.id) this.#sig.send({ type: "hangup", call: call.id }, (err) => this.#errorUnlessGone(err));
     this.#finish(call, { cause, code: 0, reason, local: true });
@@ -483,7 +558,8 @@ export class Phone extends EventTarget {
     call.pc = null;
     call.remoteStream = null;
     call.answering = false;
-    if (this.#active === call) this.#active = null;
+    // Back to the call put on hold for it, if any: it stays held until the user resumes it.
+    if (this.#active === call) this.#focus(this.#lines()[0] ?? null);
     this.#changed();
   }
 
@@ -496,12 +572,20 @@ export class Phone extends EventTarget {
 
   #finish(call, end) {
     const endedAt = Date.now();
+    const wasLine = this.#lines().includes(call);
     call.state = "ended";
     call.answering = false;
     call.end = end;
     this.#releaseMedia(call);
-    // An incoming call that stops ringing is shown as ended only when nothing else is.
-    if (this.#active !== call && !this.#live()) this.#active = call;
+    const [remaining] = this.#lines();
+    if (wasLine && remaining) {
+      // The other call stays as it is (on hold until the user resumes it, as on a desk phone).
+      this.#endedBeside = call;
+      if (this.#active === call) this.#focus(remaining);
+    } else if (this.#active !== call && !this.#live()) {
+      // An incoming call that stops ringing is shown as ended only when nothing else is.
+      this.#active = call;
+    }
     this.#forgetLater(call);
     this.#changed();
     this.dispatchEvent(
@@ -538,6 +622,21 @@ export class Phone extends EventTarget {
   #changed() {
     this.dispatchEvent(new Event("change"));
   }
+}
+
+/** One of two calls, for the list of calls. */
+function lineView(call, shown) {
+  return {
+    id: call.id ?? "",
+    peer: call.peer,
+    peerName: call.peerName,
+    state: call.state,
+    answering: call.answering,
+    answeredAt: call.answeredAt,
+    shown,
+    held: call.holdWanted || call.holdLocal,
+    holdRemote: call.holdRemote,
+  };
 }
 
 function microphoneProblem(err) {

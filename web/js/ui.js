@@ -14,8 +14,10 @@ export const els = {
   errorDismiss: $("error-dismiss"),
   notice: $("notice"),
   incoming: $("incoming"),
+  incomingTitle: $("incoming-title"),
   incomingName: $("incoming-name"),
   incomingFrom: $("incoming-from"),
+  incomingNote: $("incoming-note"),
   answer: $("answer"),
   decline: $("decline"),
   signinView: $("signin-view"),
@@ -33,6 +35,8 @@ export const els = {
   peer: $("peer"),
   timer: $("timer"),
   dtmfLog: $("dtmf-log"),
+  lineNote: $("line-note"),
+  lines: $("lines"),
   dialForm: $("dial-form"),
   number: $("number"),
   numberLetters: $("number-letters"),
@@ -44,6 +48,7 @@ export const els = {
   remoteAudio: $("remote-audio"),
   mute: $("mute"),
   hold: $("hold"),
+  swap: $("swap"),
   side: $("side"),
 };
 
@@ -60,7 +65,17 @@ const STATE_WORDS = {
 
 const LIVE_STATES = new Set(["calling", "ringing", "early_media", "answered"]);
 
+// What answering a call that rings during another does to that other call (Phone.view().waiting).
+const WAITING_NOTES = {
+  hold: (who) => `Answering puts ${who} on hold.`,
+  end: () => "Answering ends the call in progress.",
+  full: () => "You have two calls: hang up one to answer.",
+};
+
 let timerHandle = 0;
+let linesTimer = 0;
+let online = false;
+let refocus = false; // the focused row of a call that ended is gone: focus what the remaining call needs
 
 export function renderConnection(state) {
   els.connState.dataset.state = state;
@@ -97,9 +112,10 @@ export function renderAccount(account) {
 }
 
 /** Calls can be placed only while connected and signed in on this socket. */
-export function setOnline(online) {
+export function setOnline(isOnline) {
+  online = isOnline;
   els.call.disabled = !online;
-  els.answer.disabled = !online;
+  els.answer.disabled = !online || els.incoming.dataset.waiting === "full";
 }
 
 /** v: Phone.view() */
@@ -110,7 +126,7 @@ export function renderCall(v) {
   }
   const who = v.peerName || displayAddress(v.peer);
   const end = v.state === "ended" && v.ended ? describeEnd({ direction: v.direction, answeredAt: v.ended.answeredAt, who }, v.ended) : null;
-  els.status.textContent = end ? end.text : statusText(v);
+  els.status.textContent = end ? end.text : v.lines.length ? linesText(v.lines) : statusText(v);
   els.status.dataset.tone = end?.tone ?? "";
   els.status.title = end?.detail ?? "";
 
@@ -137,14 +153,105 @@ export function renderCall(v) {
   els.backspace.hidden = live;
   els.keypad.dataset.mode = live ? "dtmf" : "dial";
 
+  const gone = v.endedBeside ? v.endedBeside.peerName || displayAddress(v.endedBeside.peer) || "the other side" : "";
+  els.lineNote.textContent = gone ? `Call with ${gone} ended; ${who || "this call"} is on hold.` : "";
+  els.lineNote.title = els.lineNote.textContent;
+  els.lineNote.hidden = !gone;
+
+  renderLines(v.lines);
   renderCallControls(v, live);
-  renderIncoming(v.incoming);
+  renderIncoming(v, who);
+  if (refocus) {
+    refocus = false;
+    // A call left on hold wants Hold (to resume it); one still talking, Hang up.
+    const next = v.endedBeside ? els.hold : [els.hangup, els.number].find((el) => !el.hidden);
+    next?.focus({ preventScroll: true });
+  }
+}
+
+/** Both calls, once there are two: who, active or on hold, how long, and a hang-up button each. */
+function renderLines(lines) {
+  const list = els.lines;
+  els.body.dataset.lines = String(lines.length);
+  list.hidden = lines.length === 0;
+  const rows = lines.map((line) => {
+    const key = line.id || "new";
+    const row = list.querySelector(`:scope > li[data-call="${CSS.escape(key)}"]`) ?? newLineRow(key);
+    const who = line.peerName || displayAddress(line.peer) || "Unknown";
+    const state = lineState(line);
+    row.dataset.held = String(line.held);
+    row.dataset.shown = String(line.shown);
+    row.querySelector(".line-state").textContent = state;
+    const name = row.querySelector(".line-who");
+    name.textContent = who;
+    name.title = line.peer;
+    row.querySelector(".line-time").dataset.since = String(line.answeredAt || "");
+    row.querySelector(".line-hangup").setAttribute("aria-label", `Hang up ${who} (${state.toLowerCase()})`);
+    return row;
+  });
+  // Moving a focused row would blur its button: only rows that are new or gone change the list.
+  for (const row of [...list.children]) {
+    if (rows.includes(row)) continue;
+    refocus ||= row.contains(document.activeElement);
+    row.remove();
+  }
+  rows.forEach((row, i) => {
+    if (list.children[i] !== row) list.insertBefore(row, list.children[i] ?? null);
+  });
+  clearInterval(linesTimer);
+  linesTimer = 0;
+  if (!lines.length) return;
+  const tick = () => {
+    for (const time of list.querySelectorAll(".line-time")) {
+      const since = Number(time.dataset.since);
+      time.textContent = since ? formatDuration(Date.now() - since) : "";
+    }
+  };
+  tick();
+  linesTimer = setInterval(tick, 500);
+}
+
+function newLineRow(key) {
+  const row = document.createElement("li");
+  row.className = "line";
+  row.dataset.call = key;
+  const parts = ["line-state", "line-who", "line-time"].map((className) => {
+    const span = document.createElement("span");
+    span.className = className;
+    return span;
+  });
+  const hangup = document.createElement("button");
+  hangup.type = "button";
+  hangup.className = "line-hangup";
+  hangup.innerHTML = '<svg aria-hidden="true"><use href="#i-hangup"/></svg>';
+  row.append(...parts, hangup);
+  return row;
+}
+
+function lineState(line) {
+  if (line.held) return "On hold";
+  if (line.answering) return "Answering";
+  if (line.state !== "answered") return STATE_WORDS[line.state] ?? line.state;
+  return line.holdRemote ? "Held by them" : "Active";
+}
+
+/** For #status (read out, not shown, while the list is): "carol: Active, bob: On hold". */
+function linesText(lines) {
+  const shownFirst = [...lines].sort((a, b) => Number(b.shown) - Number(a.shown));
+  return shownFirst.map((line) => `${line.peerName || displayAddress(line.peer)}: ${lineState(line)}`).join(", ");
 }
 
 function renderCallControls(v, live) {
   const inCall = live && !v.answering;
+  const two = v.lines.length > 1;
   els.mute.hidden = !live;
-  els.hold.hidden = !live;
+  // With two calls, Swap takes Hold's place: one talks, the other waits.
+  els.hold.hidden = !live || two;
+  els.swap.hidden = !two;
+  els.swap.disabled = !v.canSwap;
+  const who = v.peerName || displayAddress(v.peer);
+  els.hangup.setAttribute("aria-label", two && who ? `Hang up ${who}` : "Hang up");
+  els.hangup.title = two && who ? `Hang up ${who}` : "";
   // Constant names: aria-pressed says whether it is on, the look shows it too.
   setToggle(els.mute, v.muted);
   els.mute.disabled = !inCall;
@@ -175,20 +282,31 @@ export function renderTitle(v, missedFrom) {
   let title = "Web Phone";
   if (v.incoming && v.state === "incoming") {
     title = `Incoming call from ${v.incoming.fromName || displayAddress(v.incoming.from)} · Web Phone`;
+  } else if (v.incoming) {
+    title = `Call waiting: ${v.incoming.fromName || displayAddress(v.incoming.from)} · Web Phone`;
   } else if (LIVE_STATES.has(v.state)) title = `${STATE_WORDS[v.state]}: ${who} · Web Phone`;
   else if (missedFrom) title = `Missed call from ${missedFrom} · Web Phone`;
   document.title = title;
 }
 
-function renderIncoming(incoming) {
+/** The banner of a call ringing in, alone or while another is in progress (who: that other call). */
+function renderIncoming(v, who) {
+  const { incoming, waiting } = v;
   const banner = els.incoming;
   els.body.dataset.ringing = String(!!incoming);
+  banner.dataset.waiting = incoming ? waiting : "";
   if (!incoming) {
     if (!banner.hidden && banner.contains(document.activeElement)) els.number.focus({ preventScroll: true });
     banner.hidden = true;
     banner.dataset.call = "";
     return;
   }
+  els.incomingTitle.textContent = waiting ? "Call waiting" : "Incoming call";
+  els.answer.textContent = waiting === "hold" ? "Answer and hold" : "Answer";
+  els.answer.disabled = !online || waiting === "full";
+  const note = WAITING_NOTES[waiting]?.(who || "the call in progress") ?? "";
+  els.incomingNote.textContent = note;
+  els.incomingNote.hidden = !note;
   const number = displayAddress(incoming.from);
   els.incomingName.textContent = incoming.fromName || number || "Unknown caller";
   els.incomingFrom.textContent = incoming.fromName ? number : "";
