@@ -35,7 +35,12 @@ With none of these sections the plan is the built-in one: open sign-in,
     ``strip_prefix``, ``add_prefix``, ``tech_prefix`` ("").
 ``[[routes]]``
     ``trunks`` required; ``name`` (default its key path), ``prefix`` ("+44")
-    or ``pattern`` (regex searched in the E.164 number), ``users``, ``groups``.
+    or ``pattern`` (regex searched in the E.164 number), or instead
+    ``extensions``: Asterisk patterns matched on what was dialled ("_2XXX",
+    "*97", see :mod:`dialplan.patterns`), sent on as dialled; ``users``, ``groups``.
+    The first route that takes a call and admits its caller wins; emergency
+    numbers and users' extensions come before every route, the built-in
+    extensions after them.
 ``[[inbound]]``
     ``did`` required (a number, normalised to E.164 when valid, or "*"),
     ``trunk``, and exactly one of ``user``, ``group``, ``extension`` (built-in
@@ -51,6 +56,7 @@ from typing import Any, TypeVar
 
 from . import numbers
 from .numbers import NUMBER_FORMATS, EmergencyNumbers
+from .patterns import ExtensionPattern, extension_pattern
 from .permissions import DEFAULT_ALLOW, PERMISSIONS, USER_NAME, Permission, User
 from .plan import APPLICATIONS, BUILTIN_EXTENSIONS, DEFAULT_COUNTRY, Dialplan
 from .route import Route
@@ -88,7 +94,7 @@ _TRUNK_KEYS = (
     "add_prefix",
     "tech_prefix",
 )
-_ROUTE_KEYS = ("name", "prefix", "pattern", "trunks", "users", "groups")
+_ROUTE_KEYS = ("name", "prefix", "pattern", "extensions", "trunks", "users", "groups")
 _INBOUND_KEYS = ("did", "trunk", "user", "group", "extension")
 _ANSWERS = ("user", "group", "extension")
 
@@ -376,6 +382,8 @@ def _route(
 ) -> OutboundRule:
     if "prefix" in table.values and "pattern" in table.values:
         raise DialplanError(f"{table.path}: set prefix or pattern, not both")
+    if "extensions" in table.values and ("prefix" in table.values or "pattern" in table.values):
+        raise DialplanError(f"{table.path}: set extensions or prefix/pattern, not both")
     source = table.get("pattern", str, None)
     try:
         pattern = None if source is None else re.compile(source)
@@ -389,9 +397,22 @@ def _route(
         trunks=via,
         prefix=table.matching("prefix", _E164_PREFIX, "", "an E.164 prefix such as '+44'"),
         pattern=pattern,
+        extensions=_extension_patterns(table),
         users=frozenset(table.known("users", users or {}, "user")),
         groups=frozenset(table.known("groups", members, "group")),
     )
+
+
+def _extension_patterns(table: _Table) -> tuple[ExtensionPattern, ...]:
+    if "extensions" not in table.values:
+        return ()
+    texts = table.strings("extensions")
+    if not texts:
+        raise DialplanError(f"{table.at('extensions')}: must not be empty (leave it out for a route of phone numbers)")
+    try:
+        return tuple(extension_pattern(text) for text in texts)
+    except ValueError as exc:
+        raise DialplanError(f"{table.at('extensions')}: {exc}") from None
 
 
 def _inbound(

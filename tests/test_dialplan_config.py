@@ -149,6 +149,40 @@ def plan_from(text: str) -> Dialplan:
             GB + CARRIER + '[[routes]]\ntrunks = ["carrier"]\ngroups = ["sails"]',
             "routes[0].groups: unknown group 'sails'",
         ),
+        (
+            GB + CARRIER + '[[routes]]\nprefix = "+44"\nextensions = ["_2XXX"]\ntrunks = ["carrier"]',
+            "routes[0]: set extensions or prefix/pattern, not both",
+        ),
+        (GB + CARRIER + "[[routes]]\nextensions = []\ntrunks = [\"carrier\"]", "routes[0].extensions: must not be empty"),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = "_2XXX"\ntrunks = ["carrier"]',
+            "routes[0].extensions: expected an array, not str",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["_2XY"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '_2XY': 'Y' has no meaning in a pattern",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["_X.1"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '_X.1': '.' may only end a pattern",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["_[5-1]"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '_[5-1]': a [...] set lists digits",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["_[1-5"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '_[1-5': a [...] set lists digits",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["_[*-5]"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '_[*-5]': a [...] set lists digits",
+        ),
+        (GB + CARRIER + '[[routes]]\nextensions = ["_"]\ntrunks = ["carrier"]', "routes[0].extensions: '_' is an empty"),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["2001a"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '2001a' is not an extension",
+        ),
         (GB + CARRIER + '[[routes]]\ntrunks = ["carrier"]\nvia = "x"', "routes[0].via: unknown key"),
         (
             GB
