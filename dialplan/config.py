@@ -24,15 +24,19 @@ With none of these sections the plan is the built-in one: open sign-in,
     name = [user, ...]; users can also join with their own ``groups``.
 ``[users.NAME]``
     ``groups``, ``allow`` (national, mobile, international, premium,
-    toll_free, sip_uri), ``extension`` (digits that reach the user). The
-    gateway's older ``NAME = "hash"`` form is read as a user with defaults.
+    toll_free, sip_uri), ``extension`` (digits that reach the user),
+    ``display_name`` (up to 64 characters; trunks that present the user show
+    it, with the extension). The gateway's older ``NAME = "hash"`` form is
+    read as a user with defaults.
     Without ``[users]`` sign-in is open, and nothing may name a user or group.
 ``[[trunks]]``
     ``name``, ``host`` ("host" or "host:port") required; ``transport`` udp|tcp
     (udp), ``username``/``password`` (together), ``register`` (false),
     ``expires`` (300, 10-86400), ``number_format`` e164|e164_digits|
     international|national (e164), ``international_prefix`` ("00"),
-    ``strip_prefix``, ``add_prefix``, ``tech_prefix`` ("").
+    ``strip_prefix``, ``add_prefix``, ``tech_prefix`` (""), ``caller_id``
+    trunk|user (trunk) and, with "user", ``identity_header`` from|pai|both
+    (pai): see :mod:`dialplan.identity`.
 ``[[routes]]``
     ``trunks`` required; ``name`` (default its key path), ``prefix`` ("+44")
     or ``pattern`` (regex searched in the E.164 number), or instead
@@ -56,6 +60,7 @@ from typing import Any, TypeVar
 
 from . import numbers
 from .numbers import NUMBER_FORMATS, EmergencyNumbers
+from .identity import CALLER_ID_POLICIES, IDENTITY_HEADERS
 from .patterns import ExtensionPattern, extension_pattern
 from .permissions import DEFAULT_ALLOW, PERMISSIONS, USER_NAME, Permission, User
 from .plan import APPLICATIONS, BUILTIN_EXTENSIONS, DEFAULT_COUNTRY, Dialplan
@@ -79,7 +84,8 @@ _KINDS: dict[type, str] = {str: "a string", int: "an integer", bool: "true or fa
 _DIALPLAN_KEYS = (
     "country", "emergency_numbers", "emergency_trunks", "extensions", "default_allow", "inbound_from", "trusted_sources"
 )
-_USER_KEYS = ("password", "groups", "allow", "extension")
+_USER_KEYS = ("password", "groups", "allow", "extension", "display_name")
+_DISPLAY_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
 _TRUNK_KEYS = (
     "name",
     "host",
@@ -93,6 +99,8 @@ _TRUNK_KEYS = (
     "strip_prefix",
     "add_prefix",
     "tech_prefix",
+    "caller_id",
+    "identity_header",
 )
 _ROUTE_KEYS = ("name", "prefix", "pattern", "extensions", "trunks", "users", "groups")
 _INBOUND_KEYS = ("did", "trunk", "user", "group", "extension")
@@ -299,6 +307,9 @@ def _trunk(table: _Table) -> Trunk:
     if not 10 <= expires <= 86400:
         raise DialplanError(f"{table.at('expires')}: must be 10-86400 seconds, not {expires}")
     prefix = "digits, *, # and + only"
+    caller_id = table.choice("caller_id", CALLER_ID_POLICIES, "trunk")
+    if caller_id == "trunk" and "identity_header" in table.values:
+        raise DialplanError(f"{table.at('identity_header')}: applies only with caller_id = \"user\"")
     return Trunk(
         name=name,
         host=host,
@@ -314,6 +325,8 @@ def _trunk(table: _Table) -> Trunk:
         strip_prefix=table.matching("strip_prefix", _DIAL_PREFIX, "", prefix),
         add_prefix=table.matching("add_prefix", _DIAL_PREFIX, "", prefix),
         tech_prefix=table.matching("tech_prefix", _DIAL_PREFIX, "", prefix),
+        caller_id=caller_id,
+        identity_header=table.choice("identity_header", IDENTITY_HEADERS, "pai"),
     )
 
 
@@ -361,7 +374,10 @@ def _users(
                 )
             owners[extension] = name
         groups = frozenset(table.known("groups", group_lists, "group")) | listed[name]
-        users[name] = User(name, table.permissions("allow", default_allow), groups, extension)
+        display_name = table.get("display_name", str, None)
+        if display_name is not None and not _DISPLAY_NAME.fullmatch(display_name):
+            raise DialplanError(f"{table.at('display_name')}: 1-64 characters, no control characters")
+        users[name] = User(name, table.permissions("allow", default_allow), groups, extension, display_name)
     return users
 
 

@@ -7,6 +7,7 @@ import types
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from . import numbers, permissions
+from .identity import CallerId
 from .numbers import EmergencyNumbers
 from .permissions import DEFAULT_ALLOW, PERMISSIONS, USER_NAME, Permission, User
 from .route import Route, Target
@@ -113,6 +114,12 @@ class Dialplan:
         if number in self._extensions:
             return self._local_user(self._extensions[number], caller)
         return self._routed(number, user)
+
+    def caller_id(self, caller: str) -> CallerId:
+        """Web user ``caller`` as trunks with ``caller_id = "user"`` present them:
+        their extension, else their name, and their display name, else their name."""
+        user = self._caller(caller)
+        return CallerId(user.extension or caller, user.display_name or caller)
 
     @property
     def inbound_from(self) -> str:

@@ -196,7 +196,8 @@ class CallControl:
         targets = self._targets(route)
         call = self._add_call(ControlCall(uuid.uuid4().hex[:16], CallState.CALLING, engine, owner=session))
         log.info("call %s: %s calls %s via %s", call.call_id, user, to, ", ".join(f"{t} {n}".strip() for t, n in targets))
-        engine.link.send(api.Dial(call.call_id, targets, offer, user))
+        identity = self._dialplan.caller_id(user)
+        engine.link.send(api.Dial(call.call_id, targets, offer, user, identity.user, identity.name))
         return call.call_id
 
     def _free_engine(self) -> Engine:

@@ -15,6 +15,7 @@ import logging
 from typing import Awaitable, Callable, Protocol
 
 from aiortc.mediastreams import MediaStreamTrack
+from dialplan import CallerId
 
 from . import endcause, engineapi as api
 from .background import Background
@@ -22,7 +23,7 @@ from .config import Config
 from .endcause import EndCause
 from .enginecall import EngineCall, Phase
 from .nativemedia import NativeMedia
-from .sipapi import CallAudio, Disconnected, MediaReady, MediaTimeout, NativeSocket, SipError, SipEvent, SipLeg
+from .sipapi import CallAudio, Caller, Disconnected, MediaReady, MediaTimeout, NativeSocket, SipError, SipEvent, SipLeg
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ class MediaEngine:
             if command.call_id in self._calls:
                 log.warning("engine: Dial for call %s, which exists already", command.call_id)
                 return
-            call = self._calls[command.call_id] = EngineCall(command.call_id, Phase.DIALLING, command.targets, command.caller)
+            caller = Caller(command.caller, CallerId(command.caller_user, command.caller_name))
+            call = self._calls[command.call_id] = EngineCall(command.call_id, Phase.DIALLING, command.targets, caller)
             call.audio = self._audio(call)
             spawn(self._dial(call, command.offer))
             return

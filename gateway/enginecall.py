@@ -15,9 +15,11 @@ import enum
 import logging
 from typing import TYPE_CHECKING
 
+from dialplan import CallerId
+
 from .bridge import Bridge
 from .endcause import EndCause
-from .sipapi import CallAudio
+from .sipapi import CallAudio, Caller
 
 if TYPE_CHECKING:
     from .engine import BrowserLeg
@@ -64,12 +66,14 @@ _NEXT: dict[Phase, frozenset[Phase]] = {
 class EngineCall:
     """One call: its phase, the targets left to try, and the legs it owns."""
 
-    def __init__(self, call_id: str, phase: Phase, targets: tuple[tuple[str, str], ...] = (), caller: str = "") -> None:
+    def __init__(
+        self, call_id: str, phase: Phase, targets: tuple[tuple[str, str], ...] = (), caller: Caller | None = None
+    ) -> None:
         self.call_id = call_id
         self.phase = phase
         self.targets = list(targets)
         """``(trunk, target)`` pairs not tried yet, in failover order."""
-        self.caller = caller
+        self.caller = caller or Caller("", CallerId("", ""))
         self.dialog = phase is Phase.INCOMING
         """Whether the SIP leg holds a dialog for this call right now."""
         self.attempt = 0

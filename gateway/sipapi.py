@@ -27,6 +27,8 @@ import socket
 from collections.abc import Sequence
 from typing import Callable, Protocol, Union
 
+from dialplan import CallerId
+
 from . import engineapi as api
 
 TOO_MANY_CALLS = 70010
@@ -87,6 +89,15 @@ class NativeSocket:
     sock: socket.socket
 
 
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who places an outgoing call: the web user ``name`` (the From of a direct call), and
+    ``identity``, which trunks that present their callers (``caller_id = "user"``) show."""
+
+    name: str
+    identity: CallerId
+
+
 SipEvent = Union[
     api.Incoming, api.Progress, api.Answered, api.DtmfReceived, api.HoldChanged, api.TrunkState,
     Disconnected, MediaTimeout, MediaReady, NativeSocket,
@@ -143,7 +154,7 @@ class SipLeg(Protocol):
     async def start(self, events: SipEventSink) -> None: ...
     async def stop(self) -> None:
         """Hang up every dialog (BYE, CANCEL or a final response) and free the stack."""
-    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: CallAudio) -> None:
+    async def make_call(self, call_id: str, trunk: str, target: str, caller: Caller, audio: CallAudio) -> None:
         """INVITE ``target`` (through ``trunk``, or a URI with no trunk); raises :class:`SipError`."""
     async def ring(self, call_id: str) -> None: ...
     async def answer(self, call_id: str, audio: CallAudio) -> None: ...

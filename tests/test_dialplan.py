@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dialplan import PERMISSIONS, Dialplan, OutboundRule, Route, Target, Trunk, User
+from dialplan import PERMISSIONS, CallerId, Dialplan, OutboundRule, Presented, Route, Target, Trunk, User
 from dialplan.patterns import extension_pattern
 
 from .test_dialplan_config import plan_from
@@ -335,6 +335,43 @@ def test_a_route_that_takes_a_built_in_extension_is_warned_about() -> None:
         "route 'office' takes 601 before the built-in tone extension",
     )
     assert plan.outbound("600", "alice") == via("pbx", "600")
+
+
+# -- who a call through a trunk is from ------------------------------------------
+
+ALICE = CallerId("2001", "Alice Smith")
+
+
+@pytest.mark.parametrize(
+    ("trunk", "expected"),
+    [
+        (Trunk("t", "h"), Presented()),
+        (Trunk("t", "h", caller_id="user"), Presented(asserted=ALICE)),
+        (Trunk("t", "h", caller_id="user", identity_header="pai"), Presented(asserted=ALICE)),
+        (Trunk("t", "h", caller_id="user", identity_header="from"), Presented(from_=ALICE)),
+        (Trunk("t", "h", caller_id="user", identity_header="both"), Presented(ALICE, ALICE)),
+        (Trunk("t", "h", caller_id="trunk", identity_header="both"), Presented()),
+    ],
+)
+def test_trunks_present_the_caller_as_their_policy_says(trunk: Trunk, expected: Presented) -> None:
+    assert trunk.presents(ALICE) == expected
+
+
+@pytest.mark.parametrize(
+    ("plan", "caller", "expected"),
+    [
+        (
+            plan_from('[users.alice]\nextension = "2001"\ndisplay_name = "Alice Smith"\n'),
+            "alice",
+            CallerId("2001", "Alice Smith"),
+        ),
+        (plan_from('[users.alice]\nextension = "2001"\n'), "alice", CallerId("2001", "alice")),
+        (plan_from('[users.alice]\ndisplay_name = "Zoë O\'Brien"\n'), "alice", CallerId("alice", "Zoë O'Brien")),
+        (OPEN, "bob", CallerId("bob", "bob")),
+    ],
+)
+def test_a_users_caller_id_is_their_extension_and_display_name(plan: Dialplan, caller: str, expected: CallerId) -> None:
+    assert plan.caller_id(caller) == expected
 
 
 def emergency(number: str, *trunks: str) -> Route:

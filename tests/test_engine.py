@@ -13,7 +13,7 @@ from gateway import endcause, engine as engine_module, engineapi as api
 from gateway.config import Config
 from gateway.engine import MediaEngine
 from gateway.sipapi import (
-    TOO_MANY_CALLS, CallAudio, Disconnected, MediaTimeout, NativePort, SipError, SipEvent, SipEventSink,
+    TOO_MANY_CALLS, CallAudio, Caller, Disconnected, MediaTimeout, NativePort, SipError, SipEvent, SipEventSink,
 )
 
 from .peers.net import wait_for_async
@@ -44,7 +44,7 @@ class FakeSipLeg:
     async def stop(self) -> None:
         self.journal.append(("sip stop",))
 
-    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: CallAudio) -> None:
+    async def make_call(self, call_id: str, trunk: str, target: str, caller: Caller, audio: CallAudio) -> None:
         self.journal.append(("invite", call_id, target))
         await self.invite_sent.wait()
         if target in self.refuse:
