@@ -79,6 +79,10 @@ class EngineCall:
         self.attempt = 0
         self.abandoned = 0
         """The attempt given up because its target stayed silent (0: none)."""
+        self.responded = 0
+        """The last attempt whose target answered at all, if only with 100 Trying (0: none)."""
+        self.timers: list[asyncio.TimerHandle] = []
+        """When to give up the current attempt (see ``MediaEngine._watch``)."""
         self.cause: EndCause | None = None
         """Why the engine itself ends the call, when it does; otherwise the SIP side's reason."""
         self.bridge = Bridge()
@@ -90,6 +94,11 @@ class EngineCall:
     @property
     def ending(self) -> bool:
         return self.phase in _END
+
+    def stop_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
 
     def move(self, new: Phase) -> bool:
         """Go to ``new`` if the table allows it; False (and nothing changed) otherwise."""

@@ -10,8 +10,8 @@ Events the SIP leg emits: :class:`~gateway.engineapi.Incoming`,
 :class:`~gateway.engineapi.Progress`, :class:`~gateway.engineapi.Answered`,
 :class:`~gateway.engineapi.DtmfReceived`, :class:`~gateway.engineapi.HoldChanged`
 and :class:`~gateway.engineapi.TrunkState` (the engine passes them on as
-they are), plus :class:`Disconnected`, :class:`MediaTimeout` and
-:class:`MediaReady`, which only the engine sees.
+they are), plus :class:`Disconnected`, :class:`Responded`, :class:`MediaTimeout`,
+:class:`MediaReady` and :class:`NativeSocket`, which only the engine sees.
 
 A call's audio goes one of two ways: through pjsua2's conference bridge to
 Python (:class:`AudioIO`), or past pjsua2 altogether (:class:`NativePort`):
@@ -58,6 +58,15 @@ class Disconnected:
 
 
 @dataclasses.dataclass(frozen=True)
+class Responded:
+    """The far end answered an INVITE of this call at all, if only with 100 Trying: it is there.
+
+    Sent once per dialog; ringing, an answer and a refusal have their own events."""
+
+    call_id: str
+
+
+@dataclasses.dataclass(frozen=True)
 class MediaTimeout:
     """No RTP from the far end for ``sip.media_timeout`` seconds."""
 
@@ -100,7 +109,7 @@ class Caller:
 
 SipEvent = Union[
     api.Incoming, api.Progress, api.Answered, api.DtmfReceived, api.HoldChanged, api.TrunkState,
-    Disconnected, MediaTimeout, MediaReady, NativeSocket,
+    Disconnected, Responded, MediaTimeout, MediaReady, NativeSocket,
 ]
 SipEventSink = Callable[[SipEvent], None]
 
