@@ -39,4 +39,3 @@ class Presented:
 
     from_: CallerId | None = None
     asserted: CallerId | None = None
-

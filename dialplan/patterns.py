@@ -16,11 +16,11 @@ import dataclasses
 import re
 
 MAX_PATTERN = 64
-_LITERAL = re.compile(r"^\+?[0-9*#]{1,32}$")
+_LITERAL = re.compile(r"\+?[0-9*#]{1,32}")
 _CLASSES = {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]"}
 _TAILS = {".": ".+", "!": ".*"}
 _RANGE = re.compile(r"([0-9])-([0-9])")
-_SET = re.compile(r"^(?:[0-9](?:-[0-9])?|[*#])+$")
+_SET = re.compile(r"(?:[0-9](?:-[0-9])?|[*#])+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ def extension_pattern(text: str) -> ExtensionPattern:
         raise ValueError(f"{text!r} is not 1-{MAX_PATTERN} characters")
     if not text.startswith("_"):
         extension = text.replace("-", "")
-        if not _LITERAL.match(extension):
+        if not _LITERAL.fullmatch(extension):
             raise ValueError(f"{text!r} is not an extension (digits, *, #, a leading +) or a pattern starting with _")
         return ExtensionPattern(text, re.compile(re.escape(extension)))
     return ExtensionPattern(text, re.compile(_translate(text)))
@@ -58,7 +58,7 @@ def _translate(text: str) -> str:
         elif char == "[":
             end = body.find("]", index)
             members = body[index + 1 : end]
-            if end < 0 or not _SET.match(members) or any(low > high for low, high in _RANGE.findall(members)):
+            if end < 0 or not _SET.fullmatch(members) or any(low > high for low, high in _RANGE.findall(members)):
                 raise ValueError(f"{text!r}: a [...] set lists digits, * or #, and ranges such as 1-5")
             parts.append(f"[{members}]")
             index = end

@@ -96,6 +96,7 @@ class EngineCall:
         return self.phase in _END
 
     def stop_timers(self) -> None:
+        """Cancel the current attempt's give-up timers (answered, failed over or ended)."""
         for timer in self.timers:
             timer.cancel()
         self.timers.clear()
