@@ -5,6 +5,7 @@ answers with a :class:`Route`, and the gateway carries it out.
 """
 
 from .config import DialplanError, load_plan
+from .identity import CallerId, Presented
 from .permissions import DEFAULT_ALLOW, PERMISSIONS, Permission, User
 from .plan import BUILTIN_EXTENSIONS, Dialplan
 from .route import Route, Target
@@ -13,6 +14,7 @@ from .trunks import Trunk
 
 __all__ = [
     "BUILTIN_EXTENSIONS",
+    "CallerId",
     "DEFAULT_ALLOW",
     "PERMISSIONS",
     "Dialplan",
@@ -20,6 +22,7 @@ __all__ = [
     "InboundRule",
     "OutboundRule",
     "Permission",
+    "Presented",
     "Route",
     "Target",
     "Trunk",

@@ -24,18 +24,27 @@ With none of these sections the plan is the built-in one: open sign-in,
     name = [user, ...]; users can also join with their own ``groups``.
 ``[users.NAME]``
     ``groups``, ``allow`` (national, mobile, international, premium,
-    toll_free, sip_uri), ``extension`` (digits that reach the user). The
-    gateway's older ``NAME = "hash"`` form is read as a user with defaults.
+    toll_free, sip_uri), ``extension`` (digits that reach the user),
+    ``display_name`` (up to 64 characters; trunks that present the user show
+    it, with the extension). The gateway's older ``NAME = "hash"`` form is
+    read as a user with defaults.
     Without ``[users]`` sign-in is open, and nothing may name a user or group.
 ``[[trunks]]``
     ``name``, ``host`` ("host" or "host:port") required; ``transport`` udp|tcp
     (udp), ``username``/``password`` (together), ``register`` (false),
     ``expires`` (300, 10-86400), ``number_format`` e164|e164_digits|
     international|national (e164), ``international_prefix`` ("00"),
-    ``strip_prefix``, ``add_prefix``, ``tech_prefix`` ("").
+    ``strip_prefix``, ``add_prefix``, ``tech_prefix`` (""), ``caller_id``
+    trunk|user (trunk) and, with "user", ``identity_header`` from|pai|both
+    (pai): see :mod:`dialplan.identity`.
 ``[[routes]]``
     ``trunks`` required; ``name`` (default its key path), ``prefix`` ("+44")
-    or ``pattern`` (regex searched in the E.164 number), ``users``, ``groups``.
+    or ``pattern`` (regex searched in the E.164 number), or instead
+    ``extensions``: Asterisk patterns matched on what was dialled ("_2XXX",
+    "*97", see :mod:`dialplan.patterns`), sent on as dialled; ``users``, ``groups``.
+    The first route that takes a call and admits its caller wins; emergency
+    numbers and users' extensions come before every route, the built-in
+    extensions after them.
 ``[[inbound]]``
     ``did`` required (a number, normalised to E.164 when valid, or "*"),
     ``trunk``, and exactly one of ``user``, ``group``, ``extension`` (built-in
@@ -51,6 +60,8 @@ from typing import Any, TypeVar
 
 from . import numbers
 from .numbers import NUMBER_FORMATS, EmergencyNumbers
+from .identity import CALLER_ID_POLICIES, IDENTITY_HEADERS
+from .patterns import ExtensionPattern, extension_pattern
 from .permissions import DEFAULT_ALLOW, PERMISSIONS, USER_NAME, Permission, User
 from .plan import APPLICATIONS, BUILTIN_EXTENSIONS, DEFAULT_COUNTRY, Dialplan
 from .route import Route
@@ -73,7 +84,8 @@ _KINDS: dict[type, str] = {str: "a string", int: "an integer", bool: "true or fa
 _DIALPLAN_KEYS = (
     "country", "emergency_numbers", "emergency_trunks", "extensions", "default_allow", "inbound_from", "trusted_sources"
 )
-_USER_KEYS = ("password", "groups", "allow", "extension")
+_USER_KEYS = ("password", "groups", "allow", "extension", "display_name")
+_DISPLAY_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
 _TRUNK_KEYS = (
     "name",
     "host",
@@ -87,8 +99,10 @@ _TRUNK_KEYS = (
     "strip_prefix",
     "add_prefix",
     "tech_prefix",
+    "caller_id",
+    "identity_header",
 )
-_ROUTE_KEYS = ("name", "prefix", "pattern", "trunks", "users", "groups")
+_ROUTE_KEYS = ("name", "prefix", "pattern", "extensions", "trunks", "users", "groups")
 _INBOUND_KEYS = ("did", "trunk", "user", "group", "extension")
 _ANSWERS = ("user", "group", "extension")
 
@@ -293,6 +307,9 @@ def _trunk(table: _Table) -> Trunk:
     if not 10 <= expires <= 86400:
         raise DialplanError(f"{table.at('expires')}: must be 10-86400 seconds, not {expires}")
     prefix = "digits, *, # and + only"
+    caller_id = table.choice("caller_id", CALLER_ID_POLICIES, "trunk")
+    if caller_id == "trunk" and "identity_header" in table.values:
+        raise DialplanError(f"{table.at('identity_header')}: applies only with caller_id = \"user\"")
     return Trunk(
         name=name,
         host=host,
@@ -308,6 +325,8 @@ def _trunk(table: _Table) -> Trunk:
         strip_prefix=table.matching("strip_prefix", _DIAL_PREFIX, "", prefix),
         add_prefix=table.matching("add_prefix", _DIAL_PREFIX, "", prefix),
         tech_prefix=table.matching("tech_prefix", _DIAL_PREFIX, "", prefix),
+        caller_id=caller_id,
+        identity_header=table.choice("identity_header", IDENTITY_HEADERS, "pai"),
     )
 
 
@@ -355,7 +374,10 @@ def _users(
                 )
             owners[extension] = name
         groups = frozenset(table.known("groups", group_lists, "group")) | listed[name]
-        users[name] = User(name, table.permissions("allow", default_allow), groups, extension)
+        display_name = table.get("display_name", str, None)
+        if display_name is not None and not _DISPLAY_NAME.fullmatch(display_name):
+            raise DialplanError(f"{table.at('display_name')}: 1-64 characters, no control characters")
+        users[name] = User(name, table.permissions("allow", default_allow), groups, extension, display_name)
     return users
 
 
@@ -376,6 +398,8 @@ def _route(
 ) -> OutboundRule:
     if "prefix" in table.values and "pattern" in table.values:
         raise DialplanError(f"{table.path}: set prefix or pattern, not both")
+    if "extensions" in table.values and ("prefix" in table.values or "pattern" in table.values):
+        raise DialplanError(f"{table.path}: set extensions or prefix/pattern, not both")
     source = table.get("pattern", str, None)
     try:
         pattern = None if source is None else re.compile(source)
@@ -389,9 +413,22 @@ def _route(
         trunks=via,
         prefix=table.matching("prefix", _E164_PREFIX, "", "an E.164 prefix such as '+44'"),
         pattern=pattern,
+        extensions=_extension_patterns(table),
         users=frozenset(table.known("users", users or {}, "user")),
         groups=frozenset(table.known("groups", members, "group")),
     )
+
+
+def _extension_patterns(table: _Table) -> tuple[ExtensionPattern, ...]:
+    if "extensions" not in table.values:
+        return ()
+    texts = table.strings("extensions")
+    if not texts:
+        raise DialplanError(f"{table.at('extensions')}: must not be empty (leave it out for a route of phone numbers)")
+    try:
+        return tuple(extension_pattern(text) for text in texts)
+    except ValueError as exc:
+        raise DialplanError(f"{table.at('extensions')}: {exc}") from None
 
 
 def _inbound(

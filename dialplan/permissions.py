@@ -35,12 +35,14 @@ _COSTLY = frozenset({PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST, 
 
 @dataclasses.dataclass(frozen=True)
 class User:
-    """A configured web user: what they may call, the groups they belong to and their extension."""
+    """A configured web user: what they may call, the groups they belong to, their extension
+    and the name trunks that present their callers show."""
 
     name: str
     allow: frozenset[Permission] = DEFAULT_ALLOW
     groups: frozenset[str] = frozenset()
     extension: str | None = None
+    display_name: str | None = None
 
 
 def needed(number: PhoneNumber, country: str) -> tuple[Permission, ...]:

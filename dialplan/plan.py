@@ -7,6 +7,7 @@ import types
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from . import numbers, permissions
+from .identity import CallerId
 from .numbers import EmergencyNumbers
 from .permissions import DEFAULT_ALLOW, PERMISSIONS, USER_NAME, Permission, User
 from .route import Route, Target
@@ -110,11 +111,15 @@ class Dialplan:
             return Route.reject(484, "That is not a number, a user name or a sip: address")
         if number in self._emergency:
             return self._emergency_call(number)
-        if number in self._builtins:
-            return Route("local", number)
         if number in self._extensions:
             return self._local_user(self._extensions[number], caller)
-        return self._phone_number(number, user)
+        return self._routed(number, user)
+
+    def caller_id(self, caller: str) -> CallerId:
+        """Web user ``caller`` as trunks with ``caller_id = "user"`` present them:
+        their extension, else their name, and their display name, else their name."""
+        user = self._caller(caller)
+        return CallerId(user.extension or caller, user.display_name or caller)
 
     @property
     def inbound_from(self) -> str:
@@ -181,21 +186,34 @@ class Dialplan:
         targets = tuple(Target(trunk, number) for trunk in self._emergency_trunks)
         return Route("trunk", number=number, targets=targets, emergency=True)
 
-    def _phone_number(self, number: str, user: User) -> Route:
+    def _routed(self, number: str, user: User) -> Route:
+        """A dialled number or extension: the first route that takes it, else a built-in extension.
+
+        Routes come before the built-in extensions, so 600 and 601 never hide
+        what a PBX answers on those numbers behind a matching route.  A valid
+        phone number needs its permission whichever route takes it, so an
+        extension pattern (``_X.``) carries no call the user may not make.
+        """
+        parsed = numbers.parse(number, self._country)
+        e164 = None if parsed is None else numbers.e164(parsed)
+        rule = next((rule for rule in self._routes if rule.matches(number, e164) and rule.admits(user)), None)
+        if rule is None and number in self._builtins:
+            return Route("local", number)
         if not self._trunks:
             return Route.reject(404, f"No route for {number}: no trunk is configured for phone numbers")
-        parsed = numbers.parse(number, self._country)
-        if parsed is None:
-            return Route.reject(404, f"{number} is not a valid number")
-        reason = permissions.refusal(user.allow, permissions.needed(parsed, self._country))
-        if reason is not None:
-            return Route.reject(403, reason)
-        e164 = numbers.e164(parsed)
-        rule = next((rule for rule in self._routes if rule.matches(e164) and rule.admits(user)), None)
+        if parsed is None and rule is None:
+            by_extension = any(rule.extensions for rule in self._routes)
+            return Route.reject(404, f"No route for {number}" if by_extension else f"{number} is not a valid number")
+        if parsed is not None:
+            reason = permissions.refusal(user.allow, permissions.needed(parsed, self._country))
+            if reason is not None:
+                return Route.reject(403, reason)
         if rule is None:
             return Route.reject(404, f"No route for {e164}")
+        if parsed is None or rule.extensions:  # an extension rule: the PBX gets what the user dialled
+            return Route("trunk", number=number, targets=tuple(Target(name, number) for name in rule.trunks))
         targets = tuple(Target(name, self._trunks[name].dial_string(parsed, self._country)) for name in rule.trunks)
-        return Route("trunk", number=e164, targets=targets)
+        return Route("trunk", number=numbers.e164(parsed), targets=targets)
 
     def _check(self) -> tuple[str, ...]:
         warnings: list[str] = []
@@ -210,6 +228,10 @@ class Dialplan:
             warnings.append(
                 f"sign-in is open: anyone who can reach the page may call phone numbers ({', '.join(phone)})"
             )
+        for extension, application in self._builtins.items():
+            shadow = next((rule for rule in self._routes if rule.extensions and rule.matches(extension, None)), None)
+            if shadow is not None:
+                warnings.append(f"route {shadow.name!r} takes {extension} before the built-in {application} extension")
         used = {name for rule in self._routes for name in rule.trunks} | set(self._emergency_trunks)
         warnings.extend(f"trunk {name!r} is not used by any route" for name in self._trunks if name not in used)
         for index, greedy in enumerate(self._routes):

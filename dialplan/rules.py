@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from .patterns import ExtensionPattern
 from .permissions import User
 from .route import Route
 
@@ -13,19 +14,32 @@ ANY_DID = "*"
 
 @dataclasses.dataclass(frozen=True)
 class OutboundRule:
-    """A ``[[routes]]`` entry: numbers starting with ``prefix`` or matching ``pattern``
-    (both on E.164; neither matches every number) leave by ``trunks`` in order.
-    Non-empty ``users``/``groups`` keep the rule to those users and group members."""
+    """A ``[[routes]]`` entry: what it matches leaves by ``trunks`` in order.
+
+    A number rule takes valid phone numbers starting with ``prefix`` or matching
+    ``pattern`` (both on E.164; neither: every number).  An extension rule
+    (``extensions`` set) takes whatever was dialled that one of its
+    :class:`~dialplan.patterns.ExtensionPattern` matches, phone number or not.
+    Non-empty ``users``/``groups`` keep the rule to those users and group members.
+    """
 
     name: str
     trunks: tuple[str, ...]
     prefix: str = ""
     pattern: re.Pattern[str] | None = None
+    extensions: tuple[ExtensionPattern, ...] = ()
     users: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
 
-    def matches(self, e164: str) -> bool:
-        return e164.startswith(self.prefix) and (self.pattern is None or self.pattern.search(e164) is not None)
+    def matches(self, dialled: str, e164: str | None) -> bool:
+        """Whether the rule takes ``dialled``, whose E.164 form is ``e164`` when it is a valid number."""
+        if self.extensions:
+            return any(extension.matches(dialled) for extension in self.extensions)
+        return (
+            e164 is not None
+            and e164.startswith(self.prefix)
+            and (self.pattern is None or self.pattern.search(e164) is not None)
+        )
 
     def admits(self, user: User) -> bool:
         return self.unrestricted or user.name in self.users or not self.groups.isdisjoint(user.groups)
@@ -37,8 +51,8 @@ class OutboundRule:
 
     @property
     def takes_everything(self) -> bool:
-        """Whether no rule after this one can ever be reached."""
-        return self.unrestricted and not self.prefix and self.pattern is None
+        """Whether no number rule after this one can ever be reached."""
+        return self.unrestricted and not self.prefix and self.pattern is None and not self.extensions
 
 
 @dataclasses.dataclass(frozen=True)

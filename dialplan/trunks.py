@@ -8,6 +8,7 @@ from typing import Literal
 from phonenumbers import PhoneNumber
 
 from . import numbers
+from .identity import CallerId, CallerIdPolicy, IdentityHeader, Presented
 from .numbers import NumberFormat
 
 Transport = Literal["udp", "tcp"]
@@ -22,6 +23,8 @@ class Trunk:
     dialplan only carries them. Rewriting happens in the order of the fields:
     write in ``number_format``, drop ``strip_prefix``, prepend ``add_prefix``,
     then ``tech_prefix`` (a carrier's account code such as ``1234#``).
+    ``caller_id`` and ``identity_header`` say who its calls are from
+    (:mod:`dialplan.identity`).
     """
 
     name: str
@@ -36,6 +39,8 @@ class Trunk:
     strip_prefix: str = ""
     add_prefix: str = ""
     tech_prefix: str = ""
+    caller_id: CallerIdPolicy = "trunk"
+    identity_header: IdentityHeader = "pai"
 
     def dial_string(self, number: PhoneNumber, country: str) -> str:
         """``number`` as this trunk wants it in the Request-URI, for a gateway in ``country``."""
@@ -43,3 +48,10 @@ class Trunk:
         if self.strip_prefix and text.startswith(self.strip_prefix):
             text = text[len(self.strip_prefix) :]
         return self.tech_prefix + self.add_prefix + text
+
+    def presents(self, caller: CallerId) -> Presented:
+        """The identities a call by ``caller`` carries through this trunk."""
+        if self.caller_id == "trunk":
+            return Presented()
+        header = self.identity_header
+        return Presented(caller if header in ("from", "both") else None, caller if header in ("pai", "both") else None)

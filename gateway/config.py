@@ -22,6 +22,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
+TIMER_B = 32.0
+"""RFC 3261's INVITE timeout (64 x T1): pjsip ends a silent INVITE with 408 by then whatever we configure."""
+
+
 class ConfigError(Exception):
     """A configuration problem, worded for the operator."""
 
@@ -66,6 +70,10 @@ class SipConfig:
     max_invites_per_second: float = 25.0
     register_retry: float = 30.0
     failover_timeout: float = 5.0
+    """Seconds a target may take to ring (180/183) before the next target of a failover list is tried."""
+    no_response_timeout: float = 4.0
+    """Seconds an INVITE may go without any response, not even 100 Trying, before the call ends as
+    "not responding" (or the next target is tried): SIP's own timeout (Timer B) is 32 s."""
     log_level: int = 1
 
 
@@ -285,6 +293,8 @@ def validate(config: Config, origin: str) -> None:
         raise ConfigError(f"{origin}: sip.max_invites_per_second must be above 0 and at most 50 (pjlib aborts near 60)")
     if config.calls.ring_timeout <= 0 or config.sip.media_timeout <= 0:
         raise ConfigError(f"{origin}: calls.ring_timeout and sip.media_timeout must be positive")
+    if not 0 < config.sip.no_response_timeout <= TIMER_B:
+        raise ConfigError(f"{origin}: sip.no_response_timeout must be above 0 and at most {TIMER_B:.0f} (SIP's own timeout)")
     engines, front = config.engines, config.front
     if engines.workers < 0 or engines.capacity < 0 or not 0 <= engines.sip_port <= 65535:
         raise ConfigError(f"{origin}: engines.workers, engines.capacity and engines.sip_port must not be negative")

@@ -261,7 +261,8 @@ class CallControl:
     def _dial(self, call: ControlCall, targets: tuple[tuple[str, str], ...], offer: str) -> None:
         via = ", ".join(f"{trunk} {number}".strip() for trunk, number in targets)
         log.info("call %s: %s calls %s via %s", call.call_id, call.user, call.callee, via)
-        call.engine.link.send(api.Dial(call.call_id, targets, offer, call.user))
+        identity = self._dialplan.caller_id(call.user)
+        call.engine.link.send(api.Dial(call.call_id, targets, offer, call.user, identity.user, identity.name))
 
     def _free_engine(self) -> Engine:
         """The ready engine with the most room."""

@@ -46,6 +46,8 @@ BUSY_HERE = EndCause("busy", 486, "Busy Here: already in two calls")
 NO_FREE_LINE = EndCause("busy", 503, "All lines of this gateway are busy")
 ANSWERED_ELSEWHERE = EndCause("answered_elsewhere", 200, "Answered on another device")
 MEDIA_TIMEOUT = EndCause("network_error", 408, "The phone stopped sending audio")
+NOT_RESPONDING = EndCause("not_responding", 408, "Not responding")
+"""Nothing at all came back for the INVITE (not even 100 Trying): nothing ever rang."""
 BROWSER_GONE = EndCause("network_error", 0, "The browser connection was lost")
 ICE_FAILED = EndCause("network_error", 0, "Could not connect audio to the browser")
 SHUTDOWN = EndCause("failed", 503, "The gateway is shutting down")
@@ -55,6 +57,8 @@ def from_sip(code: int, reason: str = "") -> EndCause:
     """The cause of a call the SIP side ended with ``code`` (and its reason phrase)."""
     if code == 480 and "answer" in reason.lower():
         cause, text = "no_answer", "No answer"  # a ring timeout (Q.850 cause 19 maps to 480)
+    elif code == 408 and reason.lower() == NOT_RESPONDING.reason.lower():
+        cause, text = NOT_RESPONDING.cause, NOT_RESPONDING.reason  # the SIP front's word for a silent target
     elif code in _BY_CODE:
         cause, text = _BY_CODE[code]
     elif 300 <= code < 700:

@@ -15,6 +15,7 @@ import logging
 from typing import Awaitable, Callable, Protocol
 
 from aiortc.mediastreams import MediaStreamTrack
+from dialplan import CallerId
 
 from . import endcause, engineapi as api
 from .background import Background
@@ -22,7 +23,9 @@ from .config import Config
 from .endcause import EndCause
 from .enginecall import EngineCall, Phase
 from .nativemedia import NativeMedia
-from .sipapi import CallAudio, Disconnected, MediaReady, MediaTimeout, NativeSocket, SipError, SipEvent, SipLeg
+from .sipapi import (
+    CallAudio, Caller, Disconnected, MediaReady, MediaTimeout, NativeSocket, Responded, SipError, SipEvent, SipLeg,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +114,8 @@ class MediaEngine:
             if command.call_id in self._calls:
                 log.warning("engine: Dial for call %s, which exists already", command.call_id)
                 return
-            call = self._calls[command.call_id] = EngineCall(command.call_id, Phase.DIALLING, command.targets, command.caller)
+            caller = Caller(command.caller, CallerId(command.caller_user, command.caller_name))
+            call = self._calls[command.call_id] = EngineCall(command.call_id, Phase.DIALLING, command.targets, caller)
             call.audio = self._audio(call)
             spawn(self._dial(call, command.offer))
             return
@@ -163,22 +167,46 @@ class MediaEngine:
                 if not call.move(Phase.DIALLING):
                     break  # hung up meanwhile
                 continue
-            if call.targets and not call.ending:
-                self._background.spawn(self._abandon_if_silent(call, call.attempt))
+            self._watch(call)
             return
         await self._finish(call, call.cause or cause)
 
-    async def _abandon_if_silent(self, call: EngineCall, attempt: int) -> None:
-        """A target that says nothing (not even 180) within ``sip.failover_timeout`` is given up.
+    def _watch(self, call: EngineCall) -> None:
+        """Give up the INVITE just sent if its target stays silent.
 
-        SIP's own INVITE timeout is 32 seconds: far too long for a caller
-        waiting while another trunk could carry the call.
+        SIP's own INVITE timeout is 32 seconds, with the page saying "Calling"
+        all along: a target that sends nothing back, not even 100 Trying,
+        within ``sip.no_response_timeout`` is not responding; one that does not
+        ring within ``sip.failover_timeout`` while another target could carry
+        the call is skipped for it.
         """
-        await asyncio.sleep(self._config.sip.failover_timeout)
+        if call.ending:
+            return
+        loop, sip = asyncio.get_running_loop(), self._config.sip
+        call.stop_timers()
+        call.timers.append(loop.call_later(sip.no_response_timeout, self._not_responding, call, call.attempt))
+        if call.targets:
+            call.timers.append(loop.call_later(sip.failover_timeout, self._not_ringing, call, call.attempt))
+
+    def _not_responding(self, call: EngineCall, attempt: int) -> None:
+        if call.attempt != attempt or call.phase is not Phase.INVITING or call.responded == attempt:
+            return
+        log.info("call %s: no response at all within %.0f s", call.call_id, self._config.sip.no_response_timeout)
+        if call.targets:
+            self._give_up(call, attempt)
+        else:
+            call.cause = endcause.NOT_RESPONDING
+            self._background.spawn(self._hangup(call))
+
+    def _not_ringing(self, call: EngineCall, attempt: int) -> None:
         if call.attempt == attempt and call.phase is Phase.INVITING:
-            log.info("call %s: no answer from the target within %.0f s, trying the next", call.call_id, self._config.sip.failover_timeout)
-            call.abandoned = attempt
-            await self._sip.hangup(call.call_id)
+            log.info("call %s: the target did not ring within %.0f s", call.call_id, self._config.sip.failover_timeout)
+            self._give_up(call, attempt)
+
+    def _give_up(self, call: EngineCall, attempt: int) -> None:
+        """End this attempt; its end fails over to the next target (see :meth:`_disconnected`)."""
+        call.abandoned = attempt
+        self._background.spawn(self._sip.hangup(call.call_id))
 
     async def _report_stats(self, call: EngineCall, request: str) -> None:
         if self._native is None:
@@ -277,6 +305,7 @@ class MediaEngine:
         """Close the browser leg and report the end; runs once per call."""
         if not call.move(Phase.ENDED):
             return
+        call.stop_timers()
         call.ended.set()
         self._calls.pop(call.call_id, None)
         if self._native is not None:
@@ -312,6 +341,8 @@ class MediaEngine:
             self._media_failed(call, endcause.MEDIA_TIMEOUT)
         elif call.ending:
             return
+        elif isinstance(event, Responded):
+            call.responded = call.attempt
         elif isinstance(event, MediaReady):
             if self._native is not None:
                 self._native.sip_ready(event)

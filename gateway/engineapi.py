@@ -15,6 +15,8 @@ Commands (control -> engine):
 - ``Dial``: answer the browser's WebRTC offer and place a SIP call to the first
   of ``targets`` that works: ``(trunk, number)`` pairs, or ``("", uri)`` for a
   direct call; a target that times out or answers 5xx fails over to the next.
+  ``caller`` is the web user; trunks that present their callers name them
+  ``caller_user`` (their extension, else their name) and ``caller_name``.
 - ``Accept``: answer the browser's offer and answer the ringing SIP call.
 - ``Serve``: answer a SIP call with a built-in application (``echo``, ``tone``).
 - ``Ring``: send 180 Ringing for an incoming SIP call.
@@ -73,6 +75,8 @@ class Dial:
     targets: tuple[tuple[str, str], ...]
     offer: str
     caller: str
+    caller_user: str = ""
+    caller_name: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,9 +15,11 @@ import enum
 import logging
 from typing import TYPE_CHECKING
 
+from dialplan import CallerId
+
 from .bridge import Bridge
 from .endcause import EndCause
-from .sipapi import CallAudio
+from .sipapi import CallAudio, Caller
 
 if TYPE_CHECKING:
     from .engine import BrowserLeg
@@ -64,17 +66,23 @@ _NEXT: dict[Phase, frozenset[Phase]] = {
 class EngineCall:
     """One call: its phase, the targets left to try, and the legs it owns."""
 
-    def __init__(self, call_id: str, phase: Phase, targets: tuple[tuple[str, str], ...] = (), caller: str = "") -> None:
+    def __init__(
+        self, call_id: str, phase: Phase, targets: tuple[tuple[str, str], ...] = (), caller: Caller | None = None
+    ) -> None:
         self.call_id = call_id
         self.phase = phase
         self.targets = list(targets)
         """``(trunk, target)`` pairs not tried yet, in failover order."""
-        self.caller = caller
+        self.caller = caller or Caller("", CallerId("", ""))
         self.dialog = phase is Phase.INCOMING
         """Whether the SIP leg holds a dialog for this call right now."""
         self.attempt = 0
         self.abandoned = 0
         """The attempt given up because its target stayed silent (0: none)."""
+        self.responded = 0
+        """The last attempt whose target answered at all, if only with 100 Trying (0: none)."""
+        self.timers: list[asyncio.TimerHandle] = []
+        """When to give up the current attempt (see ``MediaEngine._watch``)."""
         self.cause: EndCause | None = None
         """Why the engine itself ends the call, when it does; otherwise the SIP side's reason."""
         self.bridge = Bridge()
@@ -86,6 +94,12 @@ class EngineCall:
     @property
     def ending(self) -> bool:
         return self.phase in _END
+
+    def stop_timers(self) -> None:
+        """Cancel the current attempt's give-up timers (answered, failed over or ended)."""
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
 
     def move(self, new: Phase) -> bool:
         """Go to ``new`` if the table allows it; False (and nothing changed) otherwise."""

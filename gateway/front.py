@@ -144,6 +144,7 @@ class Front:
             "PIKE_REQUESTS": front.pike_requests,
             "SOURCE_INVITES": front.source_invites_per_second,
             "PRESENCE_SECONDS": PRESENCE_SECONDS,
+            "NO_RESPONSE_MS": round(sip.no_response_timeout * 1000),
             "RPC_PORT": self._rpc_port,
             "RPC_SECRET": self.secret,
             "DISPATCHER_LIST": workdir / "dispatcher.list",

@@ -13,7 +13,7 @@ from . import engineapi as api, nativemedia
 from .config import Config, SipConfig
 from .engine import MediaEngine
 from .engineapi import SipRole
-from .sipapi import CallAudio, NativePort, SipEventSink
+from .sipapi import CallAudio, Caller, NativePort, SipEventSink
 from .sipthread import SipThread
 from .sipua import SipUserAgent
 
@@ -51,7 +51,7 @@ class PjsipLeg:
         if self._ua is not None:
             await self._thread.stop(self._ua.destroy)
 
-    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: CallAudio) -> None:
+    async def make_call(self, call_id: str, trunk: str, target: str, caller: Caller, audio: CallAudio) -> None:
         await self._thread.run(self._user_agent().make_call, call_id, trunk, target, caller, audio)
 
     async def ring(self, call_id: str) -> None:

@@ -56,6 +56,12 @@ def trunk_uri(trunk: Trunk, user: str = "") -> str:
     return f"sip:{user + '@' if user else ''}{trunk.host}{transport}"
 
 
+def name_addr(name: str, uri: str) -> str:
+    """``"name" <uri>`` for From and P-Asserted-Identity, the name a quoted string (RFC 3261 25.1)."""
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{uri}>'
+
+
 class _Account(pj.Account):
     """What both kinds of account do with an INVITE: hand it to the user agent, on ``trunk``."""
 

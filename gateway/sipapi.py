@@ -10,8 +10,8 @@ Events the SIP leg emits: :class:`~gateway.engineapi.Incoming`,
 :class:`~gateway.engineapi.Progress`, :class:`~gateway.engineapi.Answered`,
 :class:`~gateway.engineapi.DtmfReceived`, :class:`~gateway.engineapi.HoldChanged`
 and :class:`~gateway.engineapi.TrunkState` (the engine passes them on as
-they are), plus :class:`Disconnected`, :class:`MediaTimeout` and
-:class:`MediaReady`, which only the engine sees.
+they are), plus :class:`Disconnected`, :class:`Responded`, :class:`MediaTimeout`,
+:class:`MediaReady` and :class:`NativeSocket`, which only the engine sees.
 
 A call's audio goes one of two ways: through pjsua2's conference bridge to
 Python (:class:`AudioIO`), or past pjsua2 altogether (:class:`NativePort`):
@@ -26,6 +26,8 @@ import dataclasses
 import socket
 from collections.abc import Sequence
 from typing import Callable, Protocol, Union
+
+from dialplan import CallerId
 
 from . import engineapi as api
 
@@ -53,6 +55,15 @@ class Disconnected:
     call_id: str
     code: int
     reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Responded:
+    """The far end answered an INVITE of this call at all, if only with 100 Trying: it is there.
+
+    Sent once per dialog; ringing, an answer and a refusal have their own events."""
+
+    call_id: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +98,18 @@ class NativeSocket:
     sock: socket.socket
 
 
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who places an outgoing call: the web user ``name`` (the From of a direct call), and
+    ``identity``, which trunks that present their callers (``caller_id = "user"``) show."""
+
+    name: str
+    identity: CallerId
+
+
 SipEvent = Union[
     api.Incoming, api.Progress, api.Answered, api.DtmfReceived, api.HoldChanged, api.TrunkState,
-    Disconnected, MediaTimeout, MediaReady, NativeSocket,
+    Disconnected, Responded, MediaTimeout, MediaReady, NativeSocket,
 ]
 SipEventSink = Callable[[SipEvent], None]
 
@@ -143,7 +163,7 @@ class SipLeg(Protocol):
     async def start(self, events: SipEventSink) -> None: ...
     async def stop(self) -> None:
         """Hang up every dialog (BYE, CANCEL or a final response) and free the stack."""
-    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: CallAudio) -> None:
+    async def make_call(self, call_id: str, trunk: str, target: str, caller: Caller, audio: CallAudio) -> None:
         """INVITE ``target`` (through ``trunk``, or a URI with no trunk); raises :class:`SipError`."""
     async def ring(self, call_id: str) -> None: ...
     async def answer(self, call_id: str, audio: CallAudio) -> None: ...

@@ -17,7 +17,7 @@ import pjsua2 as pj
 
 from . import engineapi as api
 from .sdp import point_audio_at
-from .sipapi import CallAudio, Disconnected, MediaReady, NativePort
+from .sipapi import CallAudio, Disconnected, MediaReady, NativePort, Responded
 from .sipport import BridgePort, tone_generator
 from .sipthread import guarded
 
@@ -43,6 +43,8 @@ class SipCall(pj.Call):
         """What was last negotiated for a :class:`~gateway.sipapi.NativePort` call."""
         self.rx_packets = -1
         self.rx_changed = time.monotonic()
+        self.responded = False
+        """Whether the far end has answered an INVITE we sent (see :class:`~gateway.sipapi.Responded`)."""
 
     @guarded
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
@@ -54,6 +56,16 @@ class SipCall(pj.Call):
             self.ua.emit(api.Answered(self.call_id))
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self._disconnected(ci.lastStatusCode, ci.lastReason)
+
+    @guarded
+    def onCallTsxState(self, prm: pj.OnCallTsxStateParam) -> None:
+        """The first response of any kind to an INVITE we sent (100 Trying included) says the far end is there."""
+        if self.responded or prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        state = prm.e.body.tsxState
+        if state.type == pj.PJSIP_EVENT_RX_MSG and state.tsx.role == pj.PJSIP_ROLE_UAC and state.tsx.method == "INVITE":
+            self.responded = True
+            self.ua.emit(Responded(self.call_id))
 
     def _disconnected(self, code: int, reason: str) -> None:
         self.ua.bury(self)

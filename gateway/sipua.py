@@ -21,8 +21,8 @@ import pjsua2 as pj
 from . import audioformat, engineapi as api
 from .config import SipConfig
 from .engineapi import SipRole
-from .sipaccount import LocalAccount, TrunkAccount, trunk_uri
-from .sipapi import CallAudio, MediaTimeout, NativePort, NativeSocket, SipEvent, SipEventSink
+from .sipaccount import LocalAccount, TrunkAccount, name_addr, trunk_uri
+from .sipapi import CallAudio, Caller, MediaTimeout, NativePort, NativeSocket, SipEvent, SipEventSink
 from .sipcall import SipCall
 from .sipcheck import invite_problem
 from .sipport import BridgePorts
@@ -46,6 +46,8 @@ _FRONT_SOURCE = re.compile(r"^X-Gateway-Source:\s*(\S+)", re.MULTILINE | re.IGNO
 """Where the front received an INVITE from: behind it, every INVITE comes from the front."""
 _GATEWAY_SOURCE = "gateway"
 """X-Gateway-Source of an INVITE the front got from one of the gateway's own workers."""
+ASSERTED_IDENTITY = "P-Asserted-Identity"
+"""RFC 3325: who the caller is, for a PBX that trusts the gateway (From may stay the trunk's account)."""
 USERS_HEADER = "X-Gateway-Users"
 """On a 480 to the front: the users this host has no page for; the front looks for them on other hosts."""
 
@@ -223,16 +225,25 @@ class SipUserAgent:
 
     # -- called from the asyncio side through SipThread.run -----------------
 
-    def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: CallAudio) -> None:
-        """Send an INVITE, through ``trunk`` (to the number ``target``) or, with no trunk,
-        to the URI ``target`` as ``caller``; raises ``pj.Error`` (for example no free call slot)."""
+    def make_call(self, call_id: str, trunk: str, target: str, caller: Caller, audio: CallAudio) -> None:
+        """Send an INVITE, through ``trunk`` (to the number ``target``, from whom the trunk's
+        ``caller_id`` says) or, with no trunk, to the URI ``target`` from the web user;
+        raises ``pj.Error`` (for example no free call slot)."""
         prm = pj.CallOpParam(True)
         if trunk:
             account = self.trunks[trunk]
             uri = trunk_uri(account.trunk, target)
+            shown = account.trunk.presents(caller.identity)
+            if shown.from_ is not None:
+                prm.txOption.localUri = name_addr(shown.from_.name, trunk_uri(account.trunk, shown.from_.user))
+            if shown.asserted is not None:
+                header = pj.SipHeader()
+                header.hName = ASSERTED_IDENTITY
+                header.hValue = name_addr(shown.asserted.name, trunk_uri(account.trunk, shown.asserted.user))
+                prm.txOption.headers.append(header)
         else:
             account, uri = self.account, target
-            prm.txOption.localUri = f'"{caller}" <sip:{caller}@{self.address}>'
+            prm.txOption.localUri = name_addr(caller.name, f"sip:{caller.name}@{self.address}")
         call = SipCall(self, account, call_id)
         call.audio = audio
         call.makeCall(uri, prm)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dialplan import PERMISSIONS, Dialplan, OutboundRule, Route, Target, Trunk, User
+from dialplan import PERMISSIONS, CallerId, Dialplan, OutboundRule, Presented, Route, Target, Trunk, User
+from dialplan.patterns import extension_pattern
 
 from .test_dialplan_config import plan_from
 
@@ -202,6 +203,175 @@ def test_allowed_calls_in_failover_order(caller: str, dialled: str, targets: tup
         assert route == Route("sip", dialled)
     else:
         assert (route.action, route.targets, route.emergency) == ("trunk", targets, False)
+
+
+# -- PBX extensions through a trunk ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "dialled", "matches"),
+    [
+        ("_2XXX", "2001", True),
+        ("_2XXX", "2999", True),
+        ("_2XXX", "200", False),
+        ("_2XXX", "20011", False),
+        ("_2XXX", "3001", False),
+        ("_Z", "0", False),
+        ("_Z", "1", True),
+        ("_N", "1", False),
+        ("_N", "2", True),
+        ("_n", "9", True),
+        ("_x", "0", True),
+        ("_[1-5]", "5", True),
+        ("_[1-5]", "6", False),
+        ("_[13-5*]X", "*1", True),
+        ("_[13-5*]X", "21", False),
+        ("_X.", "1", False),
+        ("_X.", "12", True),
+        ("_X.", "1*#", True),
+        ("_X!", "1", True),
+        ("_X!", "123", True),
+        ("_0X.", "02079460000", True),
+        ("_0X.", "+442079460000", False),
+        ("_+44X.", "+442079460000", True),
+        ("_*XX", "*97", True),
+        ("_*XX", "#97", False),
+        ("*97", "*97", True),
+        ("*97", "*970", False),
+        ("*97", "97", False),
+        ("_555-XXXX", "5551212", True),
+        ("555-1212", "5551212", True),
+        ("_#", "#", True),
+    ],
+)
+def test_extension_patterns_match_as_asterisk_reads_them(pattern: str, dialled: str, matches: bool) -> None:
+    assert extension_pattern(pattern).matches(dialled) is matches
+
+
+OFFICE = plan_from(
+    """
+    [dialplan]
+    country = "GB"
+    emergency_trunks = ["carrier"]
+
+    [groups]
+    desk = ["dave"]
+
+    [users.alice]
+    allow = ["national", "mobile", "international"]
+    extension = "3001"
+    [users.bob]
+    extension = "2050"
+    [users.carol]
+    allow = []
+    [users.dave]
+
+    [[trunks]]
+    name = "pbx"
+    host = "pbx.example.org"
+    number_format = "national"
+    [[trunks]]
+    name = "carrier"
+    host = "carrier.example.net"
+
+    [[routes]]
+    name = "mobiles"
+    prefix = "+447"
+    trunks = ["carrier"]
+    [[routes]]
+    name = "office"
+    extensions = ["_2XXX", "_*XX", "_0X."]
+    trunks = ["pbx"]
+    [[routes]]
+    name = "conference"
+    extensions = ["601"]
+    groups = ["desk"]
+    trunks = ["pbx"]
+    [[routes]]
+    name = "abroad"
+    trunks = ["carrier"]
+    """
+)
+
+
+def via(trunk: str, number: str, sent: str = "") -> Route:
+    return Route("trunk", number=number, targets=(Target(trunk, sent or number),))
+
+
+@pytest.mark.parametrize(
+    ("caller", "dialled", "expected"),
+    [
+        ("alice", "2001", via("pbx", "2001")),
+        ("alice", "20-01", via("pbx", "2001")),
+        ("carol", "2001", via("pbx", "2001")),
+        ("alice", "*97", via("pbx", "*97")),
+        ("alice", "0 20 7946 0000", via("pbx", "02079460000")),
+        ("alice", "07400 123456", via("carrier", "+447400123456")),
+        ("alice", "+33 1 42 68 53 00", via("carrier", "+33142685300")),
+        ("alice", "2050", Route("local", "bob")),
+        ("bob", "3001", Route("local", "alice")),
+        ("alice", "999", Route("trunk", number="999", targets=(Target("carrier", "999"),), emergency=True)),
+        ("dave", "601", via("pbx", "601")),
+        ("alice", "601", Route("local", "601")),
+        ("alice", "600", Route("local", "600")),
+        ("carol", "0 20 7946 0000", Route.reject(403, "You are not allowed to call national numbers")),
+        ("alice", "5000", Route.reject(404, "No route for 5000")),
+        ("alice", "*9", Route.reject(404, "No route for *9")),
+    ],
+)
+def test_office_extensions_reach_the_pbx(caller: str, dialled: str, expected: Route) -> None:
+    """Emergency numbers, then users' own extensions, then routes in order, then the built-ins."""
+    assert OFFICE.outbound(dialled, caller) == expected
+
+
+def test_a_route_that_takes_a_built_in_extension_is_warned_about() -> None:
+    assert OFFICE.warnings == ("route 'conference' takes 601 before the built-in tone extension",)
+    plan = plan_from(
+        '[dialplan]\ncountry = "GB"\nemergency_trunks = ["pbx"]\n[users.alice]\n'
+        '[[trunks]]\nname = "pbx"\nhost = "h"\n[[routes]]\nname = "office"\nextensions = ["_X."]\ntrunks = ["pbx"]\n'
+    )
+    assert plan.warnings == (
+        "route 'office' takes 600 before the built-in echo extension",
+        "route 'office' takes 601 before the built-in tone extension",
+    )
+    assert plan.outbound("600", "alice") == via("pbx", "600")
+
+
+# -- who a call through a trunk is from ------------------------------------------
+
+ALICE = CallerId("2001", "Alice Smith")
+
+
+@pytest.mark.parametrize(
+    ("trunk", "expected"),
+    [
+        (Trunk("t", "h"), Presented()),
+        (Trunk("t", "h", caller_id="user"), Presented(asserted=ALICE)),
+        (Trunk("t", "h", caller_id="user", identity_header="pai"), Presented(asserted=ALICE)),
+        (Trunk("t", "h", caller_id="user", identity_header="from"), Presented(from_=ALICE)),
+        (Trunk("t", "h", caller_id="user", identity_header="both"), Presented(ALICE, ALICE)),
+        (Trunk("t", "h", caller_id="trunk", identity_header="both"), Presented()),
+    ],
+)
+def test_trunks_present_the_caller_as_their_policy_says(trunk: Trunk, expected: Presented) -> None:
+    assert trunk.presents(ALICE) == expected
+
+
+@pytest.mark.parametrize(
+    ("plan", "caller", "expected"),
+    [
+        (
+            plan_from('[users.alice]\nextension = "2001"\ndisplay_name = "Alice Smith"\n'),
+            "alice",
+            CallerId("2001", "Alice Smith"),
+        ),
+        (plan_from('[users.alice]\nextension = "2001"\n'), "alice", CallerId("2001", "alice")),
+        (plan_from('[users.alice]\ndisplay_name = "Zoë O\'Brien"\n'), "alice", CallerId("alice", "Zoë O'Brien")),
+        (OPEN, "bob", CallerId("bob", "bob")),
+    ],
+)
+def test_a_users_caller_id_is_their_extension_and_display_name(plan: Dialplan, caller: str, expected: CallerId) -> None:
+    assert plan.caller_id(caller) == expected
 
 
 def emergency(number: str, *trunks: str) -> Route:

@@ -60,7 +60,7 @@ def plan_from(text: str) -> Dialplan:
         ("[users]\nalice = 5", "users.alice: expected a table, not int"),
         (
             '[users.alice]\ncolour = "red"',
-            "users.alice.colour: unknown key (known: password, groups, allow, extension)",
+            "users.alice.colour: unknown key (known: password, groups, allow, extension, display_name)",
         ),
         ('[users.alice]\nallow = ["national", "intl"]', "users.alice.allow: unknown permission 'intl'"),
         ('[users.alice]\nallow = "national"', "users.alice.allow: expected an array, not str"),
@@ -73,6 +73,11 @@ def plan_from(text: str) -> Dialplan:
             '[users.alice]\nextension = "2001"\n[users.bob]\nextension = "2001"',
             "users.bob.extension: '2001' is already alice's extension",
         ),
+        ("[users.alice]\ndisplay_name = 7", "users.alice.display_name: expected a string, not int"),
+        ('[users.alice]\ndisplay_name = ""', "users.alice.display_name: 1-64 characters, no control characters"),
+        ('[users.alice]\ndisplay_name = "Alice\\n"', "users.alice.display_name: 1-64 characters"),
+        ('[users.alice]\ndisplay_name = "Alice\\r\\nVia: x"', "users.alice.display_name: 1-64 characters"),
+        (f'[users.alice]\ndisplay_name = "{"A" * 65}"', "users.alice.display_name: 1-64 characters"),
         # [groups]
         ('[groups]\nsales = ["carol"]\n' + USERS, "groups.sales: unknown user 'carol'"),
         ('[groups]\nsales = ["alice"]', "groups.sales: unknown user 'alice'"),
@@ -112,6 +117,12 @@ def plan_from(text: str) -> Dialplan:
             GB + CARRIER + 'international_prefix = "+"',
             "trunks[0].international_prefix: '+' is not an international prefix",
         ),
+        (GB + CARRIER + 'caller_id = "users"', "trunks[0].caller_id: 'users' is not one of trunk, user"),
+        (
+            GB + CARRIER + 'caller_id = "user"\nidentity_header = "PAI"',
+            "trunks[0].identity_header: 'PAI' is not one of from, pai, both",
+        ),
+        (GB + CARRIER + 'identity_header = "pai"', 'trunks[0].identity_header: applies only with caller_id = "user"'),
         (GB + CARRIER + 'tech_prefix = "12a#"', "trunks[0].tech_prefix: '12a#' is not digits, *, # and + only"),
         (GB + CARRIER + 'strip_prefix = "0 "', "trunks[0].strip_prefix: '0 ' is not digits, *, # and + only"),
         (GB + CARRIER + 'add_prefix = "9;x"', "trunks[0].add_prefix: '9;x' is not digits, *, # and + only"),
@@ -148,6 +159,40 @@ def plan_from(text: str) -> Dialplan:
         (
             GB + CARRIER + '[[routes]]\ntrunks = ["carrier"]\ngroups = ["sails"]',
             "routes[0].groups: unknown group 'sails'",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nprefix = "+44"\nextensions = ["_2XXX"]\ntrunks = ["carrier"]',
+            "routes[0]: set extensions or prefix/pattern, not both",
+        ),
+        (GB + CARRIER + "[[routes]]\nextensions = []\ntrunks = [\"carrier\"]", "routes[0].extensions: must not be empty"),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = "_2XXX"\ntrunks = ["carrier"]',
+            "routes[0].extensions: expected an array, not str",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["_2XY"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '_2XY': 'Y' has no meaning in a pattern",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["_X.1"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '_X.1': '.' may only end a pattern",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["_[5-1]"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '_[5-1]': a [...] set lists digits",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["_[1-5"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '_[1-5': a [...] set lists digits",
+        ),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["_[*-5]"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '_[*-5]': a [...] set lists digits",
+        ),
+        (GB + CARRIER + '[[routes]]\nextensions = ["_"]\ntrunks = ["carrier"]', "routes[0].extensions: '_' is an empty"),
+        (
+            GB + CARRIER + '[[routes]]\nextensions = ["2001a"]\ntrunks = ["carrier"]',
+            "routes[0].extensions: '2001a' is not an extension",
         ),
         (GB + CARRIER + '[[routes]]\ntrunks = ["carrier"]\nvia = "x"', "routes[0].via: unknown key"),
         (
@@ -251,6 +296,8 @@ international_prefix = "011"
 strip_prefix = "0"
 add_prefix = "9"
 tech_prefix = "1234#"
+caller_id = "user"
+identity_header = "both"
 """
     )
     assert list(plan.trunks.values()) == [
@@ -267,6 +314,8 @@ tech_prefix = "1234#"
             "0",
             "9",
             "1234#",
+            "user",
+            "both",
         )
     ]
     assert "secret" not in repr(plan.trunks)
@@ -274,7 +323,7 @@ tech_prefix = "1234#"
 
 def test_trunk_defaults() -> None:
     assert plan_from(GB + CARRIER).trunks["carrier"] == Trunk("carrier", "sip.example.net")
-    assert Trunk("c", "h") == Trunk("c", "h", "udp", None, None, False, 300, "e164", "00", "", "", "")
+    assert Trunk("c", "h") == Trunk("c", "h", "udp", None, None, False, 300, "e164", "00", "", "", "", "trunk", "pai")
 
 
 def test_dialplan_defaults() -> None:

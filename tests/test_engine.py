@@ -13,7 +13,8 @@ from gateway import endcause, engine as engine_module, engineapi as api
 from gateway.config import Config
 from gateway.engine import MediaEngine
 from gateway.sipapi import (
-    TOO_MANY_CALLS, CallAudio, Disconnected, MediaTimeout, NativePort, SipError, SipEvent, SipEventSink,
+    TOO_MANY_CALLS, CallAudio, Caller, Disconnected, MediaTimeout, NativePort, Responded, SipError, SipEvent,
+    SipEventSink,
 )
 
 from .peers.net import wait_for_async
@@ -44,7 +45,7 @@ class FakeSipLeg:
     async def stop(self) -> None:
         self.journal.append(("sip stop",))
 
-    async def make_call(self, call_id: str, trunk: str, target: str, caller: str, audio: CallAudio) -> None:
+    async def make_call(self, call_id: str, trunk: str, target: str, caller: Caller, audio: CallAudio) -> None:
         self.journal.append(("invite", call_id, target))
         await self.invite_sent.wait()
         if target in self.refuse:
@@ -123,15 +124,29 @@ class Rig:
         return [event for event in self.events if isinstance(event, api.Ended)]
 
 
-@pytest.fixture
-async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+async def running(monkeypatch: pytest.MonkeyPatch, **sip: float) -> AsyncIterator[Rig]:
+    """A started rig whose ``[sip]`` has ``sip``'s values; stopped at the end."""
     monkeypatch.setattr(engine_module, "_SIP_GONE_SECONDS", 0.05)  # calls left up at the end need no confirmation
     config = Config()
-    config.sip.failover_timeout = 0.05
-    running = Rig(config)
-    await running.engine.start()
-    yield running
-    await running.engine.stop()
+    for key, value in sip.items():
+        setattr(config.sip, key, value)
+    started = Rig(config)
+    await started.engine.start()
+    yield started
+    await started.engine.stop()
+
+
+@pytest.fixture
+async def rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+    async for started in running(monkeypatch, failover_timeout=0.05):
+        yield started
+
+
+@pytest.fixture
+async def impatient_rig(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+    """Gives up a target that sends nothing back after 50 ms."""
+    async for started in running(monkeypatch, no_response_timeout=0.05):
+        yield started
 
 
 async def test_a_target_failing_with_503_fails_over_to_the_next(rig: Rig) -> None:
@@ -161,6 +176,27 @@ async def test_a_silent_target_is_given_up_for_the_next(rig: Rig) -> None:
     await rig.asked("hangup", "c1")
     rig.sip.tell(Disconnected("c1", 487, "Request Terminated"))
     await rig.asked("invite", "c1", "second")
+    assert not rig.ended()
+
+
+async def test_a_target_that_sends_nothing_back_ends_the_call_as_not_responding(impatient_rig: Rig) -> None:
+    rig = impatient_rig
+    rig.dial("c1", "silent")
+    await rig.asked("hangup", "c1")
+    rig.sip.tell(Disconnected("c1", 487, "Request Terminated"))
+    ended = await rig.emitted(api.Ended)
+    assert ended == api.Ended("c1", *dataclass_values(endcause.NOT_RESPONDING))
+
+
+async def test_a_target_that_does_not_respond_fails_over_to_the_next(impatient_rig: Rig) -> None:
+    rig = impatient_rig
+    rig.dial("c1", "silent", "second")
+    await rig.asked("hangup", "c1")
+    rig.sip.tell(Disconnected("c1", 487, "Request Terminated"))
+    await rig.asked("invite", "c1", "second")
+    rig.sip.tell(Responded("c1"))
+    await asyncio.sleep(0.2)
+    assert rig.journal.count(("hangup", "c1")) == 1, "a target that sent 100 Trying was given up"
     assert not rig.ended()
 
 

@@ -11,6 +11,7 @@ import pytest
 from .audio import has_tone, read_wav
 from .peers import sipp
 from .peers.baresip import Baresip
+from .peers.kamailio import SilentSipPort
 from .conftest import PHONE_HZ
 from .webclient import RATE, WebClient
 
@@ -93,6 +94,44 @@ async def test_busy_sip_phone_shows_as_busy_in_the_page(web_client, tmp_path: Pa
         await alice.call(busy.uri("bob"))
         ended = await alice.next("ended")
     assert (ended["cause"], ended["code"]) == ("busy", 486)
+
+
+@pytest.mark.parametrize("workers", ["", "[engines]\nworkers = 1\n"], ids=["embedded", "behind-the-front"])
+async def test_a_sip_address_that_never_answers_ends_quickly_as_not_responding(start_gateway, workers: str) -> None:
+    """Nothing comes back for the INVITE, not even 100 Trying: the page hears "not responding" after
+    sip.no_response_timeout, long before SIP's own 32 s timeout would say "no answer".  Behind the
+    front, which answers the worker's INVITE with 100 Trying itself, the front says so."""
+    gateway = start_gateway(f"[sip]\nno_response_timeout = 2.0\n{workers}")
+    alice = WebClient(gateway.url)
+    try:
+        await alice.connect()
+        await alice.sign_in("alice")
+        with SilentSipPort() as silent:
+            await alice.call(f"sip:bob@{silent.ip}:{silent.port}")
+            ended = await alice.next("ended", timeout=10)
+            assert silent.received(), "the INVITE never reached the silent port"
+        assert (ended["cause"], ended["code"], ended["reason"]) == ("not_responding", 408, "Not responding")
+    finally:
+        await alice.close()
+
+
+async def test_a_sip_address_that_says_trying_is_not_taken_for_one_not_responding(start_gateway, tmp_path: Path) -> None:
+    """100 Trying and nothing more (a PBX still looking for the phone) keeps the call up past
+    sip.no_response_timeout; the caller's hang-up then cancels it."""
+    gateway = start_gateway("[sip]\nno_response_timeout = 1.0\n")
+    alice = WebClient(gateway.url)
+    try:
+        await alice.connect()
+        await alice.sign_in("alice")
+        with sipp.trying_uas(tmp_path / "sipp") as phone:
+            call = await alice.call(phone.uri("bob"))
+            with pytest.raises(asyncio.TimeoutError):
+                await alice.next("ended", timeout=3)
+            await alice.send({"type": "hangup", "call": call})
+            assert (await alice.next("ended"))["cause"] == "cancelled"
+            assert (await asyncio.to_thread(phone.result, 10)).returncode == 0, "the phone did not get a CANCEL"
+    finally:
+        await alice.close()
 
 
 async def test_page_that_vanishes_mid_call_sends_bye(web_client, phone: Baresip) -> None:

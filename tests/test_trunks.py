@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,11 +29,21 @@ DIGITS = "442079460000"
 PAGE_HZ = 700
 
 
-def gateway_config(trunks: dict[str, str], route: list[str], *, password: str = "secret", extra: str = "") -> str:
-    """Users alice and bob (group sales), the given trunks (name -> host), one route through them."""
+def gateway_config(
+    trunks: dict[str, str],
+    route: list[str],
+    *,
+    password: str = "secret",
+    extra: str = "",
+    trunk_keys: str = "",
+    alice_keys: str = "",
+) -> str:
+    """Users alice and bob (group sales), the given trunks (name -> host; each with ``trunk_keys``),
+    one route through them; ``alice_keys`` go into alice's table."""
     blocks = "".join(
         f'[[trunks]]\nname = "{name}"\nhost = "{host}"\nusername = "gw"\npassword = "{password}"\n'
-        f'register = {"true" if name == "kam" else "false"}\nexpires = 60\nnumber_format = "e164_digits"\n\n'
+        f'register = {"true" if name == "kam" else "false"}\nexpires = 60\nnumber_format = "e164_digits"\n'
+        f"{trunk_keys}\n"
         for name, host in trunks.items()
     )
     return f"""
@@ -49,6 +61,7 @@ sales = ["alice", "bob"]
 [users.alice]
 password = "{HASH}"
 allow = ["national", "mobile", "international"]
+{alice_keys}
 
 [users.bob]
 password = "{HASH}"
@@ -171,6 +184,87 @@ async def test_a_failing_first_trunk_fails_over_to_the_second(
             assert has_tone(alice.last_heard(1.0), RATE, PAGE_HZ)
         finally:
             await alice.close()
+
+
+OFFICE_ROUTE = '[[routes]]\nname = "office"\nextensions = ["_2XXX", "_*XX"]\ntrunks = ["kam"]\n'
+ALICE_IDENTITY = 'extension = "3001"\ndisplay_name = "Alice Smith"\n'
+
+
+def sip_header(message: str, name: str) -> str | None:
+    """The value of header ``name`` in a SIP message as sipp logged it, or None."""
+    found = re.search(rf"^{name}:[ \t]*(.*?)\r?$", message, re.M | re.I)
+    return found.group(1) if found else None
+
+
+async def test_office_extensions_reach_the_pbx_through_its_registered_trunk(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    """A colleague's 2050 and the PBX's *97 are no phone numbers: an extension route takes them."""
+    with (
+        sipp.echo_uas(tmp_path / "desk") as desk,
+        Kamailio(tmp_path / "kam", {"gw": "secret"}, routes={"2050": desk.uri("2050")}) as pbx,
+    ):
+        pbx.rpc("htable.sets", "routes", "s:*97", f"s:{desk.uri('voicemail')}")
+        gateway = start_gateway(gateway_config({"kam": f"127.0.0.1:{pbx.port}"}, ["kam"], extra=OFFICE_ROUTE))
+        await wait_trunk(gateway, "kam", True)
+        alice = await signed_in(gateway)
+        try:
+            for extension in ("2050", "*97"):
+                call = await alice.call(extension, tone_hz=PAGE_HZ)
+                await alice.next("answered")
+                await asyncio.sleep(2)
+                assert has_tone(alice.last_heard(1.0), RATE, PAGE_HZ), f"no echo from {extension}"
+                await alice.send({"type": "hangup", "call": call})
+                await alice.next("ended")
+                await alice.hang_up_media()
+        finally:
+            await alice.close()
+    assert [event.fields["number"] for event in pbx.events("ROUTE")] == ["2050", "*97"]
+
+
+@pytest.mark.parametrize(
+    ("registered", "trunk_keys", "sent_from", "asserted"),
+    [
+        (True, 'caller_id = "user"\n', "<?sip:gw@", True),
+        (False, 'caller_id = "user"\nidentity_header = "from"\n', '"Alice Smith" <sip:3001@', False),
+        (False, 'caller_id = "user"\nidentity_header = "both"\n', '"Alice Smith" <sip:3001@', True),
+        (False, "", "<?sip:gw@", False),
+    ],
+    ids=["registered-pai", "from", "both", "trunk"],
+)
+async def test_calls_through_a_trunk_say_which_user_calls(
+    start_gateway: Callable[..., GatewayProcess],
+    tmp_path: Path,
+    registered: bool,
+    trunk_keys: str,
+    sent_from: str,
+    asserted: bool,
+) -> None:
+    """Through a registered trunk From stays the trunk's account and P-Asserted-Identity names the user;
+    a trunk peered by address may have the user in From as well; caller_id = "trunk" names nobody."""
+    with sipp.echo_uas(tmp_path / "pbx") as phone, contextlib.ExitStack() as stack:
+        name, host = "pbx", f"127.0.0.1:{phone.port}"
+        if registered:
+            kam = stack.enter_context(Kamailio(tmp_path / "kam", {"gw": "secret"}, routes={DIGITS: phone.uri()}))
+            name, host = "kam", f"127.0.0.1:{kam.port}"
+        gateway = start_gateway(gateway_config({name: host}, [name], trunk_keys=trunk_keys, alice_keys=ALICE_IDENTITY))
+        if registered:
+            await wait_trunk(gateway, "kam", True)
+        alice = await signed_in(gateway)
+        try:
+            call = await alice.call(NUMBER)
+            await alice.next("answered")
+            await alice.send({"type": "hangup", "call": call})
+            await alice.next("ended")
+        finally:
+            await alice.close()
+    [invite] = sipp.received(phone, "INVITE")
+    assert re.match(sent_from, sip_header(invite, "From") or ""), invite
+    pai = sip_header(invite, "P-Asserted-Identity")
+    if asserted:
+        assert pai is not None and re.fullmatch(r'"Alice Smith" <sip:3001@127\.0\.0\.1:\d+>', pai), invite
+    else:
+        assert pai is None, invite
 
 
 async def test_inbound_did_rings_a_user_and_a_group_rings_everyone(

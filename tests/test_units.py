@@ -31,6 +31,11 @@ def test_a_ring_timeout_reads_as_no_answer() -> None:
     assert endcause.from_sip(480, "No Answer").cause == "no_answer"
 
 
+def test_the_fronts_timeout_for_a_silent_target_reads_as_not_responding() -> None:
+    assert endcause.from_sip(408, "Not Responding") == endcause.NOT_RESPONDING
+    assert endcause.from_sip(408, "Request Timeout").cause == "no_answer"
+
+
 @pytest.mark.parametrize(
     ("old", "new", "allowed"),
     [
@@ -53,7 +58,7 @@ def test_call_state_moves(old: CallState, new: CallState, allowed: bool) -> None
 @pytest.mark.parametrize(
     "message",
     [
-        engineapi.Dial("c1", (("", "sip:600@127.0.0.1"), ("carrier", "+4420")), "v=0", "alice"),
+        engineapi.Dial("c1", (("", "sip:600@127.0.0.1"), ("carrier", "+4420")), "v=0", "alice", "2001", "Alice Smith"),
         engineapi.Hangup("c1"),
         engineapi.Ended("c1", "busy", 486, "Busy"),
         engineapi.Incoming("c2", "alice", "sip:bob@h", "Bob", ""),
@@ -93,6 +98,8 @@ def test_password_hashes_are_salted_and_checked() -> None:
         ("[users]\n'Bad Name' = 'scrypt$x'\n", "a user name is"),
         ("[webrtc]\nice_servers = [{ username = 'u' }]\n", "needs urls"),
         ("[calls]\nring_timeout = 0\n", "must be positive"),
+        ("[sip]\nno_response_timeout = 0\n", "sip.no_response_timeout must be above 0 and at most 32"),
+        ("[sip]\nno_response_timeout = 40.0\n", "sip.no_response_timeout must be above 0 and at most 32"),
         ("[engines]\nworkers = -1\n", "must not be negative"),
         ("[engines]\nmedia = 'fast'\n", "engines.media must be"),
         ("[front]\nhost_id = 100\n", "front.host_id must be 1-99"),

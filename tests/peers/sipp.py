@@ -172,6 +172,11 @@ def early_media_uas(log_dir: Path, *, ip: str = LOOPBACK) -> Sipp:
     return Sipp(log_dir, "early_media_uas", ["-sf", str(SCENARIOS / "uas_early_media.xml")], rtp_echo=True, ip=ip)
 
 
+def trying_uas(log_dir: Path, *, ip: str = LOOPBACK) -> Sipp:
+    """A SIP phone that answers an INVITE with 100 Trying only, until the caller cancels it (one call)."""
+    return Sipp(log_dir, "trying_uas", ["-sf", str(SCENARIOS / "uas_trying.xml"), "-m", "1"], ip=ip)
+
+
 def reject_uas(log_dir: Path, status: int = 486, reason: str = "Busy Here", *, ip: str = LOOPBACK) -> Sipp:
     """A SIP phone that rejects every INVITE with `status` `reason` (404, 480, 486, 603...)."""
     if not 300 <= status <= 699:
