@@ -296,7 +296,7 @@ async def test_click_to_call_rings_the_page_and_dials_only_once_it_answers() -> 
         "type": "incoming", "call": call.call_id, "from": "601", "from_name": "Click-to-call", "to": "alice", "dial": "601",
     }
     control.answer(page, call.call_id, "v=0")
-    assert link.sent == [engineapi.Dial(call.call_id, (("", "sip:601@127.0.0.1:5071"),), "v=0", "alice")]
+    assert link.sent == [engineapi.Dial(call.call_id, (("", "sip:601@127.0.0.1:5071"),), "v=0", "alice", "alice", "alice")]
     for event in (engineapi.Progress(call.call_id, 180, False), engineapi.Answered(call.call_id)):
         control.on_event(link, event)
     assert [message["type"] for message in page.messages[-2:]] == ["ringing", "answered"]
