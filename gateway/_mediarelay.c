@@ -17,10 +17,13 @@
  * datagrams above RX_BUF bytes are dropped; the SIP source must be the
  * configured remote (no latching); the SRTP contexts start at rollover
  * counter 0, so a call must be handed over before either side sends 65536
- * RTP packets; RTCP is authenticated and counted, never generated or
- * forwarded; there is no playout clock (packets leave as they arrive, the far
- * ends' jitter buffers absorb the timing); SIP RTP is taken in arrival order
- * (only older packets dropped);
+ * RTP packets; RTCP is terminated on each leg, never forwarded: every
+ * rtcp_interval the relay sends its own report (SR or RR, SDES) to the browser
+ * (SRTCP, rtcp-mux, going on from the SRTCP index aiortc reached) and to the
+ * SIP side's RTCP address (from its own RTCP socket, plain RTCP), and takes
+ * the far ends' reports (_rtcp.c keeps the figures); there is no playout clock
+ * (packets leave as they arrive, the far ends' jitter buffers absorb the
+ * timing); SIP RTP is taken in arrival order (only older packets dropped);
  * SRTP is taken from any source (its authentication is the check).
  */
 #define _GNU_SOURCE
@@ -42,6 +45,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "_rtcp.h"
 
 /* ---- libopus, as declared in opus/opus.h and opus/opus_defines.h ---- */
 #define OPUS_APPLICATION_VOIP 2048
@@ -122,7 +127,7 @@ static struct {
     opus_destroy_fn encoder_destroy;
     srtp_init_fn srtp_init;
     srtp_create_fn srtp_create;
-    srtp_packet_fn protect, unprotect, unprotect_rtcp;
+    srtp_packet_fn protect, unprotect, protect_rtcp, unprotect_rtcp;
     srtp_dealloc_fn srtp_dealloc;
     srtp_policy_from_profile_fn policy_rtp, policy_rtcp;
 } lib;
@@ -145,6 +150,12 @@ static struct {
 #define WAKE_TOKEN UINT64_MAX
 #define KIND_BROWSER 0
 #define KIND_TELEPHONE_EVENT 1
+#define LEG_BROWSER 0         /* what a call's epoll token names, with its handle above two bits */
+#define LEG_SIP 1
+#define LEG_SIP_RTCP 2
+#define OPUS_CLOCK 48000
+#define G711_CLOCK 8000
+#define MAX_SRTCP_INDEX (1u << 20) /* SRTCP packets aiortc may have sent before the hand-off */
 
 enum {
     ST_BROWSER_RX_PACKETS, ST_BROWSER_RX_BYTES, ST_BROWSER_TX_PACKETS, ST_BROWSER_TX_BYTES,
@@ -152,7 +163,8 @@ enum {
     ST_SRTP_AUTH_FAILURES, ST_SRTP_REPLAYED, ST_SRTP_ERRORS, ST_RTCP_PACKETS,
     ST_DECODE_ERRORS, ST_ENCODE_ERRORS, ST_MALFORMED, ST_OVERSIZED, ST_DROPPED,
     ST_LATE, ST_CONCEALED, ST_FEC_RECOVERED, ST_HELD, ST_FOREIGN, ST_FOREIGN_DROPPED,
-    ST_TELEPHONE_EVENTS, ST_SEND_ERRORS, ST_COUNT
+    ST_TELEPHONE_EVENTS, ST_SEND_ERRORS, ST_SIP_RTCP_RX_PACKETS, ST_SIP_RTCP_RX_BYTES, ST_SIP_RTCP_PACKETS,
+    ST_BROWSER_RTCP_TX_PACKETS, ST_BROWSER_RTCP_TX_BYTES, ST_SIP_RTCP_TX_PACKETS, ST_SIP_RTCP_TX_BYTES, ST_COUNT
 };
 static const char *const stat_names[ST_COUNT] = {
     "browser_rx_packets", "browser_rx_bytes", "browser_tx_packets", "browser_tx_bytes",
@@ -160,7 +172,8 @@ static const char *const stat_names[ST_COUNT] = {
     "srtp_auth_failures", "srtp_replayed", "srtp_errors", "rtcp_packets",
     "decode_errors", "encode_errors", "malformed", "oversized", "dropped",
     "late", "concealed", "fec_recovered", "held", "foreign", "foreign_dropped",
-    "telephone_events", "send_errors",
+    "telephone_events", "send_errors", "sip_rtcp_rx_packets", "sip_rtcp_rx_bytes", "sip_rtcp_packets",
+    "browser_rtcp_tx_packets", "browser_rtcp_tx_bytes", "sip_rtcp_tx_packets", "sip_rtcp_tx_bytes",
 };
 
 typedef struct {
@@ -210,6 +223,12 @@ typedef struct {
     uint32_t sip_expected_ts;
     int16_t acc[FRAME_8K];
     int nacc, browser_marker;
+    /* RTCP: the SIP side's own socket and address (rtcp-mux is the browser's only) and each leg's figures */
+    int sip_rtcp_fd;
+    address_t sip_rtcp_remote;
+    rtcp_t browser_rtcp, sip_rtcp;
+    double rtcp_interval, next_report;
+    uint64_t rng;
     /* RFC 4733 towards SIP: digits waiting, and the one being sent in place of audio */
     uint8_t dtmf_pending[DTMF_PENDING];
     int dtmf_npending, dtmf_event, dtmf_frames_left, dtmf_ends_left;
@@ -490,6 +509,7 @@ static void emit_to_sip(Relay *r, call_t *c, const int16_t *pcm, int n)
 {
     if (c->sip_send && c->dtmf_pt >= 0 && (c->dtmf_event >= 0 || c->dtmf_npending > 0)) {
         emit_dtmf(r, c, n);
+        rtcp_sent(&c->sip_rtcp, c->sip_ts, 4, r->now);
     } else if (!c->sip_send) {
         c->stat[ST_HELD]++;
     } else {
@@ -498,6 +518,7 @@ static void emit_to_sip(Relay *r, call_t *c, const int16_t *pcm, int n)
         g711_encode(c->sip_pt, pcm, n, p + 12);
         tx_commit(r, 12 + n);
         c->sip_marker = 0;
+        rtcp_sent(&c->sip_rtcp, c->sip_ts, n, r->now);
     }
     c->sip_ts += (uint32_t)n;
 }
@@ -638,6 +659,8 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
         }
         c->stat[ST_RTCP_PACKETS]++;
         c->last_browser_media = r->now;
+        if (rtcp_parse(&c->browser_rtcp, p, len, r->now, rtcp_ntp_now()) < 0)
+            c->stat[ST_MALFORMED]++;
         return;
     }
     status = lib.unprotect(c->srtp_rx, p, &len);
@@ -655,6 +678,7 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
         c->stat[ST_DROPPED]++;
         return;
     }
+    rtcp_received(&c->browser_rtcp, p, 1, r->now);
     reorder_push(r, c, rd16(p + 2), rd32(p + 4), p + off, plen);
 }
 
@@ -677,6 +701,7 @@ static void emit_to_browser(Relay *r, call_t *c)
     }
     c->browser_marker = 0;
     tx_commit(r, len);
+    rtcp_sent(&c->browser_rtcp, ts, n, r->now);
 }
 
 static void sip_datagram(Relay *r, call_t *c, const uint8_t *p, int len, const struct sockaddr_storage *from,
@@ -699,6 +724,7 @@ static void sip_datagram(Relay *r, call_t *c, const uint8_t *p, int len, const s
     if (pt == c->dtmf_pt) {
         c->stat[ST_TELEPHONE_EVENTS]++;
         c->last_sip_media = r->now;
+        rtcp_received(&c->sip_rtcp, p, 0, r->now); /* an event's timestamp is its start, not the clock */
         hand_to_python(r, c, KIND_TELEPHONE_EVENT, p, len, from, fromlen);
         return;
     }
@@ -706,6 +732,7 @@ static void sip_datagram(Relay *r, call_t *c, const uint8_t *p, int len, const s
         c->stat[ST_DROPPED]++;
         return;
     }
+    rtcp_received(&c->sip_rtcp, p, 1, r->now);
     uint16_t seq = rd16(p + 2);
     uint32_t ts = rd32(p + 4);
     if (c->sip_started) {
@@ -734,6 +761,49 @@ static void sip_datagram(Relay *r, call_t *c, const uint8_t *p, int len, const s
     }
 }
 
+static void sip_rtcp_datagram(Relay *r, call_t *c, const uint8_t *p, int len, const struct sockaddr_storage *from)
+{
+    if (!same_address(&c->sip_rtcp_remote, from)) {
+        c->stat[ST_DROPPED]++;
+        return;
+    }
+    if (rtcp_parse(&c->sip_rtcp, p, len, r->now, rtcp_ntp_now()) < 0) {
+        c->stat[ST_MALFORMED]++;
+        return;
+    }
+    c->stat[ST_SIP_RTCP_PACKETS]++;
+}
+
+/* ---- RTCP reports out ---- */
+static double random_unit(call_t *c) /* xorshift64: 0 <= x < 1 */
+{
+    c->rng ^= c->rng << 13;
+    c->rng ^= c->rng >> 7;
+    c->rng ^= c->rng << 17;
+    return (double)(c->rng >> 11) / 9007199254740992.0;
+}
+
+/* Both legs' reports; the next in rtcp_interval times 0.5..1.5 (RFC 3550 6.3.1's randomisation). */
+static void send_reports(Relay *r, call_t *c)
+{
+    uint64_t ntp = rtcp_ntp_now();
+    tx_begin(r, c->browser_fd, &c->browser_remote, &c->stat[ST_BROWSER_RTCP_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
+    uint8_t *p = tx_slot(r);
+    int len = rtcp_report(&c->browser_rtcp, p, r->now, ntp);
+    if (lib.protect_rtcp(c->srtp_tx, p, &len) == SRTP_OK)
+        tx_commit(r, len);
+    else
+        c->stat[ST_SRTP_ERRORS]++;
+    tx_flush(r);
+    if (c->sip_rtcp_fd >= 0) {
+        tx_begin(r, c->sip_rtcp_fd, &c->sip_rtcp_remote, &c->stat[ST_SIP_RTCP_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
+        p = tx_slot(r);
+        tx_commit(r, rtcp_report(&c->sip_rtcp, p, r->now, ntp));
+        tx_flush(r);
+    }
+    c->next_report = r->now + c->rtcp_interval * (0.5 + random_unit(c));
+}
+
 /* ---- the worker ---- */
 static call_t *lookup(Relay *r, uint64_t handle)
 {
@@ -743,19 +813,21 @@ static call_t *lookup(Relay *r, uint64_t handle)
     return r->calls[slot];
 }
 
-static void readable(Relay *r, call_t *c, int sip_side)
+static void readable(Relay *r, call_t *c, int leg)
 {
-    int fd = sip_side ? c->sip_fd : c->browser_fd;
+    int fd = leg == LEG_BROWSER ? c->browser_fd : leg == LEG_SIP ? c->sip_fd : c->sip_rtcp_fd;
     for (int i = 0; i < RX_BATCH; i++)
         r->rx_msgs[i].msg_hdr.msg_namelen = sizeof r->rx_from[i];
     int n = recvmmsg(fd, r->rx_msgs, RX_BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0)
         return;
-    if (sip_side)
+    if (leg == LEG_SIP)
         tx_begin(r, c->browser_fd, &c->browser_remote, &c->stat[ST_BROWSER_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
-    else
+    else if (leg == LEG_BROWSER)
         tx_begin(r, c->sip_fd, &c->sip_remote, &c->stat[ST_SIP_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
-    uint64_t *rx = &c->stat[sip_side ? ST_SIP_RX_PACKETS : ST_BROWSER_RX_PACKETS];
+    uint64_t *rx = &c->stat[leg == LEG_BROWSER ? ST_BROWSER_RX_PACKETS
+                            : leg == LEG_SIP   ? ST_SIP_RX_PACKETS
+                                               : ST_SIP_RTCP_RX_PACKETS];
     for (int i = 0; i < n; i++) {
         struct msghdr *h = &r->rx_msgs[i].msg_hdr;
         int len = (int)r->rx_msgs[i].msg_len;
@@ -769,10 +841,12 @@ static void readable(Relay *r, call_t *c, int sip_side)
             c->stat[ST_MALFORMED]++;
             continue;
         }
-        if (sip_side)
+        if (leg == LEG_SIP)
             sip_datagram(r, c, r->rx[i], len, &r->rx_from[i], h->msg_namelen);
-        else
+        else if (leg == LEG_BROWSER)
             browser_datagram(r, c, r->rx[i], len, &r->rx_from[i], h->msg_namelen);
+        else
+            sip_rtcp_datagram(r, c, r->rx[i], len, &r->rx_from[i]);
     }
     tx_flush(r);
 }
@@ -786,6 +860,8 @@ static void tick(Relay *r)
             conceal_all_held(r, c);
             tx_flush(r);
         }
+        if (c && r->now >= c->next_report)
+            send_reports(r, c);
     }
 }
 
@@ -799,7 +875,7 @@ static void *worker(void *arg)
     double last_tick = 0;
     int timeout = -1;
     for (;;) {
-        /* Without calls nothing needs the tick: the thread sleeps until a packet or the wake fd. */
+        /* Without calls nothing needs the tick: the thread sleeps until a packet or the wake fd (a new call, stop). */
         int n = epoll_wait(r->epfd, events, MAX_EVENTS, timeout);
         pthread_mutex_lock(&r->lock);
         if (r->stop) {
@@ -809,10 +885,12 @@ static void *worker(void *arg)
         r->now = monotonic_now();
         int queued = r->queue_count;
         for (int i = 0; i < n; i++) {
-            uint64_t token = events[i].data.u64;
-            call_t *c = token == WAKE_TOKEN ? NULL : lookup(r, token >> 1);
+            uint64_t token = events[i].data.u64, woken;
+            if (token == WAKE_TOKEN && read(r->wakefd, &woken, sizeof woken) < 0) { /* already drained */
+            }
+            call_t *c = token == WAKE_TOKEN ? NULL : lookup(r, token >> 2);
             if (c)
-                readable(r, c, (int)(token & 1));
+                readable(r, c, (int)(token & 3));
         }
         if (r->now - last_tick >= TICK_MS / 1000.0) {
             tick(r);
@@ -859,6 +937,7 @@ static PyObject *mr_init(PyObject *self, PyObject *args)
         {srtp, srtp_path, "srtp_create", (void **)&lib.srtp_create},
         {srtp, srtp_path, "srtp_protect", (void **)&lib.protect},
         {srtp, srtp_path, "srtp_unprotect", (void **)&lib.unprotect},
+        {srtp, srtp_path, "srtp_protect_rtcp", (void **)&lib.protect_rtcp},
         {srtp, srtp_path, "srtp_unprotect_rtcp", (void **)&lib.unprotect_rtcp},
         {srtp, srtp_path, "srtp_dealloc", (void **)&lib.srtp_dealloc},
         {srtp, srtp_path, "srtp_crypto_policy_set_from_profile_for_rtp", (void **)&lib.policy_rtp},
@@ -976,6 +1055,8 @@ static void free_call(call_t *c)
         close(c->browser_fd);
     if (c->sip_fd >= 0)
         close(c->sip_fd);
+    if (c->sip_rtcp_fd >= 0)
+        close(c->sip_rtcp_fd);
     PyMem_RawFree(c);
 }
 
@@ -1063,6 +1144,26 @@ static int make_srtp(void **session, int profile, const uint8_t *key, Py_ssize_t
     return 0;
 }
 
+/* aiortc sent SRTCP under our SSRC before the hand-off: the browser's replay check takes only later
+ * indices, so the relay's first report must go on from aiortc's last. libsrtp has no setter for the
+ * SRTCP index, so `count` throw-away packets advance it. */
+static int skip_srtcp_indices(void *session, uint32_t ssrc, unsigned int count)
+{
+    uint8_t scratch[8 + SRTP_MAX_TRAILER_LEN];
+    for (unsigned int i = 0; i < count; i++) {
+        int len = 8;
+        scratch[0] = 0x80, scratch[1] = 201, scratch[2] = 0, scratch[3] = 1; /* an empty RR */
+        scratch[4] = (uint8_t)(ssrc >> 24), scratch[5] = (uint8_t)(ssrc >> 16);
+        scratch[6] = (uint8_t)(ssrc >> 8), scratch[7] = (uint8_t)ssrc;
+        int status = lib.protect_rtcp(session, scratch, &len);
+        if (status != SRTP_OK) {
+            PyErr_Format(PyExc_ValueError, "cannot advance the SRTCP index (libsrtp status %d)", status);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int make_codecs(call_t *c, int bitrate, int complexity)
 {
     int err = 0;
@@ -1098,16 +1199,20 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
     static char *keywords[] = {"browser_fd", "browser_remote", "srtp_profile", "srtp_rx_key", "srtp_tx_key",
                                "opus_pt", "browser_ssrc", "browser_seq", "browser_timestamp", "sip_fd",
                                "sip_remote", "sip_pt", "sip_ssrc", "telephone_event_pt", "send", "receive",
-                               "opus_bitrate", "opus_complexity", NULL};
+                               "opus_bitrate", "opus_complexity", "sip_rtcp_fd", "sip_rtcp_remote",
+                               "srtcp_index", "cname", "rtcp_interval", NULL};
     int browser_fd, profile, opus_pt, sip_fd, sip_pt, dtmf_pt, send, receive, bitrate, complexity;
-    unsigned int browser_ssrc, sip_ssrc, browser_seq, browser_ts;
-    PyObject *browser_remote, *sip_remote;
-    const char *rx_key, *tx_key;
-    Py_ssize_t rx_len, tx_len;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOiy#y#iIIIiOiIippii", keywords, &browser_fd, &browser_remote,
-                                     &profile, &rx_key, &rx_len, &tx_key, &tx_len, &opus_pt, &browser_ssrc,
-                                     &browser_seq, &browser_ts, &sip_fd, &sip_remote, &sip_pt, &sip_ssrc, &dtmf_pt,
-                                     &send, &receive, &bitrate, &complexity))
+    int sip_rtcp_fd = -1;
+    unsigned int browser_ssrc, sip_ssrc, browser_seq, browser_ts, srtcp_index = 0;
+    PyObject *browser_remote, *sip_remote, *sip_rtcp_remote = Py_None;
+    const char *rx_key, *tx_key, *cname = NULL;
+    Py_ssize_t rx_len, tx_len, cname_len = 0;
+    double rtcp_interval = 5.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOiy#y#iIIIiOiIippii|iOIz#d", keywords, &browser_fd,
+                                     &browser_remote, &profile, &rx_key, &rx_len, &tx_key, &tx_len, &opus_pt,
+                                     &browser_ssrc, &browser_seq, &browser_ts, &sip_fd, &sip_remote, &sip_pt,
+                                     &sip_ssrc, &dtmf_pt, &send, &receive, &bitrate, &complexity, &sip_rtcp_fd,
+                                     &sip_rtcp_remote, &srtcp_index, &cname, &cname_len, &rtcp_interval))
         return NULL;
     if (closed_error(r))
         return NULL;
@@ -1116,31 +1221,49 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "payload types: Opus 96..127, SIP 0 or 8, telephone-event -1 or 96..127");
         return NULL;
     }
+    if ((sip_rtcp_fd >= 0) != (sip_rtcp_remote != Py_None) || srtcp_index > MAX_SRTCP_INDEX ||
+        (cname && (cname_len < 1 || cname_len > RTCP_CNAME_MAX)) || !(rtcp_interval >= 0.01 && rtcp_interval <= 3600)) {
+        PyErr_Format(PyExc_ValueError, "RTCP: sip_rtcp_fd and sip_rtcp_remote go together, srtcp_index is at most "
+                     "%u, a cname 1..%d bytes, rtcp_interval 0.01..3600 s", MAX_SRTCP_INDEX, RTCP_CNAME_MAX);
+        return NULL;
+    }
     call_t *c = PyMem_RawCalloc(1, sizeof *c);
     if (!c)
         return PyErr_NoMemory();
-    c->browser_fd = c->sip_fd = -1;
+    c->browser_fd = c->sip_fd = c->sip_rtcp_fd = -1;
     if (parse_address(browser_remote, browser_fd, &c->browser_remote) < 0 ||
         parse_address(sip_remote, sip_fd, &c->sip_remote) < 0 ||
+        (sip_rtcp_fd >= 0 && parse_address(sip_rtcp_remote, sip_rtcp_fd, &c->sip_rtcp_remote) < 0) ||
         make_srtp(&c->srtp_rx, profile, (const uint8_t *)rx_key, rx_len, 1) < 0 ||
         make_srtp(&c->srtp_tx, profile, (const uint8_t *)tx_key, tx_len, 0) < 0 ||
-        make_codecs(c, bitrate, complexity) < 0) {
+        skip_srtcp_indices(c->srtp_tx, browser_ssrc, srtcp_index) < 0 || make_codecs(c, bitrate, complexity) < 0) {
         free_call(c);
         return NULL;
     }
     c->browser_fd = fcntl(browser_fd, F_DUPFD_CLOEXEC, 0);
     c->sip_fd = fcntl(sip_fd, F_DUPFD_CLOEXEC, 0);
-    if (c->browser_fd < 0 || c->sip_fd < 0) {
+    c->sip_rtcp_fd = sip_rtcp_fd >= 0 ? fcntl(sip_rtcp_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (c->browser_fd < 0 || c->sip_fd < 0 || (sip_rtcp_fd >= 0 && c->sip_rtcp_fd < 0)) {
         PyErr_SetFromErrno(PyExc_OSError);
         free_call(c);
         return NULL;
     }
-    uint32_t random[2] = {0, 0};
+    uint32_t random[6] = {0};
     if (getrandom(random, sizeof random, 0) != (ssize_t)sizeof random) {
         PyErr_SetFromErrno(PyExc_OSError);
         free_call(c);
         return NULL;
     }
+    char random_cname[17];
+    if (!cname) { /* RFC 7022: a random CNAME for the session */
+        snprintf(random_cname, sizeof random_cname, "%08x%08x", random[2], random[3]);
+        cname = random_cname;
+        cname_len = 16;
+    }
+    rtcp_init(&c->browser_rtcp, browser_ssrc, OPUS_CLOCK, cname, (size_t)cname_len);
+    rtcp_init(&c->sip_rtcp, sip_ssrc, G711_CLOCK, cname, (size_t)cname_len);
+    c->rtcp_interval = rtcp_interval;
+    c->rng = (uint64_t)random[4] << 32 | random[5] | 1;
     c->opus_pt = (uint8_t)opus_pt;
     c->browser_ssrc = browser_ssrc;
     c->browser_seq = (uint16_t)browser_seq;
@@ -1167,10 +1290,13 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
     }
     c->handle = (uint64_t)(++r->generation) << 16 | (uint64_t)slot;
     c->last_browser_media = c->last_sip_media = monotonic_now();
-    if (watch(r, c->browser_fd, c->handle << 1, EPOLL_CTL_ADD) < 0 ||
-        watch(r, c->sip_fd, c->handle << 1 | 1, EPOLL_CTL_ADD) < 0) {
+    c->next_report = c->last_browser_media + rtcp_interval * (0.5 + random_unit(c)) / 2; /* RFC 3550 6.2: half at first */
+    if (watch(r, c->browser_fd, c->handle << 2 | LEG_BROWSER, EPOLL_CTL_ADD) < 0 ||
+        watch(r, c->sip_fd, c->handle << 2 | LEG_SIP, EPOLL_CTL_ADD) < 0 ||
+        (c->sip_rtcp_fd >= 0 && watch(r, c->sip_rtcp_fd, c->handle << 2 | LEG_SIP_RTCP, EPOLL_CTL_ADD) < 0)) {
         PyErr_SetFromErrno(PyExc_OSError);
         epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->browser_fd, NULL);
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->sip_fd, NULL);
         pthread_mutex_unlock(&r->lock);
         free_call(c);
         return NULL;
@@ -1178,15 +1304,18 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
     r->calls[slot] = c;
     r->live_calls++;
     pthread_mutex_unlock(&r->lock);
+    uint64_t one = 1;
+    if (write(r->wakefd, &one, sizeof one) < 0) { /* cannot fail: the counter is far from overflow */
+    }
     return PyLong_FromUnsignedLongLong(c->handle);
 }
 
 static PyObject *relay_update_sip(Relay *r, PyObject *args)
 {
     unsigned long long handle;
-    PyObject *remote;
+    PyObject *remote, *rtcp_remote = Py_None;
     int pt, send, receive;
-    if (!PyArg_ParseTuple(args, "KOipp", &handle, &remote, &pt, &send, &receive))
+    if (!PyArg_ParseTuple(args, "KOipp|O", &handle, &remote, &pt, &send, &receive, &rtcp_remote))
         return NULL;
     if (closed_error(r))
         return NULL;
@@ -1196,9 +1325,13 @@ static PyObject *relay_update_sip(Relay *r, PyObject *args)
     }
     relay_lock(r);
     call_t *c = lookup(r, handle);
-    address_t address;
-    int ok = c && parse_address(remote, c->sip_fd, &address) == 0;
+    address_t address, rtcp_address;
+    int ok = c && parse_address(remote, c->sip_fd, &address) == 0 &&
+             (rtcp_remote == Py_None || c->sip_rtcp_fd < 0 ||
+              parse_address(rtcp_remote, c->sip_rtcp_fd, &rtcp_address) == 0);
     if (ok) {
+        if (rtcp_remote != Py_None && c->sip_rtcp_fd >= 0)
+            c->sip_rtcp_remote = rtcp_address;
         if (!same_address(&address, &c->sip_remote.addr) || pt != c->sip_pt) { /* a new stream */
             c->sip_started = 0;
             c->nacc = 0;
@@ -1257,6 +1390,8 @@ static PyObject *relay_remove_call(Relay *r, PyObject *args)
     if (c) {
         epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->browser_fd, NULL);
         epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->sip_fd, NULL);
+        if (c->sip_rtcp_fd >= 0)
+            epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->sip_rtcp_fd, NULL);
         r->calls[handle & 0xffff] = NULL;
         r->live_calls--;
     }
@@ -1265,6 +1400,41 @@ static PyObject *relay_remove_call(Relay *r, PyObject *args)
         Py_RETURN_FALSE;
     free_call(c);
     Py_RETURN_TRUE;
+}
+
+/* d[prefix + name] = value, taking the reference; -1 (with the error set) if value is NULL or d refuses. */
+static int put_item(PyObject *d, const char *prefix, const char *name, PyObject *value)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s%s", prefix, name);
+    int status = value ? PyDict_SetItemString(d, key, value) : -1;
+    Py_XDECREF(value);
+    return status;
+}
+
+static PyObject *ms_or_none(int known, double ticks, uint32_t clock_rate)
+{
+    return known ? PyFloat_FromDouble(ticks * 1000.0 / clock_rate) : Py_NewRef(Py_None);
+}
+
+/* One leg's RTCP figures: what arrives (measured here) and what the far end reports about what we send
+ * (None until its first report block, the round trip until a block echoes one of our SRs). */
+static int put_leg(PyObject *d, const char *leg, const rtcp_t *s)
+{
+    uint32_t expected;
+    int64_t lost = rtcp_lost(s, &expected);
+    int remote = s->have_remote;
+    if (put_item(d, leg, "jitter_ms", ms_or_none(1, s->jitter, s->clock_rate)) < 0 ||
+        put_item(d, leg, "lost", PyLong_FromLongLong(lost)) < 0 ||
+        put_item(d, leg, "expected", PyLong_FromUnsignedLong(expected)) < 0 ||
+        put_item(d, leg, "fraction_lost", PyFloat_FromDouble(s->fraction_lost / 256.0)) < 0 ||
+        put_item(d, leg, "rtt_ms", ms_or_none(s->have_rtt, s->rtt, 1)) < 0 ||
+        put_item(d, leg, "remote_jitter_ms", ms_or_none(remote, s->remote_jitter, s->clock_rate)) < 0 ||
+        put_item(d, leg, "remote_lost", remote ? PyLong_FromLong(s->remote_lost) : Py_NewRef(Py_None)) < 0 ||
+        put_item(d, leg, "remote_fraction_lost",
+                 remote ? PyFloat_FromDouble(s->remote_fraction_lost / 256.0) : Py_NewRef(Py_None)) < 0)
+        return -1;
+    return 0;
 }
 
 static PyObject *relay_stats(Relay *r, PyObject *args)
@@ -1276,29 +1446,27 @@ static PyObject *relay_stats(Relay *r, PyObject *args)
         return NULL;
     uint64_t stat[ST_COUNT];
     double last_browser = 0, last_sip = 0;
+    rtcp_t legs[2];
     relay_lock(r);
     call_t *c = lookup(r, handle);
     if (c) {
         memcpy(stat, c->stat, sizeof stat);
         last_browser = c->last_browser_media;
         last_sip = c->last_sip_media;
+        legs[0] = c->browser_rtcp;
+        legs[1] = c->sip_rtcp;
     }
     pthread_mutex_unlock(&r->lock);
     if (!c)
         return PyErr_Format(PyExc_KeyError, "no call %llu", handle);
     PyObject *d = PyDict_New();
-    for (int i = 0; d && i < ST_COUNT; i++) {
-        PyObject *v = PyLong_FromUnsignedLongLong(stat[i]);
-        if (!v || PyDict_SetItemString(d, stat_names[i], v) < 0)
+    for (int i = 0; d && i < ST_COUNT; i++)
+        if (put_item(d, "", stat_names[i], PyLong_FromUnsignedLongLong(stat[i])) < 0)
             Py_CLEAR(d);
-        Py_XDECREF(v);
-    }
-    PyObject *a = d ? PyFloat_FromDouble(last_browser) : NULL, *b = d ? PyFloat_FromDouble(last_sip) : NULL;
-    if (!a || !b || PyDict_SetItemString(d, "last_browser_media", a) < 0 ||
-        PyDict_SetItemString(d, "last_sip_media", b) < 0)
+    if (d && (put_item(d, "", "last_browser_media", PyFloat_FromDouble(last_browser)) < 0 ||
+              put_item(d, "", "last_sip_media", PyFloat_FromDouble(last_sip)) < 0 ||
+              put_leg(d, "browser_", &legs[0]) < 0 || put_leg(d, "sip_", &legs[1]) < 0))
         Py_CLEAR(d);
-    Py_XDECREF(a);
-    Py_XDECREF(b);
     return d;
 }
 
@@ -1411,11 +1579,12 @@ static PyMethodDef relay_methods[] = {
     {"add_call", (PyCFunction)(void (*)(void))relay_add_call, METH_VARARGS | METH_KEYWORDS,
      "Start carrying a call; returns its handle. The fds are duplicated, never closed."},
     {"update_sip", (PyCFunction)relay_update_sip, METH_VARARGS,
-     "update_sip(handle, (host, port), payload_type, send, receive): re-INVITE or hold."},
+     "update_sip(handle, (host, port), payload_type, send, receive, rtcp_remote=None): re-INVITE or hold."},
     {"send_dtmf", (PyCFunction)relay_send_dtmf, METH_VARARGS,
      "send_dtmf(handle, events): RFC 4733 events 0..15 towards SIP; False without telephone-event or room."},
     {"remove_call", (PyCFunction)relay_remove_call, METH_VARARGS, "Stop carrying a call; False if unknown."},
-    {"stats", (PyCFunction)relay_stats, METH_VARARGS, "The call's counters and last-media times."},
+    {"stats", (PyCFunction)relay_stats, METH_VARARGS,
+     "The call's counters, last-media times and each leg's RTCP figures (browser_*, sip_*)."},
     {"drain", (PyCFunction)relay_drain, METH_NOARGS,
      "Datagrams for Python: [(handle, kind, bytes, (host, port))]; kind 0 STUN/DTLS, 1 telephone-event."},
     {"fileno", (PyCFunction)relay_fileno, METH_NOARGS, "The eventfd readable while drain() has work."},

@@ -320,9 +320,10 @@ class MediaEngine:
     def _on_sip_event(self, event: SipEvent) -> None:
         if isinstance(event, NativeSocket):
             if self._native is not None:
-                self._native.adopt(event.call_id, event.sock)
+                self._native.adopt(event.call_id, event.sock, event.rtcp)
             else:
                 event.sock.close()
+                event.rtcp.close()
             return
         if isinstance(event, api.Incoming):
             self._calls[event.call_id] = EngineCall(event.call_id, Phase.INCOMING)

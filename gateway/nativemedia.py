@@ -6,7 +6,9 @@ aiortc's media path is taken over (:mod:`gateway.webrtchandoff`) and the relay
 carries SRTP/Opus <-> RTP/G.711 with no Python per packet.  What the relay
 hands back comes through here: STUN and DTLS go to aioice and aiortc (ICE
 consent, DTLS alerts), RFC 4733 telephone-events become DTMF events.  The
-media timeout is read from the relay's counters.
+media timeout is read from the relay's counters, the SIP leg's quality
+(jitter, loss, round trip) from its RTCP figures.  Each call has an RTCP
+socket on the SIP side too, on the port after RTP's (:mod:`gateway.rtpsockets`).
 
 The built-in applications (600 echo, 601 tone) are served by small asyncio
 endpoints here: pjsua2 runs without a conference clock in this mode, and
@@ -29,6 +31,7 @@ import numpy as np
 from . import audioformat, engineapi as api
 from .config import Config
 from .nativerelay import BrowserMedia, Foreign, NativeRelay, SipMedia, load_error
+from .rtpsockets import bind_pair
 from .sipapi import MediaReady, MediaTimeout, NativePort, SipEventSink
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,7 @@ def _is_turn(server: dict[str, Any]) -> bool:
 @dataclasses.dataclass(eq=False)
 class _Call:
     sock: socket.socket
+    rtcp: socket.socket
     path: Any = None
     """The browser's :class:`~gateway.webrtchandoff.MediaPath`, once handed off."""
     sip: MediaReady | None = None
@@ -115,14 +119,12 @@ class NativeMedia:
         (an incoming call's was made by the SIP leg, see :meth:`adopt`)."""
         call = self._calls.get(call_id)
         if call is None:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((self._config.sip.listen, 0))
-            call = self._calls[call_id] = _Call(sock)
+            call = self._calls[call_id] = _Call(*bind_pair(self._config.sip.listen))
         return NativePort(call.sock.getsockname()[1])
 
-    def adopt(self, call_id: str, sock: socket.socket) -> None:
-        """An incoming call's socket, made by the SIP leg before pjsua2 wrote its SDP answer."""
-        self._calls[call_id] = _Call(sock)
+    def adopt(self, call_id: str, sock: socket.socket, rtcp: socket.socket) -> None:
+        """An incoming call's sockets, made by the SIP leg before pjsua2 wrote its SDP answer."""
+        self._calls[call_id] = _Call(sock, rtcp)
 
     async def serve(self, call_id: str, app: str) -> NativePort:
         """A built-in application on its own socket: ``echo`` returns what it gets, ``tone`` plays 440 Hz."""
@@ -146,7 +148,7 @@ class NativeMedia:
             return
         call.sip = event
         if call.handle is not None:
-            self._relay.update_sip(call.handle, event.remote, event.payload_type, event.send, event.receive)
+            self._relay.update_sip(call.handle, event.remote, event.payload_type, event.send, event.receive, event.rtcp_remote)
         else:
             self._start(event.call_id, call)
 
@@ -156,12 +158,14 @@ class NativeMedia:
         if call is None:
             return
         if call.handle is not None:
+            self._log_quality(call_id, call.handle)
             self._relay.remove_call(call.handle)
             self._handles.pop(call.handle, None)
         if call.app is not None:
             call.app.close()
         else:
             call.sock.close()
+        call.rtcp.close()
 
     def _start(self, call_id: str, call: _Call) -> None:
         if call.path is None or call.sip is None or call.handle is not None:
@@ -169,9 +173,12 @@ class NativeMedia:
         path, sip = call.path, call.sip
         browser = BrowserMedia(
             path.fd, path.remote_addr, path.srtp_profile, path.inbound_key, path.outbound_key,
-            path.payload_type, path.ssrc, path.sequence, path.timestamp,
+            path.payload_type, path.ssrc, path.sequence, path.timestamp, path.srtcp_index, path.cname,
         )
-        sip_media = SipMedia(call.sock.fileno(), sip.remote, sip.payload_type, call.ssrc, sip.event_payload_type, sip.send, sip.receive)
+        sip_media = SipMedia(
+            call.sock.fileno(), sip.remote, sip.payload_type, call.ssrc, sip.event_payload_type, sip.send, sip.receive,
+            call.rtcp.fileno(), sip.rtcp_remote,
+        )
         call.handle = self._relay.add_call(browser, sip_media)
         self._handles[call.handle] = call_id
         log.info("call %s: media carried natively (SIP %s %s)", call_id, _CODECS.get(sip.payload_type), sip.remote)
@@ -189,14 +196,23 @@ class NativeMedia:
                 self._events(MediaTimeout(call_id))
 
     def quality(self, call_id: str) -> tuple[str, float, float, float]:
-        """The SIP leg as the relay saw it: codec and loss (jitter and round trip are not measured natively yet)."""
+        """The SIP leg as the relay's RTCP sees it: codec, jitter (ms) and loss (%) of what arrives, and the
+        round trip (ms) from the far end's reports (0 until one echoes the relay's SR)."""
         call = self._calls.get(call_id)
         if call is None or call.handle is None or call.sip is None:
             return ("", 0.0, 0.0, 0.0)
         stats = self._relay.stats(call.handle)
-        received = stats["sip_rx_packets"]
-        lost = stats["concealed"]
-        return (_CODECS.get(call.sip.payload_type, ""), 0.0, 100 * lost / (received + lost) if received + lost else 0.0, 0.0)
+        return (_CODECS.get(call.sip.payload_type, ""), stats["sip_jitter_ms"], _loss_pct(stats, "sip"), stats["sip_rtt_ms"] or 0.0)
+
+    def _log_quality(self, call_id: str, handle: int) -> None:
+        """Both legs' RTCP figures as the call ends: the browser's are nowhere else on the gateway's side."""
+        stats = self._relay.stats(handle)
+        legs = [
+            f"{leg} jitter {stats[f'{leg}_jitter_ms']:.1f} ms, loss {_loss_pct(stats, leg):.1f} %, "
+            f"round trip {_ms(stats[f'{leg}_rtt_ms'])}"
+            for leg in ("sip", "browser")
+        ]
+        log.info("call %s: RTCP %s", call_id, "; ".join(legs))
 
     def send_dtmf(self, call_id: str, digits: str) -> bool:
         """RFC 4733 in the relay's own RTP stream; False when that is not possible (then SIP INFO)."""
@@ -239,6 +255,17 @@ class NativeMedia:
             data = b"".join(bytes(packet) for packet in [*codec.encode(frame), *codec.encode(None)])
             self._tones[payload_type] = [data[i : i + _FRAME_SAMPLES] for i in range(0, len(data), _FRAME_SAMPLES)]
         return self._tones[payload_type]
+
+
+def _loss_pct(stats: dict[str, Any], leg: str) -> float:
+    """Of what the leg's far end sent, the share lost so far (RFC 3550's cumulative count, which duplicates
+    can take below 0: then none)."""
+    expected = stats[f"{leg}_expected"]
+    return 100 * max(stats[f"{leg}_lost"], 0) / expected if expected else 0.0
+
+
+def _ms(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f} ms"
 
 
 class _Echo(asyncio.DatagramProtocol):

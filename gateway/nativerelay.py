@@ -6,6 +6,8 @@ with no Python per packet (about 1.3 % of a core per call, against ~8 % for the
 Python bridge). Everything that is not media comes back here: STUN and DTLS
 from the browser's socket (aioice must keep answering consent checks) and the
 SIP side's telephone-event packets (for DTMF), through :meth:`drain_foreign`.
+RTCP ends in the relay on each leg: it sends its own reports and reads the far
+ends', and :meth:`stats` gives each leg's jitter, loss and round trip.
 
 The extension is optional: it may not have been built, or libopus/libsrtp may
 be missing. :func:`load_error` says why it cannot be used, so the engine can
@@ -46,6 +48,8 @@ class BrowserMedia:
     ssrc: int  # our outbound SSRC, as signalled in SDP
     seq: int | None = None  # next outbound sequence number (None: random)
     timestamp: int | None = None  # next outbound 48 kHz timestamp (None: random)
+    srtcp_index: int = 0  # SRTCP packets already sent under `ssrc` (aiortc's, before the hand-off)
+    cname: str | None = None  # the RTCP CNAME of our SDP, used on both legs (None: a random one)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,13 @@ class SipMedia:
     telephone_event_pt: int | None = None  # RFC 4733 packets of this type come back through drain_foreign
     send: bool = True  # False while the call is on hold towards SIP
     receive: bool = True
+    rtcp_fd: int | None = None  # our RTCP socket (the SDP's RTCP port); None: no RTCP on the SIP leg
+    rtcp_remote: tuple[str, int] | None = None  # where RTCP goes and comes from (None: the RTP port + 1)
+
+
+def rtcp_address(remote: tuple[str, int], rtcp_remote: tuple[str, int] | None) -> tuple[str, int]:
+    """``rtcp_remote``, or RFC 3605's default for RTP at ``remote``: the next port."""
+    return rtcp_remote or (remote[0], remote[1] + 1)
 
 
 class Foreign(NamedTuple):
@@ -136,9 +147,15 @@ class NativeRelay:
         return self._relay.fileno()
 
     def add_call(
-        self, browser: BrowserMedia, sip: SipMedia, opus_bitrate: int = 20000, opus_complexity: int = 5
+        self,
+        browser: BrowserMedia,
+        sip: SipMedia,
+        opus_bitrate: int = 20000,
+        opus_complexity: int = 5,
+        rtcp_interval: float = 5.0,
     ) -> int:
-        """Start carrying a call's media both ways; returns its handle."""
+        """Start carrying a call's media both ways; returns its handle. Each leg gets an RTCP report about
+        every `rtcp_interval` seconds (randomised by half either way, the first sooner)."""
         return self._relay.add_call(
             browser_fd=browser.fd,
             browser_remote=browser.remote,
@@ -158,11 +175,24 @@ class NativeRelay:
             receive=sip.receive,
             opus_bitrate=opus_bitrate,
             opus_complexity=opus_complexity,
+            sip_rtcp_fd=-1 if sip.rtcp_fd is None else sip.rtcp_fd,
+            sip_rtcp_remote=None if sip.rtcp_fd is None else rtcp_address(sip.remote, sip.rtcp_remote),
+            srtcp_index=browser.srtcp_index,
+            cname=browser.cname,
+            rtcp_interval=rtcp_interval,
         )
 
-    def update_sip(self, handle: int, remote: tuple[str, int], payload_type: int, send: bool, receive: bool) -> None:
+    def update_sip(
+        self,
+        handle: int,
+        remote: tuple[str, int],
+        payload_type: int,
+        send: bool,
+        receive: bool,
+        rtcp_remote: tuple[str, int] | None = None,
+    ) -> None:
         """Apply a re-INVITE: new remote or codec, hold (send=False) or resume. KeyError if unknown."""
-        self._relay.update_sip(handle, remote, payload_type, send, receive)
+        self._relay.update_sip(handle, remote, payload_type, send, receive, rtcp_address(remote, rtcp_remote))
 
     def send_dtmf(self, handle: int, events: bytes) -> bool:
         """Queue RFC 4733 events (0-9, 10 ``*``, 11 ``#``, 12-15 A-D) towards SIP, sent in place of audio;
@@ -173,11 +203,17 @@ class NativeRelay:
         """Stop carrying a call and free it; False if it was not carried (so safe twice)."""
         return self._relay is not None and self._relay.remove_call(handle)
 
-    def stats(self, handle: int) -> dict[str, float]:
+    def stats(self, handle: int) -> dict[str, float | None]:
         """Counters of a call, and `last_browser_media`/`last_sip_media` on time.monotonic()'s clock.
 
         Both times start at add_call, so a call that never gets media times out too: the engine
         ends a call whose media stopped from these (its media timeout). KeyError if unknown.
+
+        Each leg's RTCP figures, prefixed ``browser_`` and ``sip_``: of the stream that arrives,
+        ``jitter_ms`` (RFC 3550's interarrival jitter), ``lost`` and ``expected`` (cumulative) and
+        ``fraction_lost`` (0..1, of the last report's interval); from the far end's reports about
+        the stream we send, ``rtt_ms``, ``remote_jitter_ms``, ``remote_lost`` and
+        ``remote_fraction_lost``, each None until it is known.
         """
         return self._relay.stats(handle)
 

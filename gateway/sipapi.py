@@ -87,15 +87,18 @@ class MediaReady:
     send: bool
     receive: bool
     """False while the call is held in that direction."""
+    rtcp_remote: tuple[str, int] | None = None
+    """Where the far end takes RTCP (its ``a=rtcp``, else the port after RTP's)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class NativeSocket:
-    """The socket an incoming call's :class:`NativePort` names, made by the SIP leg (pjsua2 writes its
-    SDP answer before the engine hears of the call); from now on it is the engine's."""
+    """The sockets an incoming call's :class:`NativePort` names (RTP, and RTCP on the next port), made by
+    the SIP leg (pjsua2 writes its SDP answer before the engine hears of the call); from now on the engine's."""
 
     call_id: str
     sock: socket.socket
+    rtcp: socket.socket
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +149,8 @@ class AudioIO:
 
 @dataclasses.dataclass(frozen=True)
 class NativePort:
-    """A call's audio bypasses pjsua2: its SDP names this port (on pjsua2's own RTP address) instead."""
+    """A call's audio bypasses pjsua2: its SDP names this port (on pjsua2's own RTP address) instead,
+    and RTCP is taken on the next one."""
 
     port: int
 

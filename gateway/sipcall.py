@@ -27,6 +27,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _address(text: str) -> tuple[str, int]:
+    """pjsua2's ``host:port`` or ``[v6]:port`` as (host, port)."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _rtcp_address(text: str) -> tuple[str, int] | None:
+    """The far end's RTCP address as pjsua2 read it from the SDP; None when it has none."""
+    address = _address(text) if ":" in text else None
+    return address if address and address[1] else None
+
+
 class SipCall(pj.Call):
     """One SIP dialog; reports its progress to the user agent."""
 
@@ -137,10 +149,10 @@ class SipCall(pj.Call):
             if self.native_media is not None:
                 self.ua.emit(dataclasses.replace(self.native_media, send=False, receive=False))
             return
-        host, _, port = info.remoteRtpAddress.rpartition(":")
         self.native_media = MediaReady(
-            self.call_id, (host.strip("[]"), int(port)), info.txPt, info.audRxEventPt if info.audRxEventPt > 0 else None,
+            self.call_id, _address(info.remoteRtpAddress), info.txPt, info.audRxEventPt if info.audRxEventPt > 0 else None,
             bool(direction & pj.PJMEDIA_DIR_ENCODING), bool(direction & pj.PJMEDIA_DIR_DECODING),
+            _rtcp_address(info.remoteRtcpAddress),
         )
         self.ua.emit(self.native_media)
         if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:

@@ -21,6 +21,7 @@ import pjsua2 as pj
 from . import audioformat, engineapi as api
 from .config import SipConfig
 from .engineapi import SipRole
+from .rtpsockets import bind_pair
 from .sipaccount import LocalAccount, TrunkAccount, name_addr, trunk_uri
 from .sipapi import CallAudio, Caller, MediaTimeout, NativePort, NativeSocket, SipEvent, SipEventSink
 from .sipcall import SipCall
@@ -349,11 +350,10 @@ class SipUserAgent:
             self.refuse(call, 400, f"Bad Request ({problem})")
             return
         if self.native:
-            # pjsua2 writes its SDP answer as soon as this callback returns: the socket must exist now.
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((self.config.listen, 0))
+            # pjsua2 writes its SDP answer as soon as this callback returns: the sockets must exist now.
+            sock, rtcp = bind_pair(self.config.listen)
             call.audio = NativePort(sock.getsockname()[1])
-            self.emit(NativeSocket(call_id, sock))
+            self.emit(NativeSocket(call_id, sock, rtcp))
         front_source = _FRONT_SOURCE.search(message) if self.role.front else None
         source = front_source.group(1) if front_source else prm.rdata.srcAddress
         from_gateway = source in (self.address, _GATEWAY_SOURCE)

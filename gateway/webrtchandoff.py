@@ -4,7 +4,9 @@ aiortc handles every RTP packet in Python (SRTP, parsing, routing, an asyncio
 hop per packet): that is most of what a call costs. Once ICE and DTLS are done
 the media path is just a UDP socket, a remote address and four SRTP keys, so
 a native relay (or a benchmark's load generator) can carry the packets
-instead. ``hand_off(pc)`` returns those as a ``MediaPath``, stops aiortc's RTP
+instead, RTCP included: its SRTCP must go on from the index aiortc reached
+under our SSRC, or the browser drops it as replayed. ``hand_off(pc)``
+returns those as a ``MediaPath``, stops aiortc's RTP
 sender and receiver, and stops asyncio reading the socket (``pause_reading``). aiortc keeps the
 DTLS session and aioice keeps ICE consent alive, as long as the new owner of
 the socket gives every datagram that is not SRTP back through
@@ -18,6 +20,7 @@ naming what changed, so the gateway can keep such calls on the Python path.
 from __future__ import annotations
 
 import dataclasses
+import struct
 from typing import Any
 
 import aioice
@@ -28,6 +31,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport, SRTPProtectionProfile
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.sdp import SessionDescription
+from pylibsrtp import Policy
 
 TESTED_VERSIONS = {"aiortc": (aiortc.__version__, "1.16."), "aioice": (aioice.__version__, "0.13.")}
 SAMPLES_PER_FRAME = 960  # 20 ms of Opus's 48 kHz RTP clock
@@ -40,9 +44,11 @@ _RELIED_ON: list[tuple[type, str]] = [
     (RTCRtpSender, "_send_rtcp"),
     (RTCRtpSender, "_RTCRtpSender__rtp_history"),
     (RTCRtpSender, "_RTCRtpSender__packet_count"),
+    (RTCRtpSender, "_RTCRtpSender__cname"),
     (RTCDtlsTransport, "_ssl"),
     (RTCDtlsTransport, "_role"),
     (RTCDtlsTransport, "_srtp_profiles"),
+    (RTCDtlsTransport, "_tx_srtp"),
     (SRTPProtectionProfile, "get_key_and_salt"),
     (RTCIceTransport, "_connection"),
     (Connection, "_nominated"),
@@ -114,6 +120,10 @@ class MediaPath:
     """The RTP timestamp of one frame after aiortc's last packet; add the time since the hand-off."""
     roc: int
     """Our SRTP rollover counter so far (0 unless aiortc sent 65536 packets)."""
+    srtcp_index: int
+    """The last SRTCP index used under our SSRC: what we protect next must come after it."""
+    cname: str
+    """Our RTCP CNAME, as our SDP announced it."""
     _protocol: StunProtocol = dataclasses.field(repr=False, compare=False)
 
     def feed_back(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -173,6 +183,14 @@ def _stream_position(sender: RTCRtpSender) -> tuple[int, int, int]:
     return (last.sequence_number + 1) % 65536, (last.timestamp + SAMPLES_PER_FRAME) % 2**32, (first + count - 1) >> 16
 
 
+def _srtcp_index(dtls: RTCDtlsTransport, profile: SRTPProtectionProfile, ssrc: int) -> int:
+    """The last SRTCP index aiortc used under ``ssrc``: it protects an empty RR (never sent), whose trailer
+    says (RFC 3711 3.4: before the tag for AES-CM; RFC 7714 9: after it for AES-GCM)."""
+    probe = dtls._tx_srtp.protect_rtcp(struct.pack("!BBHI", 0x80, 201, 1, ssrc))
+    trailer = probe[8:12] if profile.libsrtp_profile == Policy.SRTP_PROFILE_AES128_CM_SHA1_80 else probe[-4:]
+    return int.from_bytes(trailer, "big") & 0x7FFFFFFF
+
+
 async def _silence_rtcp(packets: Any) -> None:
     """Stands in for a sender's ``_send_rtcp`` while it stops: no RTCP BYE for an SSRC that goes on."""
 
@@ -201,5 +219,6 @@ async def hand_off(pc: RTCPeerConnection) -> MediaPath:
         fd=sock.fileno(), local_addr=transport.get_extra_info("sockname")[:2], remote_addr=pair.remote_addr,
         srtp_profile=profile.libsrtp_profile, srtp_profile_name=profile.openssl_profile.decode(),
         inbound_key=inbound, outbound_key=outbound, payload_type=payload_type, ssrc=sender._ssrc,
-        remote_ssrc=remote_ssrc, sequence=sequence, timestamp=timestamp, roc=roc, _protocol=pair.protocol,
+        remote_ssrc=remote_ssrc, sequence=sequence, timestamp=timestamp, roc=roc,
+        srtcp_index=_srtcp_index(dtls, profile, sender._ssrc), cname=sender._RTCRtpSender__cname, _protocol=pair.protocol,
     )

@@ -3,8 +3,10 @@
 ``python -m tests.relayfuzz EXTENSION COUNT`` loads the relay from EXTENSION
 (the sanitizer build) in place of ``gateway._mediarelay``, checks a call carries
 both tones, sends COUNT malformed, truncated, oversized and random datagrams at
-both of the relay's sockets (half each) while adding and removing a second
-call, checks the tones again, and prints a JSON summary as its last line.
+the relay's browser and SIP sockets (half each), and RTCP compounds whose
+counts and lengths lie at its SIP RTCP socket (one for every eight), while
+adding and removing a second call and reporting every 50 ms; checks the tones
+again, and prints a JSON summary as its last line.
 """
 
 from __future__ import annotations
@@ -21,11 +23,26 @@ from pylibsrtp import Policy, Session
 import gateway
 
 from .audio import has_tone
-from .relayharness import BROWSER_HZ, DTMF_PT, OPUS_PT, PHONE_HZ, Call, receive_all, relay_call, rtp, wait_for
+from .relayharness import (
+    BROWSER_HZ,
+    DTMF_PT,
+    OPUS_PT,
+    PHONE_HZ,
+    Block,
+    Call,
+    middle,
+    ntp_now,
+    receive_all,
+    relay_call,
+    rtp,
+    wait_for,
+)
 
 BATCH = 128  # datagrams sent before waiting for the relay to take them (within the socket buffers)
 RX_BUF = 2048  # the relay's largest datagram
 SEQ_SPAN = 30000
+RTCP_INTERVAL = 0.05  # reports go out while the figures they are made of are being fuzzed
+RTCP_TYPES = [200, 201, 202, 203, 204, 205, 206, 207]  # SR, RR, SDES, BYE, APP, feedback, XR
 
 
 def load_extension(path: str) -> None:
@@ -93,10 +110,13 @@ class Fuzzer:
         if kind == 5:  # truncated anywhere
             packet = self.protect(rtp(OPUS_PT, seq, 0, self.call.browser_ssrc, self.noise(1, 300)))
             return packet[: rng.randrange(len(packet))]
-        if kind == 6:  # SRTCP, authentic or not, of any length
-            rtcp = struct.pack("!BBH", 0x80 | rng.getrandbits(5), rng.randint(192, 223), rng.getrandbits(16))
-            packet = rtcp + struct.pack("!I", self.call.browser_ssrc) + self.noise(0, 100)
-            return self.protect(packet, rtcp=True) if rng.random() < 0.5 else packet
+        if kind == 6:  # SRTCP, authentic or not: compounds whose counts and lengths may lie, or noise
+            if rng.random() < 0.5:
+                packet = self.rtcp_compound(self.call.browser_ssrc, self.call.relay_to_browser_ssrc)
+            else:
+                rtcp = struct.pack("!BBH", 0x80 | rng.getrandbits(5), rng.randint(192, 223), rng.getrandbits(16))
+                packet = rtcp + struct.pack("!I", self.call.browser_ssrc) + self.noise(0, 100)
+            return self.protect(packet, rtcp=True) if rng.random() < 0.8 else packet
         if kind == 7:  # oversized: authentic packet with more behind it
             packet = self.protect(rtp(OPUS_PT, seq, 0, self.call.browser_ssrc, self.noise(1000, 1400)))
             return packet + self.noise(RX_BUF - len(packet) - 10, RX_BUF - len(packet) + 500)
@@ -117,18 +137,53 @@ class Fuzzer:
             return rtp(self.call.law, seq, 0, self.call.phone_ssrc, self.noise(0, 200))[: rng.randrange(13)]
         return bytes([rng.randint(192, 223) if rng.random() < 0.5 else 0x80]) + self.noise(0, 60)  # RTCP, short
 
+    def to_sip_rtcp_side(self) -> bytes:
+        rng = self.rng
+        kind = rng.randrange(4)
+        if kind == 0:
+            return self.noise(0, 300)
+        packet = self.rtcp_compound(self.call.phone_ssrc, self.call.relay_to_phone_ssrc)
+        return packet[: rng.randrange(len(packet) + 1)] if kind == 1 else packet
+
+    def rtcp_compound(self, sender: int, ours: int) -> bytes:
+        """One to four RTCP packets from `sender`: SRs and RRs whose blocks are often about `ours` (with an
+        LSR that may give a round trip), other types with any body; counts, lengths and versions sometimes lie."""
+        rng = self.rng
+        out = b""
+        for _ in range(rng.randint(1, 4)):
+            kind = rng.choice(RTCP_TYPES + [rng.randint(192, 223)])
+            count = rng.randint(0, 31) if rng.random() < 0.2 else rng.randint(0, 2)
+            body = struct.pack("!I", rng.choice([sender, rng.getrandbits(32)]))
+            if kind == 200:
+                body += struct.pack("!QIII", rng.choice([ntp_now(), rng.getrandbits(64)]), *(rng.getrandbits(32) for _ in range(3)))
+            if kind in (200, 201):
+                for _ in range(count if rng.random() < 0.8 else rng.randint(0, 3)):
+                    lsr = rng.choice([0, (middle(ntp_now()) - rng.randint(0, 70 * 65536)) & 0xFFFFFFFF, rng.getrandbits(32)])
+                    values = (rng.getrandbits(8), rng.getrandbits(24), *(rng.getrandbits(32) for _ in range(2)))
+                    body += Block(rng.choice([ours, rng.getrandbits(32)]), *values, lsr, rng.getrandbits(32)).pack()
+            else:
+                body += self.noise(0, 60)
+                body = body[: len(body) & ~3]
+            words = len(body) // 4 if rng.random() < 0.85 else rng.getrandbits(16)
+            first = 0x80 if rng.random() < 0.95 else rng.getrandbits(3) << 5
+            out += struct.pack("!BBH", first | count, kind, words) + body
+        return out
+
 
 def fuzz(call: Call, count: int) -> int:
-    """Send `count` datagrams, half at each socket, each batch taken by the relay before the next.
+    """Send `count` datagrams, half at each RTP socket, and RTCP for one in eight at the SIP RTCP socket
+    (a tenth from the wrong address), each batch taken by the relay before the next.
 
     The call's own streams then go on well past the sequence numbers the fuzz used.
     """
     fuzzer = Fuzzer(call, seed=7)
     relay, sent = call.relay, 0
     while sent < count:
-        for _ in range(BATCH // 2):
+        for i in range(BATCH // 2):
             call.send_from_browser(fuzzer.to_browser_side())
             call.send_from_phone(fuzzer.to_sip_side())
+            if i % 4 == 0:
+                call.send_phone_rtcp(fuzzer.to_sip_rtcp_side(), call.phone if fuzzer.rng.random() < 0.1 else None)
         sent += BATCH
         if sent % 20480 == 0:  # a second call comes and goes under load
             with relay_call() as other:
@@ -139,12 +194,12 @@ def fuzz(call: Call, count: int) -> int:
 
         def taken() -> bool:
             stats = relay.stats(call.handle)
-            receive_all(call.browser)
-            receive_all(call.phone)
+            for sock in (call.browser, call.phone, call.phone_rtcp):
+                receive_all(sock)
             relay.drain_foreign()
-            return stats["browser_rx_packets"] == call.sent_to_browser_side and stats[
-                "sip_rx_packets"
-            ] == call.sent_to_sip_side
+            return (stats["browser_rx_packets"], stats["sip_rx_packets"], stats["sip_rtcp_rx_packets"]) == (
+                call.sent_to_browser_side, call.sent_to_sip_side, call.sent_to_sip_rtcp
+            )
 
         assert wait_for(taken, timeout=30), relay.stats(call.handle)
     call.browser_seq = call.phone_seq = SEQ_SPAN + 1000
@@ -162,13 +217,14 @@ def tones_heard(call: Call) -> dict[str, bool]:
 def main() -> None:
     load_extension(sys.argv[1])
     count = int(sys.argv[2])
-    with relay_call() as call:
+    with relay_call(rtcp_interval=RTCP_INTERVAL) as call:
         before = tones_heard(call)
         sent = fuzz(call, count)
         after = tones_heard(call)
         stats = call.relay.stats(call.handle)
     extension = sys.modules["gateway._mediarelay"].__file__
-    print(json.dumps({"extension": extension, "sent": sent, "before": before, "after": after, "stats": stats}))
+    summary = {"extension": extension, "sent": sent, "sent_rtcp": call.sent_to_sip_rtcp, "before": before, "after": after}
+    print(json.dumps({**summary, "stats": stats}))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,86 @@ def rtp(pt: int, seq: int, ts: int, ssrc: int, payload: bytes, marker: bool = Fa
     return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
 
 
+def ntp_now() -> int:
+    """The wall clock as a 64-bit NTP timestamp."""
+    return int((time.time() + 2208988800) * 2**32)
+
+
+def middle(ntp: int) -> int:
+    """The middle 32 bits of an NTP timestamp: what LSR echoes."""
+    return (ntp >> 16) & 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Block:
+    """An RTCP report block (RFC 3550 6.4.1) about the source ``ssrc``."""
+
+    ssrc: int
+    fraction: int = 0
+    lost: int = 0
+    highest: int = 0
+    jitter: int = 0
+    lsr: int = 0
+    dlsr: int = 0
+
+    def pack(self) -> bytes:
+        return struct.pack(
+            "!IIIIII", self.ssrc, self.fraction << 24 | self.lost & 0xFFFFFF, self.highest, self.jitter, self.lsr, self.dlsr
+        )
+
+
+@dataclass(frozen=True)
+class Report:
+    """An SR (type 200, with sender info) or RR (201)."""
+
+    type: int
+    ssrc: int
+    blocks: tuple[Block, ...] = ()
+    ntp: int = 0
+    rtp_timestamp: int = 0
+    packets: int = 0
+    octets: int = 0
+
+    def pack(self) -> bytes:
+        body = struct.pack("!I", self.ssrc)
+        if self.type == 200:
+            body += struct.pack("!QIII", self.ntp, self.rtp_timestamp, self.packets, self.octets)
+        body += b"".join(block.pack() for block in self.blocks)
+        return struct.pack("!BBH", 0x80 | len(self.blocks), self.type, len(body) // 4) + body
+
+
+def parse_rtcp(compound: bytes) -> tuple[list[Report], dict[int, str]]:
+    """The SRs and RRs of a compound packet, and the CNAMEs of its SDES chunks by SSRC."""
+    reports, cnames = [], {}
+    while compound:
+        count, kind, words = compound[0] & 0x1F, compound[1], struct.unpack("!H", compound[2:4])[0]
+        packet, compound = compound[: 4 + 4 * words], compound[4 + 4 * words :]
+        if kind in (200, 201):
+            info = struct.unpack("!QIII", packet[8:28]) if kind == 200 else (0, 0, 0, 0)
+            start = 28 if kind == 200 else 8
+            blocks = []
+            for i in range(count):
+                ssrc, lost, highest, jitter, lsr, dlsr = struct.unpack("!IIIIII", packet[start + 24 * i : start + 24 * i + 24])
+                loss = lost & 0xFFFFFF
+                blocks.append(Block(ssrc, lost >> 24, loss - (1 << 24) if loss & 0x800000 else loss, highest, jitter, lsr, dlsr))
+            reports.append(Report(kind, struct.unpack("!I", packet[4:8])[0], tuple(blocks), *info))
+        elif kind == 202:  # SDES: each chunk's CNAME item
+            chunk = packet[4:]
+            for _ in range(count):
+                ssrc, offset = struct.unpack("!I", chunk[:4])[0], 4
+                while chunk[offset] != 0:
+                    if chunk[offset] == 1:
+                        cnames[ssrc] = chunk[offset + 2 : offset + 2 + chunk[offset + 1]].decode()
+                    offset += 2 + chunk[offset + 1]
+                chunk = chunk[(offset + 4) & ~3 :]
+    return reports, cnames
+
+
+def is_rtcp(packet: bytes) -> bool:
+    """RFC 5761's test: RTCP's packet types 192..223 are where RTP would have marker bit and payload type."""
+    return len(packet) > 1 and 192 <= packet[1] <= 223
+
+
 def udp_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
@@ -104,8 +184,10 @@ class Call:
     profile: int
     relay_browser: socket.socket = field(default_factory=udp_socket)
     relay_sip: socket.socket = field(default_factory=udp_socket)
+    relay_sip_rtcp: socket.socket = field(default_factory=udp_socket)
     browser: socket.socket = field(default_factory=udp_socket)
     phone: socket.socket = field(default_factory=udp_socket)
+    phone_rtcp: socket.socket = field(default_factory=udp_socket)
     browser_ssrc: int = 0x11111111
     relay_to_browser_ssrc: int = 0x22222222
     phone_ssrc: int = 0x33333333
@@ -115,6 +197,9 @@ class Call:
     phone_seq: int = 5000
     sent_to_browser_side: int = 0
     sent_to_sip_side: int = 0
+    sent_to_sip_rtcp: int = 0
+    rtcp_to_browser: list[bytes] = field(default_factory=list)
+    """SRTCP the relay sent the browser, set aside by :meth:`hear_browser`."""
 
     def __post_init__(self) -> None:
         length = KEY_LENGTHS[self.profile]
@@ -128,7 +213,7 @@ class Call:
         self.decoder.sample_rate, self.decoder.layout, self.decoder.format = 48000, "mono", "s16"
         self.encoded_samples = 0
 
-    def add(self, **sip: object) -> int:
+    def add(self, rtcp_interval: float = 5.0, srtcp_index: int = 0, **sip: object) -> int:
         self.handle = self.relay.add_call(
             BrowserMedia(
                 fd=self.relay_browser.fileno(),
@@ -138,17 +223,29 @@ class Call:
                 srtp_tx_key=self.relay_key,
                 payload_type=OPUS_PT,
                 ssrc=self.relay_to_browser_ssrc,
+                srtcp_index=srtcp_index,
             ),
             SipMedia(
-                fd=self.relay_sip.fileno(),
-                remote=self.phone.getsockname(),
-                payload_type=self.law,
-                ssrc=self.relay_to_phone_ssrc,
-                telephone_event_pt=DTMF_PT,
-                **sip,  # type: ignore[arg-type]
+                **{  # type: ignore[arg-type]
+                    "fd": self.relay_sip.fileno(),
+                    "remote": self.phone.getsockname(),
+                    "payload_type": self.law,
+                    "ssrc": self.relay_to_phone_ssrc,
+                    "telephone_event_pt": DTMF_PT,
+                    "rtcp_fd": self.relay_sip_rtcp.fileno(),
+                    "rtcp_remote": self.phone_rtcp.getsockname(),
+                    **sip,
+                }
             ),
+            rtcp_interval=rtcp_interval,
         )
         return self.handle
+
+    def hear_browser(self) -> list[bytes]:
+        """The SRTP the browser has received since last asked; SRTCP goes to :attr:`rtcp_to_browser`."""
+        heard = receive_all(self.browser)
+        self.rtcp_to_browser += [packet for packet in heard if is_rtcp(packet)]
+        return [packet for packet in heard if not is_rtcp(packet)]
 
     def opus_packets(self, samples: np.ndarray) -> Iterator[bytes]:
         """Opus packets (20 ms each) of 48 kHz samples."""
@@ -176,6 +273,11 @@ class Call:
         self.phone.sendto(packet, self.relay_sip.getsockname())
         self.sent_to_sip_side += 1
 
+    def send_phone_rtcp(self, packet: bytes, sock: socket.socket | None = None) -> None:
+        """RTCP to the relay's SIP RTCP socket, from the phone's RTCP socket unless ``sock`` is given."""
+        (sock or self.phone_rtcp).sendto(packet, self.relay_sip_rtcp.getsockname())
+        self.sent_to_sip_rtcp += 1
+
     def talk(self, seconds: float) -> tuple[list[bytes], list[bytes]]:
         """Both ends play their tones in 20 ms packets; returns (browser heard, phone heard) packets.
 
@@ -191,10 +293,10 @@ class Call:
                 self.send_from_browser(self.browser_packet(opus[i]))
             self.send_from_phone(self.phone_packet(phone_tone[i * FRAME_8K : (i + 1) * FRAME_8K]))
             select.select([self.browser, self.phone], [], [], 0.02)
-            heard_browser += receive_all(self.browser)
+            heard_browser += self.hear_browser()
             heard_phone += receive_all(self.phone)
         want = len(phone_tone) // FRAME_8K - 2 * 3  # what is still in the reorder window or the encoder
-        wait_for(lambda: (heard_browser.extend(receive_all(self.browser)), len(heard_browser) >= want)[1])
+        wait_for(lambda: (heard_browser.extend(self.hear_browser()), len(heard_browser) >= want)[1])
         wait_for(lambda: (heard_phone.extend(receive_all(self.phone)), len(heard_phone) >= want)[1])
         return heard_browser, heard_phone
 
@@ -214,18 +316,20 @@ class Call:
         return np.concatenate([G711_DECODE[self.law][np.frombuffer(p[12:], np.uint8)] for p in packets])
 
     def close(self) -> None:
-        for sock in (self.relay_browser, self.relay_sip, self.browser, self.phone):
+        for sock in (self.relay_browser, self.relay_sip, self.relay_sip_rtcp, self.browser, self.phone, self.phone_rtcp):
             sock.close()
 
 
 @contextmanager
-def relay_call(law: int = 0, profile: int = Policy.SRTP_PROFILE_AES128_CM_SHA1_80, **sip: object) -> Iterator[Call]:
+def relay_call(
+    law: int = 0, profile: int = Policy.SRTP_PROFILE_AES128_CM_SHA1_80, rtcp_interval: float = 5.0, **sip: object
+) -> Iterator[Call]:
     """A started relay carrying one call; both are closed afterwards."""
     relay = NativeRelay()
     relay.start()
     call = Call(relay, law, profile)
     try:
-        call.add(**sip)
+        call.add(rtcp_interval, **sip)
         yield call
     finally:
         relay.close()

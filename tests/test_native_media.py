@@ -5,18 +5,24 @@ the Python path too."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .browser import OpenPhone
+from .audio import has_tone, tone, write_wav
+from .browser import MIC_HZ, OpenPhone
+from .conftest import PHONE_HZ
 from .gatewayprocess import GatewayProcess
 from .peers.baresip import Baresip
 from .peers.coturn import Coturn
+from .peers.delaylink import delayed_host
 from .peers.net import wait_for_async
 from .test_browser import tone_call
-from .test_sip_peers import PAGE_HZ
+from .test_sip_peers import PAGE_HZ, assert_phone_heard
+from .webclient import RATE, WebClient
 
 NATIVE = '[engines]\nmedia = "native"\n'
 
@@ -54,6 +60,30 @@ async def test_a_page_forced_through_turn_is_carried_natively(
         assert "media carried natively" in gateway.log()
 
 
+_RTCP_FROM_THE_GATEWAY = """async () => {
+  let inbound = null, outbound = null;
+  (await window.phone.pc.getStats()).forEach((s) => {
+    if (s.type === "remote-inbound-rtp" && s.roundTripTimeMeasurements > 0) inbound = s;
+    if (s.type === "remote-outbound-rtp") outbound = s;
+  });
+  return inbound && outbound && { rtt: inbound.roundTripTime, lost: inbound.packetsLost, sent: outbound.packetsSent };
+}"""
+
+
+async def test_chromium_takes_the_gateways_rtcp(gateway: GatewayProcess, browser: OpenPhone) -> None:
+    """The relay's SRTCP reaches Chromium's getStats(): remote-inbound-rtp with a round trip measured from its
+    RR, remote-outbound-rtp from its SR."""
+    async with browser(gateway) as phone:
+        await phone.sign_in("alice")
+        await phone.dial("600")
+        await phone.wait_state("answered")
+        await phone.wait_tone(MIC_HZ)
+        stats = await wait_for_async(lambda: phone.page.evaluate(_RTCP_FROM_THE_GATEWAY), 30)
+        assert 0 < stats["rtt"] < 0.5 and stats["lost"] == 0 and stats["sent"] > 0, stats
+        await phone.hang_up()
+        await phone.wait_state("ended")
+
+
 async def test_rfc4733_digits_from_a_sip_phone_reach_the_page(gateway: GatewayProcess, web_client, phone: Baresip) -> None:
     """baresip sends telephone-events in the RTP stream; the relay hands them back and the page gets each digit once."""
     alice = await web_client()
@@ -64,3 +94,57 @@ async def test_rfc4733_digits_from_a_sip_phone_reach_the_page(gateway: GatewayPr
         phone.command("sndcode", digit)
         dtmf = await alice.next("dtmf")
         assert (dtmf["call"], dtmf["digit"]) == (call, digit)
+
+
+ONE_WAY_S, JITTER_S = 0.02, 0.005
+
+
+async def test_rtcp_gives_the_page_the_sip_legs_round_trip_and_jitter_and_the_browser_the_gateways_reports(
+    tmp_path: Path,
+) -> None:
+    """The gateway behind a link of 20 ms each way (5 ms of jitter towards it), the page and baresip before it.
+    The relay's RTCP with baresip gives the page's ``stats`` the SIP leg's round trip (about 40 ms), its
+    jitter and no loss; the page's aiortc takes the relay's SRTCP RR: its remote-inbound-rtp has a round trip."""
+    wav = tmp_path / "phone-tone.wav"
+    write_wav(wav, tone(PHONE_HZ, 60, 8000), 8000)
+    with delayed_host(ONE_WAY_S, JITTER_S) as (outside, host):
+        (tmp_path / "gateway").mkdir()
+        gateway = GatewayProcess(tmp_path / "gateway", NATIVE, host=host.address, netns=host.netns)
+        alice = WebClient(gateway.url)
+        try:
+            with Baresip(tmp_path, wav, ip=outside) as phone:
+                await alice.connect()
+                await alice.sign_in("alice")
+                call = await alice.call(phone.uri, tone_hz=PAGE_HZ)
+                await alice.next("answered")
+                await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
+
+                async def sip_quality() -> dict[str, Any] | None:
+                    await alice.send({"type": "stats", "call": call, "id": "q"})
+                    sip = (await alice.next("stats"))["sip"]
+                    return sip if sip["rtt_ms"] > 0 else None  # once baresip's RR echoed the relay's SR
+
+                sip = await wait_for_async(sip_quality, 30)
+                assert 2 * ONE_WAY_S * 1000 - 10 <= sip["rtt_ms"] < 500, sip
+                assert 0.3 <= sip["jitter_ms"] < 30 and sip["loss_pct"] == 0, sip
+                assert sip["codec"] in ("PCMU/8000", "PCMA/8000")
+
+                remote = await wait_for_async(lambda: _remote_inbound(alice), 30)
+                assert 2 * ONE_WAY_S - 0.01 <= remote.roundTripTime < 0.5, remote
+                assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
+                await alice.send({"type": "hangup", "call": call})
+                await alice.next("ended")
+                await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
+                assert_phone_heard(phone, PAGE_HZ)
+        finally:
+            await alice.close()
+            assert gateway.stop() == 0, gateway.log()[-3000:]
+        browser_leg = re.search(r"browser jitter [\d.]+ ms, loss 0\.0 %, round trip ([\d.]+) ms", gateway.log())
+        assert browser_leg and float(browser_leg.group(1)) >= 2 * ONE_WAY_S * 1000 - 10, "the relay took no RR from the page"
+
+
+async def _remote_inbound(client: WebClient) -> Any:
+    """The page's remote-inbound-rtp stats once they have a round trip (from an RR that echoed its SR)."""
+    assert client.pc is not None
+    found = [s for s in (await client.pc.getStats()).values() if s.type == "remote-inbound-rtp"]
+    return next((s for s in found if s.roundTripTime is not None), None)

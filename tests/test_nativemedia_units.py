@@ -1,4 +1,4 @@
-"""Choosing the media path, and pointing pjsua2's SDP at the native socket: no SIP stack needed."""
+"""Choosing the media path, and pointing pjsua2's SDP at the native sockets: no SIP stack needed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from gateway import nativemedia
 from gateway.config import load
+from gateway.rtpsockets import bind_pair
 from gateway.sdp import point_audio_at
 
 PJSUA_SDP = (
@@ -65,3 +66,14 @@ def test_native_refuses_to_start_without_the_relay_and_auto_says_why(
 def test_this_machine_can_carry_calls_natively() -> None:
     """CI builds the extension and has PyAV's libopus and pylibsrtp: the native path must be usable here."""
     assert nativemedia.unavailable() is None
+
+
+def test_rtp_and_rtcp_sockets_are_an_even_port_and_the_next() -> None:
+    pairs = [bind_pair("127.0.0.1") for _ in range(8)]
+    try:
+        for rtp, rtcp in pairs:
+            port = rtp.getsockname()[1]
+            assert port % 2 == 0 and rtcp.getsockname() == ("127.0.0.1", port + 1)
+    finally:
+        for sock in (sock for pair in pairs for sock in pair):
+            sock.close()

@@ -3,7 +3,7 @@
 The extension is compiled here with gcc (``-fsanitize=address,undefined``) and
 loaded in a subprocess with the compiler's libasan preloaded; that subprocess
 (``tests/relayfuzz.py``) throws malformed, truncated, oversized and random
-datagrams at both sockets of a live call, whose tones must still be heard
+datagrams (RTCP among them) at the three sockets of a live call, whose tones must still be heard
 afterwards. Any sanitizer report, crash or silence fails the test. Without gcc
 it fails: the C file must stay buildable and clean.
 """
@@ -18,7 +18,7 @@ import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "gateway" / "_mediarelay.c"
+SOURCES = [ROOT / "gateway" / "_mediarelay.c", ROOT / "gateway" / "_rtcp.c"]
 DATAGRAMS = 250_000
 
 
@@ -28,7 +28,7 @@ def build_sanitized(directory: Path) -> Path:
     subprocess.run(
         ["gcc", "-std=gnu99", "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
          "-fno-sanitize-recover=undefined", "-Wall", "-Werror", "-Wno-cast-function-type",
-         "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}", str(SOURCE), "-o", str(target), "-ldl"],
+         "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}", *map(str, SOURCES), "-o", str(target), "-ldl"],
         check=True,
     )
     return target
@@ -61,7 +61,9 @@ def test_hostile_datagrams_under_sanitizers(tmp_path: Path) -> None:
     assert summary["after"] == {"browser_hears_phone": True, "phone_hears_browser": True}, summary["stats"]
     stats = summary["stats"]
     assert stats["browser_rx_packets"] + stats["sip_rx_packets"] >= DATAGRAMS
+    assert stats["sip_rtcp_rx_packets"] == summary["sent_rtcp"] > DATAGRAMS // 20
     exercised = ("srtp_auth_failures", "malformed", "oversized", "late", "foreign", "telephone_events",
-                 "decode_errors", "concealed", "fec_recovered", "rtcp_packets")
+                 "decode_errors", "concealed", "fec_recovered", "rtcp_packets", "sip_rtcp_packets",
+                 "browser_rtcp_tx_packets", "sip_rtcp_tx_packets")
     for survived in exercised:
         assert stats[survived] > 0, (survived, stats)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +17,7 @@ from aioice.ice import CONSENT_INTERVAL
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from pylibsrtp import Policy, Session
 
 from gateway import webrtchandoff
 from gateway.turn import turn_server
@@ -95,6 +99,42 @@ async def test_handed_off_path_carries_our_srtp_both_ways_and_keeps_consent() ->
             sending.cancel()
         finally:
             call.close()
+
+
+async def _stats_of(pc: RTCPeerConnection, kind: str) -> list:
+    return [stats for stats in (await pc.getStats()).values() if stats.type == kind]
+
+
+async def test_our_srtcp_after_the_hand_off_is_taken_only_after_aiortcs() -> None:
+    """Once aiortc's own SR reached the far end, RTCP we protect counts there only when it goes on from
+    ``srtcp_index``: a report protected from the start of the index space is dropped as a replay."""
+    async with pair() as (ours, theirs):
+        await wait_for_async(lambda: _stats_of(theirs.pc, "remote-outbound-rtp"), 10)  # aiortc's SR arrived
+        path = await hand_off(ours.pc)
+        assert path.srtcp_index >= 2  # that SR, and hand_off's probe
+        assert path.cname in ours.pc.localDescription.sdp
+        their_ssrc = theirs.pc.getSenders()[0]._ssrc
+
+        def session(skipped: int) -> Session:
+            tx = Session(Policy(key=path.outbound_key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=path.srtp_profile))
+            for _ in range(skipped):
+                tx.protect_rtcp(struct.pack("!BBHI", 0x80, 201, 1, path.ssrc))
+            return tx
+
+        def rr(lost: int) -> bytes:
+            return struct.pack("!BBHIIIIIII", 0x81, 201, 7, path.ssrc, their_ssrc, lost, 0, 0, 0, 0)
+
+        going_on, from_the_start = session(path.srtcp_index), session(0)
+        sr = struct.pack("!BBHIQIII", 0x80, 200, 6, path.ssrc, 0, 0, 4242, 0)  # "4242 packets sent": a marker
+        with socket.socket(fileno=os.dup(path.fd)) as sock:
+            for packet in (going_on.protect_rtcp(rr(1234)), from_the_start.protect_rtcp(rr(1111)), going_on.protect_rtcp(sr)):
+                sock.sendto(packet, path.remote_addr)
+        await wait_for_async(lambda: _remote_outbound_sent(theirs.pc, 4242), 10)  # so the RRs before it were taken or refused
+        assert [stats.packetsLost for stats in await _stats_of(theirs.pc, "remote-inbound-rtp")] == [1234]
+
+
+async def _remote_outbound_sent(pc: RTCPeerConnection, packets: int) -> bool:
+    return any(stats.packetsSent == packets for stats in await _stats_of(pc, "remote-outbound-rtp"))
 
 
 async def test_relayed_pair_is_refused_and_the_call_stays_with_aiortc(tmp_path: Path) -> None:

@@ -27,8 +27,18 @@ class Host:
     address: str
 
 
-def _ip(*args: str) -> None:
+def run_ip(*args: str) -> None:
+    """``ip`` with these arguments; CalledProcessError if it fails."""
     subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def remove(host: Host) -> None:
+    """Delete the host's namespace, killing whatever a test left running in it."""
+    left = subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True).stdout.split()
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    subprocess.run(["ip", "netns", "delete", host.netns], capture_output=True)
 
 
 @contextlib.contextmanager
@@ -41,26 +51,22 @@ def hosts(count: int) -> Iterator[tuple[str, list[Host]]]:
     bridge = f"gwbr{tag}"
     made: list[Host] = []
     try:
-        _ip("link", "add", bridge, "type", "bridge")
-        _ip("addr", "add", f"{subnet}.1/24", "dev", bridge)
-        _ip("link", "set", bridge, "up")
+        run_ip("link", "add", bridge, "type", "bridge")
+        run_ip("addr", "add", f"{subnet}.1/24", "dev", bridge)
+        run_ip("link", "set", bridge, "up")
         for index in range(count):
             host = Host(f"gwhost{tag}-{index}", f"{subnet}.{index + 2}")
             outside, inside = f"gw{tag}o{index}", f"gw{tag}i{index}"
-            _ip("netns", "add", host.netns)
+            run_ip("netns", "add", host.netns)
             made.append(host)
-            _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
-            _ip("link", "set", outside, "master", bridge, "up")
-            _ip("link", "set", inside, "netns", host.netns)
-            _ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", inside)
-            _ip("-n", host.netns, "link", "set", inside, "up")
-            _ip("-n", host.netns, "link", "set", "lo", "up")
+            run_ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+            run_ip("link", "set", outside, "master", bridge, "up")
+            run_ip("link", "set", inside, "netns", host.netns)
+            run_ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", inside)
+            run_ip("-n", host.netns, "link", "set", inside, "up")
+            run_ip("-n", host.netns, "link", "set", "lo", "up")
         yield f"{subnet}.1", made
     finally:
         for host in made:
-            left = subprocess.run(["ip", "netns", "pids", host.netns], capture_output=True, text=True).stdout.split()
-            for pid in left:  # whatever a test left running in the host dies with it
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            subprocess.run(["ip", "netns", "delete", host.netns], capture_output=True)
+            remove(host)
         subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
