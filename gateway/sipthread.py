@@ -88,6 +88,14 @@ class SipThread:
                 pass  # the thread still finds the job within _IDLE_POLL_MS
         return await asyncio.wrap_future(future)
 
+    def after_callback(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the SIP thread once the pjsua2 callback that asks (on this thread) has returned.
+
+        pjsua 2.15 aborts the process (``pjsip_rx_data_free_cloned``) when an
+        INVITE without SDP gets its final response inside ``onIncomingCall``.
+        """
+        self._jobs.put((fn, concurrent.futures.Future()))
+
     def wake_through(self, address: tuple[str, int]) -> None:
         """Where :meth:`run` sends its wake-up: the endpoint's own UDP transport (set on the SIP thread)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

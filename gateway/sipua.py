@@ -335,7 +335,7 @@ class SipUserAgent:
         problem = invite_problem(message)
         if problem is not None:
             log.info("SIP INVITE %s from %s refused: %s", call_id, prm.rdata.srcAddress, problem)
-            self.refuse(call, 400, f"Bad Request ({problem})")
+            self._refuse_after_callback(call, 400, f"Bad Request ({problem})")
             return
         if self.native:
             # pjsua2 writes its SDP answer as soon as this callback returns: the socket must exist now.
@@ -370,13 +370,23 @@ class SipUserAgent:
         prm.reason = reason
         self._hangup(call, prm)
 
+    def _refuse_after_callback(self, call: SipCall, code: int, reason: str) -> None:
+        """:meth:`refuse` from inside ``onIncomingCall``: only once it has returned (see
+        :meth:`SipThread.after_callback`), and not if the call is gone by then (its slot may be another's)."""
+
+        def refuse() -> None:
+            if self.calls.get(call.call_id) is call:
+                self.refuse(call, code, reason)
+
+        self.sip.after_callback(refuse)
+
     def incoming_failed(self, prm: pj.OnIncomingCallParam) -> None:
         """``incoming`` raised: answer 500 rather than leave the caller hanging."""
         call = next((call for call in self.calls.values() if call.getId() == prm.callId), None)
         if call is None:
             call = SipCall(self, self.account, self.new_call_id(), prm.callId)
             self.calls[call.call_id] = call
-        self.refuse(call, 500, "Server Internal Error")
+        self._refuse_after_callback(call, 500, "Server Internal Error")
 
     def bury(self, call: SipCall) -> None:
         """A disconnected call: forget it now, delete its tone a little later.
