@@ -29,7 +29,7 @@ import numpy as np
 from . import audioformat, engineapi as api
 from .config import Config
 from .nativerelay import BrowserMedia, Foreign, NativeRelay, SipMedia, load_error
-from .sipapi import MediaReady, MediaTimeout, NativePort, SipEventSink
+from .sipapi import MediaReady, MediaTimeout, NativePort, Quality, SipEventSink
 
 log = logging.getLogger(__name__)
 
@@ -188,15 +188,15 @@ class NativeMedia:
             if now - self._relay.stats(call.handle)["last_sip_media"] > limit:
                 self._events(MediaTimeout(call_id))
 
-    def quality(self, call_id: str) -> tuple[str, float, float, float]:
+    def quality(self, call_id: str) -> Quality:
         """The SIP leg as the relay saw it: codec and loss (jitter and round trip are not measured natively yet)."""
         call = self._calls.get(call_id)
         if call is None or call.handle is None or call.sip is None:
-            return ("", 0.0, 0.0, 0.0)
+            return ("", None, None, None)
         stats = self._relay.stats(call.handle)
         received = stats["sip_rx_packets"]
         lost = stats["concealed"]
-        return (_CODECS.get(call.sip.payload_type, ""), 0.0, 100 * lost / (received + lost) if received + lost else 0.0, 0.0)
+        return (_CODECS.get(call.sip.payload_type, ""), None, 100 * lost / (received + lost) if received + lost else None, None)
 
     def send_dtmf(self, call_id: str, digits: str) -> bool:
         """RFC 4733 in the relay's own RTP stream; False when that is not possible (then SIP INFO)."""

@@ -42,7 +42,7 @@ els.hold.addEventListener("click", () => phone.setHold(!phone.view().holdLocal))
 
 const updateQuality = startQualityPanel({
   getPc: () => phone.pc,
-  ask: (call) => sig.request({ type: "stats", call }, 5000),
+  ask: (call, browser) => sig.request({ type: "stats", call, ...(browser ? { browser } : {}) }, 5000),
 });
 
 const callHistory = startHistory({
