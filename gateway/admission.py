@@ -1,4 +1,4 @@
-"""Who the HTTP side lets in: WebSocket origins and counts, and /health's details.
+"""Who the HTTP side lets in: WebSocket origins and counts, and /health's details and /metrics.
 
 Checks happen before the WebSocket upgrade, so a refused connection costs
 one HTTP response and no per-socket state.
@@ -15,6 +15,7 @@ from aiohttp import hdrs, web
 from yarl import URL
 
 from .config import HttpConfig
+from .metrics import Metrics
 
 _Origin = tuple[str, str, int | None]
 
@@ -26,7 +27,8 @@ def _origin(url: URL) -> _Origin | None:
 
 
 class Admission:
-    def __init__(self, http: HttpConfig) -> None:
+    def __init__(self, http: HttpConfig, metrics: Metrics) -> None:
+        self._metrics = metrics
         self._allowed = {_origin(URL(origin)) for origin in http.allowed_origins} - {None}
         self._max_sockets = http.max_sockets
         self._max_per_source = http.max_sockets_per_source
@@ -45,13 +47,16 @@ class Admission:
         except ValueError:
             origin = None
         if origin is None or (origin != _origin(request.url) and origin not in self._allowed):
+            self._metrics.websockets_refused.labels("origin").inc()
             raise web.HTTPForbidden(text=f"WebSocket from origin {header[:100]!r} not allowed\n")
 
     def open_socket(self, source: str) -> None:
         """Count a WebSocket in, or refuse it: 503 when the gateway is full, 429 when its source is."""
         if self._total >= self._max_sockets:
+            self._metrics.websockets_refused.labels("full").inc()
             raise web.HTTPServiceUnavailable(text="too many WebSockets open\n", headers={hdrs.RETRY_AFTER: "10"})
         if self._sockets[source] >= self._max_per_source:
+            self._metrics.websockets_refused.labels("source_full").inc()
             raise web.HTTPTooManyRequests(text="too many WebSockets open from your address\n", headers={hdrs.RETRY_AFTER: "10"})
         self._sockets[source] += 1
         self._total += 1

@@ -15,6 +15,7 @@ from .config import Config, worker_count
 from .control import CallControl
 from .engineapi import LocalLink, SipRole
 from .front import Front
+from .metrics import Metrics
 from .restapi import PREFIX, RestApi
 from .supervisor import Supervisor
 from .webfiles import WebFiles
@@ -29,6 +30,7 @@ class Services:
 
     admission: Admission
     webhooks: Webhooks
+    metrics: Metrics
     control: CallControl | None = None
     sockets: set[web.WebSocketResponse] = dataclasses.field(default_factory=set)
 
@@ -41,7 +43,8 @@ FILES = web.AppKey("files", WebFiles)
 def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
-    services = app[SERVICES] = Services(Admission(config.http), Webhooks(config.api))
+    metrics = Metrics()
+    services = app[SERVICES] = Services(Admission(config.http, metrics), Webhooks(config.api), metrics)
     app[FILES] = WebFiles(WEB_DIR)
     api = RestApi(config.api, lambda: services.control)
     app.cleanup_ctx.append(_webhooks)  # before the calls, so it outlives them and reports their end
@@ -56,6 +59,7 @@ def create_app(config: Config) -> web.Application:
             web.get(f"{PREFIX}/calls/{{id}}", api.get_call),
             web.delete(f"{PREFIX}/calls/{{id}}", api.end_call),
             web.get(f"{PREFIX}/openapi.json", api.description),
+            web.get("/metrics", _metrics),
             web.get("/", _index),
             web.get("/{name:.+}", _file),
         ]
@@ -88,7 +92,7 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
     # The embedded default: one engine in this process, behind the same interface a worker has.
     from .pjsipleg import media_engine  # only here: a supervisor's process never loads pjsua2
 
-    control = _install(app, CallControl(config))
+    control = _install(app, CallControl(config, metrics=app[SERVICES].metrics))
     link = LocalLink(lambda command: engine.send(command))
     engine = media_engine(config, lambda event: control.on_event(link, event), SipRole())
     control.attach(link)
@@ -101,7 +105,7 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
 async def _workers(app: web.Application, count: int) -> AsyncIterator[None]:
     config = app[CONFIG]
     front = Front(config)
-    control = _install(app, CallControl(config, sip_host=front.address, presence=front))
+    control = _install(app, CallControl(config, sip_host=front.address, presence=front, metrics=app[SERVICES].metrics))
     supervisor = Supervisor(config, control, front, count)
     control.on_load = supervisor.on_load
     await front.start(config.state_dir / "front")
@@ -132,6 +136,15 @@ async def _health(request: web.Request) -> web.Response:
     assert services.control is not None
     details = services.control.status() if services.admission.may_see_status(request) else {}
     return web.json_response({"status": "ok", **details})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics, for the same callers as /health's details; anyone else gets 403."""
+    services = request.app[SERVICES]
+    if not services.admission.may_see_status(request):
+        raise web.HTTPForbidden(text="metrics are for status_from or the status_token\n")
+    body, content_type = services.metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def _index(request: web.Request) -> web.Response:

@@ -13,13 +13,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import config as configuration
+from . import config as configuration, logs
 from .app import SERVICES, create_app
 from .apitokens import hash_token, new_token
 from .front import Front
 from .hostaddr import own_addresses
 from .passwords import hash_password
 from .tlscert import server_context
+
+log = logging.getLogger("gateway")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,6 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rtp-port", type=int, help="first RTP port (default 4000)")
     parser.add_argument("--state-dir", type=Path, help="where the self-signed certificate is kept (default ./.gateway)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-format", default="plain", choices=logs.FORMATS,
+        help="plain text lines (default), or one JSON object a line with the call id on a call's lines",
+    )
     parser.add_argument("--hash-password", action="store_true", help="read a password and print its hash for [users]")
     parser.add_argument(
         "--new-api-token", metavar="NAME", help="make a REST API token for operator NAME: print it, and its [[api.tokens]] entry"
@@ -76,19 +82,27 @@ async def serve(config: configuration.Config) -> None:
     scheme = "https" if ssl_context else "http"
     hosts = ["localhost", *own_addresses(loopback=False)] if config.http.listen in ("0.0.0.0", "::") else [config.http.listen]
     for host in hosts:
-        print(f"Web phone: {scheme}://{host}:{port}/", flush=True)
+        _say(f"Web phone: {scheme}://{host}:{port}/")
     control = app[SERVICES].control
     assert control is not None
-    print(f"SIP: {control.sip_host} (UDP{' and TCP' if config.sip.tcp else ''}); try extensions 600 (echo) and 601 (tone)", flush=True)
+    _say(f"SIP: {control.sip_host} (UDP{' and TCP' if config.sip.tcp else ''}); try extensions 600 (echo) and 601 (tone)")
     for warning in config.plan.warnings:
-        print(f"warning: {warning}", flush=True)
+        _say(f"warning: {warning}", logging.WARNING)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    print("Shutting down: hanging up calls", flush=True)
+    _say("Shutting down: hanging up calls")
     await runner.cleanup()
+
+
+def _say(text: str, level: int = logging.INFO) -> None:
+    """A line for the operator: printed (errors to stderr), or a log record when the log is JSON, so every line is."""
+    if logs.current_format() == "json":
+        log.log(level, text)
+    else:
+        print(text, file=sys.stderr if level >= logging.ERROR else sys.stdout, flush=True)
 
 
 def write_front(config: configuration.Config, directory: Path) -> int:
@@ -116,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Token for {args.new_api_token} (give it to them; it is not stored anywhere): {token}")
         print(f'[[api.tokens]]\nname = "{args.new_api_token}"\nhash = "{hash_token(token)}"')
         return 0
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level.upper(), args.log_format)
     faulthandler.enable()  # a crash inside pjsua2 then names the Python frames of every thread
     try:
         config = load_config(args)
@@ -124,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             return write_front(config, args.write_front)
         asyncio.run(serve(config))
     except configuration.ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        _say(f"configuration error: {exc}", logging.ERROR)
         return 2
     except OSError as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
+        _say(f"cannot start: {exc}", logging.ERROR)
         return 1
     return 0

@@ -19,11 +19,13 @@ from typing import Any, Callable, Protocol
 
 from dialplan import Route
 
-from . import endcause, engineapi as api
+from . import endcause, engineapi as api, logs
+from .backoff import SignInBackoff
+from .callquality import LegQuality
 from .callstate import CallState, can_move, log_move
 from .config import Config
 from .endcause import EndCause
-from .backoff import SignInBackoff
+from .metrics import Metrics
 from .passwords import PasswordChecker
 from .turn import turn_server
 
@@ -111,6 +113,8 @@ class ControlCall:
     answered: float | None = None
     ended: float | None = None
     end: EndCause | None = None
+    quality: dict[str, LegQuality] = dataclasses.field(default_factory=dict)
+    """Each leg's last reported figures (``sip``, ``browser``), counted once the call ends."""
 
     def sessions(self) -> set[Session]:
         return self.ringing | ({self.owner} if self.owner is not None else set())
@@ -129,8 +133,11 @@ class CallControl:
         *,
         sip_host: str = "",
         presence: Presence | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._config = config
+        self.metrics = metrics or Metrics()
+        """Counted where the events happen: here, and in the supervisor (restarts)."""
         self._dialplan = config.plan
         self._public_sip = sip_host
         self._sip_host = ""
@@ -165,6 +172,7 @@ class CallControl:
         if self._passwords is not None:
             await self._check_password(session, user, password)
         elif self._dialplan.inbound(user).action != "user":
+            self.metrics.sign_in_failures.labels("name").inc()
             raise RequestError("auth_failed", "A user name is 1-32 of a-z 0-9 . _ - (starting with a letter or digit)")
         self.sign_out(session)
         session.user = user
@@ -185,9 +193,11 @@ class CallControl:
         assert self._passwords is not None
         wait = math.ceil(self._backoff.wait(user, session.source))
         if wait:
+            self.metrics.sign_in_failures.labels("locked").inc()
             raise RequestError("auth_locked", f"Too many failed sign-ins: try again in {wait} s", retry_after=wait)
         if not await self._passwords.check(user, password):
             self._backoff.failed(user, session.source)
+            self.metrics.sign_in_failures.labels("password").inc()
             log.info("failed sign-in as %r from %s", user, session.source)
             raise RequestError("auth_failed", "Wrong user name or password")
         self._backoff.succeeded(user)
@@ -202,12 +212,13 @@ class CallControl:
     def sign_out(self, session: Session) -> None:
         """End the session's calls and stop ringing it."""
         for call in list(self._calls.values()):
-            if call.owner is session:
-                self._end(call, endcause.BROWSER_GONE)
-            elif session in call.ringing:
-                call.ringing.discard(session)
-                if not call.ringing and call.owner is None:
-                    self._reject(call, endcause.UNAVAILABLE)
+            with logs.for_call(call.call_id):
+                if call.owner is session:
+                    self._end(call, endcause.BROWSER_GONE)
+                elif session in call.ringing:
+                    call.ringing.discard(session)
+                    if not call.ringing and call.owner is None:
+                        self._reject(call, endcause.UNAVAILABLE)
         if session.user is not None:
             sessions = self._signed_in.get(session.user, set())
             sessions.discard(session)
@@ -227,7 +238,8 @@ class CallControl:
         call = self._add_call(
             ControlCall(_new_id(), CallState.CALLING, engine, "outbound-dial", user, to, user=user, owner=session)
         )
-        self._dial(call, targets, offer)
+        with logs.for_call(call.call_id):
+            self._dial(call, targets, offer)
         return call.call_id
 
     def click_to_call(self, user: str, to: str, operator: str) -> ControlCall:
@@ -254,8 +266,9 @@ class CallControl:
                 user=user, operator=operator, dial=self._targets(route), ringing=set(sessions),
             )
         )
-        log.info("call %s: %s asks %s's pages to call %s", call.call_id, operator, user, to)
-        self._ring(call, {"type": "incoming", "call": call.call_id, "from": to, "from_name": "Click-to-call", "to": user, "dial": to})
+        with logs.for_call(call.call_id):
+            log.info("call %s: %s asks %s's pages to call %s", call.call_id, operator, user, to)
+            self._ring(call, {"type": "incoming", "call": call.call_id, "from": to, "from_name": "Click-to-call", "to": user, "dial": to})
         return call
 
     def _dial(self, call: ControlCall, targets: tuple[tuple[str, str], ...], offer: str) -> None:
@@ -307,7 +320,8 @@ class CallControl:
     def end_call(self, call_id: str) -> ControlCall:
         """End any call (the REST API's DELETE); a click-to-call still ringing the user is cancelled."""
         call = self.call(call_id)
-        self._hang_up(call, endcause.CANCELLED if call.dial else endcause.DECLINED)
+        with logs.for_call(call_id):
+            self._hang_up(call, endcause.CANCELLED if call.dial else endcause.DECLINED)
         return call
 
     def call(self, call_id: str) -> ControlCall:
@@ -331,9 +345,14 @@ class CallControl:
         call = self._answered_call(session, call_id, "DTMF needs an answered call")
         call.engine.link.send(api.SendDtmf(call_id, digits))
 
-    def request_stats(self, session: Session, call_id: str, request: str | None) -> None:
-        """Ask the engine for the SIP leg's quality; the answer comes as a ``stats`` message."""
+    def request_stats(self, session: Session, call_id: str, request: str | None, browser: LegQuality | None = None) -> None:
+        """Ask the engine for the SIP leg's quality; the answer comes as a ``stats`` message.
+
+        ``browser`` is the page's own measure of its leg (from ``getStats()``), kept for the metrics.
+        """
         call = self._answered_call(session, call_id, "Quality is measured on answered calls")
+        if browser is not None:
+            call.quality["browser"] = browser
         call.engine.link.send(api.GetStats(call_id, request or ""))
 
     def hold(self, session: Session, call_id: str, hold: bool) -> None:
@@ -361,20 +380,34 @@ class CallControl:
         to the engine any more.
         """
         engine = self._engines.pop(link, None)
+        if engine is None:
+            return
+        self.metrics.engine_capacity.labels(engine.sip_host).set(0)
         for call in [call for call in self._calls.values() if call.engine is engine]:
             call.local_cause = call.local_cause or cause
-            self._ended(call, call.local_cause)
+            with logs.for_call(call.call_id):
+                self._ended(call, call.local_cause)
 
     def on_event(self, link: api.EngineLink, event: api.Event) -> None:
+        with logs.for_call(getattr(event, "call_id", "")):
+            self._on_event(link, event)
+
+    def _on_event(self, link: api.EngineLink, event: api.Event) -> None:
         engine = self._engines.get(link)
         if engine is None:
             return
         if isinstance(event, api.EngineReady):
             engine.sip_host, engine.capacity, engine.media = event.sip_host, event.capacity, event.media
             self._sip_host = self._public_sip or event.sip_host
+            self.metrics.engine_capacity.labels(engine.sip_host).set(engine.capacity)
+            self.metrics.engine_calls.labels(engine.sip_host).set(engine.calls)
             return
         if isinstance(event, api.TrunkState):
             self._trunks[event.trunk] = event
+            self.metrics.trunk_registered.labels(event.trunk).set(event.registered)
+            return
+        if isinstance(event, api.SipRefused):
+            self.metrics.sip_refused.labels(event.reason, str(event.code)).inc()
             return
         if isinstance(event, api.Incoming):
             self._incoming(engine, event)
@@ -394,13 +427,14 @@ class CallControl:
         elif isinstance(event, api.Answered):
             if self._move(call, CallState.ANSWERED):
                 call.answered = time.time()
+                self.metrics.call_setup.labels(call.direction).observe(call.answered - call.created)
                 self._tell_owner(call, {"type": "answered", "call": call.call_id})
                 self._report("answered", call)
         elif isinstance(event, api.DtmfReceived):
             self._tell_owner(call, {"type": "dtmf", "call": call.call_id, "digit": event.digit})
         elif isinstance(event, api.CallStats):
-            sip = {"codec": event.codec, "jitter_ms": round(event.jitter_ms, 1), "loss_pct": round(event.loss_pct, 2), "rtt_ms": round(event.rtt_ms, 1)}
-            reply: dict[str, Any] = {"type": "stats", "call": call.call_id, "sip": sip}
+            sip = call.quality["sip"] = LegQuality(event.jitter_ms, event.loss_pct, event.rtt_ms)
+            reply: dict[str, Any] = {"type": "stats", "call": call.call_id, "sip": {"codec": event.codec, **sip.for_page()}}
             if event.request:
                 reply["id"] = event.request
             self._tell_owner(call, reply)
@@ -434,6 +468,7 @@ class CallControl:
             engine.link.send(api.Ring(call.call_id))
             self._ring(call, {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": event.to_user})
         else:
+            self.metrics.sip_refused.labels("dialplan", str(route.code)).inc()
             self._reject(call, EndCause(endcause.from_sip(route.code).cause, route.code, route.reason))
 
     # -- inside -----------------------------------------------------------------
@@ -504,6 +539,11 @@ class CallControl:
             session.send(_ended(call, cause))
         del self._calls[call.call_id]
         call.engine.calls -= 1
+        self.metrics.calls_in_progress.labels(call.direction).dec()
+        self.metrics.calls.labels(call.direction, cause.cause).inc()
+        self.metrics.engine_calls.labels(call.engine.sip_host).set(call.engine.calls)
+        for leg, figures in call.quality.items():
+            self.metrics.quality(leg, figures)
         if call.engine.calls == call.engine.capacity - 1:
             self._tell_load(call.engine)
         self._report("ended", call)
@@ -511,6 +551,8 @@ class CallControl:
     def _add_call(self, call: ControlCall) -> ControlCall:
         self._calls[call.call_id] = call
         call.engine.calls += 1
+        self.metrics.calls_in_progress.labels(call.direction).inc()
+        self.metrics.engine_calls.labels(call.engine.sip_host).set(call.engine.calls)
         if call.engine.full:
             self._tell_load(call.engine)
         return call
@@ -545,10 +587,11 @@ class CallControl:
     def hang_up_all(self) -> None:
         """Shutdown: end every call the engine still carries."""
         for call in list(self._calls.values()):
-            if call.state is CallState.INCOMING:
-                self._reject(call, endcause.SHUTDOWN)
-            else:
-                self._end(call, endcause.SHUTDOWN)
+            with logs.for_call(call.call_id):
+                if call.state is CallState.INCOMING:
+                    self._reject(call, endcause.SHUTDOWN)
+                else:
+                    self._end(call, endcause.SHUTDOWN)
 
 
 def _new_id() -> str:

@@ -17,7 +17,7 @@ from typing import Awaitable, Callable, Protocol
 from aiortc.mediastreams import MediaStreamTrack
 from dialplan import CallerId
 
-from . import endcause, engineapi as api
+from . import endcause, engineapi as api, logs
 from .background import Background
 from .config import Config
 from .endcause import EndCause
@@ -109,6 +109,10 @@ class MediaEngine:
 
     def send(self, command: api.Command) -> None:
         """Take one command; work that waits runs as a task so commands never block."""
+        with logs.for_call(command.call_id):
+            self._command(command)
+
+    def _command(self, command: api.Command) -> None:
         spawn = self._background.spawn
         if isinstance(command, api.Dial):
             if command.call_id in self._calls:
@@ -318,6 +322,10 @@ class MediaEngine:
     # -- SIP events, on the loop ----------------------------------------------
 
     def _on_sip_event(self, event: SipEvent) -> None:
+        with logs.for_call(getattr(event, "call_id", "")):
+            self._sip_event(event)
+
+    def _sip_event(self, event: SipEvent) -> None:
         if isinstance(event, NativeSocket):
             if self._native is not None:
                 self._native.adopt(event.call_id, event.sock, event.rtcp)
@@ -331,6 +339,9 @@ class MediaEngine:
             return
         if isinstance(event, api.TrunkState):
             log.info("trunk %s: %s (%s %s)", event.trunk, "registered" if event.registered else "not registered", event.code, event.reason)
+            self._emit(event)
+            return
+        if isinstance(event, api.SipRefused):
             self._emit(event)
             return
         call = self._calls.get(event.call_id)

@@ -42,7 +42,11 @@ Events (engine -> control):
 - ``Answered``: both legs are up.
 - ``DtmfReceived``: a digit from the SIP side.
 - ``HoldChanged``: the SIP leg is held by us (``local``) and/or the far end (``remote``).
-- ``CallStats``: the SIP leg's codec, jitter, loss and round trip, for ``request``.
+- ``CallStats``: the SIP leg's codec, jitter, loss and round trip, for ``request``
+  (each None where it was not measured: the native relay measures no jitter or round trip).
+- ``SipRefused``: the SIP side refused a request call control never hears of
+  (``reason``: ``malformed`` INVITE, ``transfer`` (REFER), ``replaces``,
+  ``error``), for the operator's count.
 - ``Ended``: the call is over on both legs, with its cause; sent exactly once.
 """
 
@@ -189,9 +193,15 @@ class CallStats:
     call_id: str
     request: str
     codec: str
-    jitter_ms: float
-    loss_pct: float
-    rtt_ms: float
+    jitter_ms: float | None
+    loss_pct: float | None
+    rtt_ms: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SipRefused:
+    reason: str
+    code: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,14 +214,16 @@ class Ended:
 
 Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats]
 Event = Union[
-    EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats, Ended
+    EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats, SipRefused,
+    Ended,
 ]
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
         Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats,
-        EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats, Ended,
+        EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
+        SipRefused, Ended,
     )
 }
 

@@ -32,7 +32,7 @@ from . import audioformat, engineapi as api
 from .config import Config
 from .nativerelay import BrowserMedia, Foreign, NativeRelay, SipMedia, load_error
 from .rtpsockets import bind_pair
-from .sipapi import MediaReady, MediaTimeout, NativePort, SipEventSink
+from .sipapi import MediaReady, MediaTimeout, NativePort, Quality, SipEventSink
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +195,14 @@ class NativeMedia:
             if now - self._relay.stats(call.handle)["last_sip_media"] > limit:
                 self._events(MediaTimeout(call_id))
 
-    def quality(self, call_id: str) -> tuple[str, float, float, float]:
+    def quality(self, call_id: str) -> Quality:
         """The SIP leg as the relay's RTCP sees it: codec, jitter (ms) and loss (%) of what arrives, and the
-        round trip (ms) from the far end's reports (0 until one echoes the relay's SR)."""
+        round trip (ms) from the far end's reports (None until one echoes the relay's SR)."""
         call = self._calls.get(call_id)
         if call is None or call.handle is None or call.sip is None:
-            return ("", 0.0, 0.0, 0.0)
+            return ("", None, None, None)
         stats = self._relay.stats(call.handle)
-        return (_CODECS.get(call.sip.payload_type, ""), stats["sip_jitter_ms"], _loss_pct(stats, "sip"), stats["sip_rtt_ms"] or 0.0)
+        return (_CODECS.get(call.sip.payload_type, ""), stats["sip_jitter_ms"], _loss_pct(stats, "sip"), stats["sip_rtt_ms"])
 
     def _log_quality(self, call_id: str, handle: int) -> None:
         """Both legs' RTCP figures as the call ends: the browser's are nowhere else on the gateway's side."""

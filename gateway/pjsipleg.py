@@ -13,7 +13,7 @@ from . import engineapi as api, nativemedia
 from .config import Config, SipConfig
 from .engine import MediaEngine
 from .engineapi import SipRole
-from .sipapi import CallAudio, Caller, NativePort, SipEventSink
+from .sipapi import CallAudio, Caller, NativePort, Quality, SipEventSink
 from .sipthread import SipThread
 from .sipua import SipUserAgent
 
@@ -75,7 +75,7 @@ class PjsipLeg:
     async def hold(self, call_id: str, hold: bool) -> None:
         await self._thread.run(self._user_agent().hold, call_id, hold)
 
-    async def quality(self, call_id: str) -> tuple[str, float, float, float]:
+    async def quality(self, call_id: str) -> Quality:
         return await self._thread.run(self._user_agent().quality, call_id)
 
     async def tick(self) -> None:

@@ -44,6 +44,18 @@ def _sdp(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("v=0") and len(value) <= 32 * 1024
 
 
+_FIGURE_LIMITS = {"jitter_ms": 3_600_000.0, "loss_pct": 100.0, "rtt_ms": 3_600_000.0}
+
+
+def _figures(value: Any) -> bool:
+    """A leg's quality as the page measured it: some of ``_FIGURE_LIMITS``, each a number from 0 to its limit."""
+    return isinstance(value, dict) and all(
+        name in _FIGURE_LIMITS and isinstance(figure, (int, float)) and not isinstance(figure, bool)
+        and 0 <= figure <= _FIGURE_LIMITS[name]
+        for name, figure in value.items()
+    )
+
+
 _call_id = _text(64)
 _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
     # field: (check, required, what it must be)
@@ -58,7 +70,10 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
         "digits": (lambda v: isinstance(v, str) and bool(_DIGITS.match(v)), True, "1-32 of 0-9 * # A-D"),
     },
     "hold": {"call": (_call_id, True, "a call id")},
-    "stats": {"call": (_call_id, True, "a call id")},
+    "stats": {
+        "call": (_call_id, True, "a call id"),
+        "browser": (_figures, False, "an object of jitter_ms, loss_pct (0-100) and rtt_ms, numbers from 0"),
+    },
     "resume": {"call": (_call_id, True, "a call id")},
     "ping": {},
 }

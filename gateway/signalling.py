@@ -16,8 +16,9 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from . import protocol
+from . import logs, protocol
 from .admission import Admission
+from .callquality import LegQuality
 from .control import CallControl, RequestError
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ async def _handle(control: CallControl, session: PageSession, raw: str) -> None:
         return
     fields = request.fields
     try:
-        reply = await _dispatch(control, session, request.type, fields, request.id)
+        with logs.for_call(fields.get("call", "")):
+            reply = await _dispatch(control, session, request.type, fields, request.id)
     except RequestError as exc:
         session.send({**_error(exc.code, exc.message, request.id, fields.get("call")), **exc.details})
         return
@@ -135,7 +137,8 @@ async def _dispatch(
     elif kind in ("hold", "resume"):
         control.hold(session, fields["call"], kind == "hold")
     elif kind == "stats":
-        control.request_stats(session, fields["call"], request_id)
+        browser = fields.get("browser")
+        control.request_stats(session, fields["call"], request_id, None if browser is None else LegQuality(**browser))
     elif kind == "ping":
         return {"type": "pong"}
     return None

@@ -8,10 +8,10 @@ fake one, so the engine's call logic is tested without a SIP stack.
 
 Events the SIP leg emits: :class:`~gateway.engineapi.Incoming`,
 :class:`~gateway.engineapi.Progress`, :class:`~gateway.engineapi.Answered`,
-:class:`~gateway.engineapi.DtmfReceived`, :class:`~gateway.engineapi.HoldChanged`
-and :class:`~gateway.engineapi.TrunkState` (the engine passes them on as
-they are), plus :class:`Disconnected`, :class:`Responded`, :class:`MediaTimeout`,
-:class:`MediaReady` and :class:`NativeSocket`, which only the engine sees.
+:class:`~gateway.engineapi.DtmfReceived`, :class:`~gateway.engineapi.HoldChanged`,
+:class:`~gateway.engineapi.TrunkState` and :class:`~gateway.engineapi.SipRefused`
+(the engine passes them on as they are), plus :class:`Disconnected`, :class:`Responded`,
+:class:`MediaTimeout`, :class:`MediaReady` and :class:`NativeSocket`, which only the engine sees.
 
 A call's audio goes one of two ways: through pjsua2's conference bridge to
 Python (:class:`AudioIO`), or past pjsua2 altogether (:class:`NativePort`):
@@ -111,10 +111,13 @@ class Caller:
 
 
 SipEvent = Union[
-    api.Incoming, api.Progress, api.Answered, api.DtmfReceived, api.HoldChanged, api.TrunkState,
+    api.Incoming, api.Progress, api.Answered, api.DtmfReceived, api.HoldChanged, api.TrunkState, api.SipRefused,
     Disconnected, Responded, MediaTimeout, MediaReady, NativeSocket,
 ]
 SipEventSink = Callable[[SipEvent], None]
+
+Quality = tuple[str, float | None, float | None, float | None]
+"""A SIP leg's codec, jitter (ms), loss (%) and round trip (ms); None: not measured."""
 
 
 class FrameQueue:
@@ -177,7 +180,7 @@ class SipLeg(Protocol):
     async def hangup(self, call_id: str) -> None: ...
     async def send_dtmf(self, call_id: str, digits: str) -> None: ...
     async def hold(self, call_id: str, hold: bool) -> None: ...
-    async def quality(self, call_id: str) -> tuple[str, float, float, float]:
+    async def quality(self, call_id: str) -> Quality:
         """Codec, jitter (ms), loss (%), round trip (ms); empty values for an unknown call."""
     async def tick(self) -> None:
         """Once a second: look for calls whose RTP stopped (reported as :class:`MediaTimeout`)."""

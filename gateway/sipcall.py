@@ -17,7 +17,7 @@ import pjsua2 as pj
 
 from . import engineapi as api
 from .sdp import point_audio_at
-from .sipapi import CallAudio, Disconnected, MediaReady, NativePort, Responded
+from .sipapi import CallAudio, Disconnected, MediaReady, NativePort, Quality, Responded
 from .sipport import BridgePort, tone_generator
 from .sipthread import guarded
 
@@ -96,12 +96,14 @@ class SipCall(pj.Call):
     def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
         log.warning("call %s: REFER to %s refused: the gateway does not transfer calls on request", self.call_id, prm.dstUri)
         prm.statusCode = 403
+        self.ua.emit(api.SipRefused("transfer", 403))
 
     @guarded
     def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:
         log.warning("call %s: INVITE with Replaces refused", self.call_id)
         prm.statusCode = 403
         prm.reason = "Replaces not accepted"
+        self.ua.emit(api.SipRefused("replaces", 403))
 
     @guarded
     def onCallRedirected(self, prm: pj.OnCallRedirectedParam) -> int:
@@ -179,15 +181,20 @@ class SipCall(pj.Call):
         prm.method = pj.PJSUA_DTMF_METHOD_RFC2833 if rfc4733 else pj.PJSUA_DTMF_METHOD_SIP_INFO
         self.sendDtmf(prm)
 
-    def quality(self) -> tuple[str, float, float, float]:
-        """The SIP leg as RTCP sees it: codec, jitter (ms), loss (%), round trip (ms)."""
+    def quality(self) -> Quality:
+        """The SIP leg as RTCP sees it: codec, jitter (ms), loss (%), round trip (ms); None before any sample."""
         index = self._audio_index(self.getInfo())
         if index is None:
-            return ("", 0.0, 0.0, 0.0)
+            return ("", None, None, None)
         info, rtcp = self.getStreamInfo(index), self.getStreamStat(index).rtcp
         received = rtcp.rxStat.pkt + rtcp.rxStat.loss
-        loss = 100 * rtcp.rxStat.loss / received if received else 0.0
-        return (f"{info.codecName}/{info.codecClockRate}", rtcp.rxStat.jitterUsec.mean / 1000, loss, rtcp.rttUsec.mean / 1000)
+        jitter, rtt = rtcp.rxStat.jitterUsec, rtcp.rttUsec
+        return (
+            f"{info.codecName}/{info.codecClockRate}",
+            jitter.mean / 1000 if jitter.n else None,
+            100 * rtcp.rxStat.loss / received if received else None,
+            rtt.mean / 1000 if rtt.n else None,
+        )
 
     def received_packets(self) -> int | None:
         """RTP packets received so far, or None while no audio stream runs, the far end holds,

@@ -18,7 +18,8 @@ Crossing happens in exactly three ways, all defined here or in
 
 Every pjsua2 callback is wrapped in :func:`guarded`: an exception in it is
 logged and handed to the object's ``callback_failed``, never left to SWIG,
-which would only print it and leave the call in limbo.
+which would only print it and leave the call in limbo.  A call's callbacks
+log as that call (:func:`gateway.logs.for_call`).
 
 pjsua2 objects must also be *deleted* on the SIP thread (a destructor on an
 unregistered thread aborts the process), so they are only ever referenced by
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import logging
 import queue
@@ -38,6 +40,7 @@ from typing import Any, Callable, TypeVar
 
 import pjsua2 as pj
 
+from . import logs
 from .sipapi import SipError
 
 log = logging.getLogger(__name__)
@@ -78,15 +81,24 @@ class SipThread:
         await asyncio.wrap_future(started)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the SIP thread and return its result."""
+        """Run ``fn(*args)`` on the SIP thread and return its result, in the caller's context (its call's logs)."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._jobs.put((lambda: fn(*args), future))
+        context = contextvars.copy_context()
+        self._jobs.put((lambda: context.run(fn, *args), future))
         if self._wake is not None:
             try:
                 self._wake.send(_KEEPALIVE)
             except OSError:
                 pass  # the thread still finds the job within _IDLE_POLL_MS
         return await asyncio.wrap_future(future)
+
+    def after_callback(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` on the SIP thread once the pjsua2 callback that asks (on this thread) has returned.
+
+        pjsua 2.15 aborts the process (``pjsip_rx_data_free_cloned``) when an
+        INVITE without SDP gets its final response inside ``onIncomingCall``.
+        """
+        self._jobs.put((fn, concurrent.futures.Future()))
 
     def wake_through(self, address: tuple[str, int]) -> None:
         """Where :meth:`run` sends its wake-up: the endpoint's own UDP transport (set on the SIP thread)."""
@@ -181,16 +193,17 @@ def guarded(callback: Callback) -> Callback:
 
     @functools.wraps(callback)
     def run(self: Any, *args: Any) -> Any:
-        try:
-            return callback(self, *args)
-        except Exception:  # noqa: BLE001 - nothing may escape into SWIG
-            log.exception("pjsua2 callback %s.%s failed", type(self).__name__, callback.__name__)
-            failed = getattr(self, "callback_failed", None)
-            if failed is not None:
-                try:
-                    failed()
-                except Exception:  # noqa: BLE001
-                    log.exception("cleaning up after %s.%s failed too", type(self).__name__, callback.__name__)
-            return None
+        with logs.for_call(getattr(self, "call_id", "")):
+            try:
+                return callback(self, *args)
+            except Exception:  # noqa: BLE001 - nothing may escape into SWIG
+                log.exception("pjsua2 callback %s.%s failed", type(self).__name__, callback.__name__)
+                failed = getattr(self, "callback_failed", None)
+                if failed is not None:
+                    try:
+                        failed()
+                    except Exception:  # noqa: BLE001
+                        log.exception("cleaning up after %s.%s failed too", type(self).__name__, callback.__name__)
+                return None
 
     return run  # type: ignore[return-value]

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
-from . import audioformat, engineapi as api
+from . import audioformat, engineapi as api, logs
 from .config import SipConfig
 from .engineapi import SipRole
 from .rtpsockets import bind_pair
 from .sipaccount import LocalAccount, TrunkAccount, name_addr, trunk_uri
-from .sipapi import CallAudio, Caller, MediaTimeout, NativePort, NativeSocket, SipEvent, SipEventSink
+from .sipapi import CallAudio, Caller, MediaTimeout, NativePort, NativeSocket, Quality, SipEvent, SipEventSink
 from .sipcall import SipCall
 from .sipcheck import invite_problem
 from .sipport import BridgePorts
@@ -288,9 +288,9 @@ class SipUserAgent:
         if call is not None:
             call.send_dtmf(digits)
 
-    def quality(self, call_id: str) -> tuple[str, float, float, float]:
+    def quality(self, call_id: str) -> Quality:
         call = self.calls.get(call_id)
-        return call.quality() if call is not None else ("", 0.0, 0.0, 0.0)
+        return call.quality() if call is not None else ("", None, None, None)
 
     def hold(self, call_id: str, hold: bool) -> None:
         """Re-INVITE with ``a=sendonly`` to hold, ``a=sendrecv`` to resume."""
@@ -340,6 +340,10 @@ class SipUserAgent:
         """
         self.pacer.admit()
         call_id = self.new_call_id()
+        with logs.for_call(call_id):
+            self._incoming(call_id, prm, trunk)
+
+    def _incoming(self, call_id: str, prm: pj.OnIncomingCallParam, trunk: Trunk | None) -> None:
         account = self.trunks[trunk.name] if trunk else self.account
         call = SipCall(self, account, call_id, prm.callId)
         self.calls[call_id] = call
@@ -347,7 +351,8 @@ class SipUserAgent:
         problem = invite_problem(message)
         if problem is not None:
             log.info("SIP INVITE %s from %s refused: %s", call_id, prm.rdata.srcAddress, problem)
-            self.refuse(call, 400, f"Bad Request ({problem})")
+            self._refuse_after_callback(call, 400, f"Bad Request ({problem})")
+            self.emit(api.SipRefused("malformed", 400))
             return
         if self.native:
             # pjsua2 writes its SDP answer as soon as this callback returns: the sockets must exist now.
@@ -381,13 +386,24 @@ class SipUserAgent:
         prm.reason = reason
         self._hangup(call, prm)
 
+    def _refuse_after_callback(self, call: SipCall, code: int, reason: str) -> None:
+        """:meth:`refuse` from inside ``onIncomingCall``: only once it has returned (see
+        :meth:`SipThread.after_callback`), and not if the call is gone by then (its slot may be another's)."""
+
+        def refuse() -> None:
+            if self.calls.get(call.call_id) is call:
+                self.refuse(call, code, reason)
+
+        self.sip.after_callback(refuse)
+
     def incoming_failed(self, prm: pj.OnIncomingCallParam) -> None:
         """``incoming`` raised: answer 500 rather than leave the caller hanging."""
         call = next((call for call in self.calls.values() if call.getId() == prm.callId), None)
         if call is None:
             call = SipCall(self, self.account, self.new_call_id(), prm.callId)
             self.calls[call.call_id] = call
-        self.refuse(call, 500, "Server Internal Error")
+        self._refuse_after_callback(call, 500, "Server Internal Error")
+        self.emit(api.SipRefused("error", 500))
 
     def bury(self, call: SipCall) -> None:
         """A disconnected call: forget it now, delete its tone a little later.

@@ -23,7 +23,7 @@ from multiprocessing.reduction import ForkingPickler
 from types import MappingProxyType
 from typing import Any
 
-from . import engineapi as api
+from . import engineapi as api, logs
 from .config import Config
 from .control import CallControl
 from .endcause import EndCause
@@ -140,6 +140,7 @@ class Supervisor:
             young = time.monotonic() - started < _YOUNG_SECONDS
             worker.delay = min(max(worker.delay * 2, self._config.engines.restart_delay), _MAX_DELAY) if young else 0.0
             log.warning("worker %d stopped; starting it again in %.1f s", worker.index, worker.delay)
+            self._control.metrics.engine_restarts.labels(worker.address).inc()
             await asyncio.sleep(worker.delay)
 
     async def _run(self, worker: Worker) -> None:
@@ -151,7 +152,7 @@ class Supervisor:
         role = api.SipRole(front=self._front.proxy, registers=worker.index == 0, internal_host=host)
         process = self._context.Process(
             target=_worker_main,
-            args=(config, role, worker.index, theirs, logging.getLogger().getEffectiveLevel()),
+            args=(config, role, worker.index, theirs, logging.getLogger().getEffectiveLevel(), logs.current_format()),
             name=f"engine-{worker.index}",
             daemon=True,
         )

@@ -16,7 +16,7 @@ import logging
 import signal
 import socket
 
-from . import engineapi as api
+from . import engineapi as api, logs
 from .config import Config
 from .engine import MediaEngine
 from .pjsipleg import media_engine
@@ -24,9 +24,9 @@ from .pjsipleg import media_engine
 log = logging.getLogger(__name__)
 
 
-def main(config: Config, role: api.SipRole, index: int, sock: socket.socket, log_level: int) -> None:
+def main(config: Config, role: api.SipRole, index: int, sock: socket.socket, log_level: int, log_format: str) -> None:
     """Process entry point (runs in the forked child)."""
-    logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker{index} %(name)s: %(message)s")
+    logs.configure(log_level, log_format, worker=index)
     faulthandler.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor decides
     asyncio.run(_serve(config, role, sock))

@@ -22,10 +22,12 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     """Start gateways with a given configuration; each must stop cleanly (exit 0, no abort)."""
     started: list[GatewayProcess] = []
 
-    def start(config: str = "", tls: bool = False, http_port: int = 0, http_host: str = "") -> GatewayProcess:
+    def start(
+        config: str = "", tls: bool = False, http_port: int = 0, http_host: str = "", log_format: str = "plain"
+    ) -> GatewayProcess:
         workdir = tmp_path / f"gateway{len(started)}"
         workdir.mkdir()
-        started.append(GatewayProcess(workdir, config, tls, http_port=http_port, http_host=http_host))
+        started.append(GatewayProcess(workdir, config, tls, http_port=http_port, http_host=http_host, log_format=log_format))
         return started[-1]
 
     yield start

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 _READY_SECONDS = 30
-_WORKER_STARTED = re.compile(r"worker (\d+) \(pid (\d+)\) takes calls on (\S+)")
+_WORKER_STARTED = re.compile(r'worker (\d+) \(pid (\d+)\) takes calls on ([^\s"]+)')
 _STOP_SECONDS = 20
+_ANNOUNCED = r'(?:^|"message": "){}: ([^\s"]+)'
+"""A start-up line as printed, or as the message of a JSON log line (``--log-format json``)."""
 
 
 class GatewayProcess:
@@ -33,6 +35,7 @@ class GatewayProcess:
         sip_port: int = 0,
         netns: str = "",
         http_host: str = "",
+        log_format: str = "plain",
     ) -> None:
         self.workdir = workdir
         self.log_path = workdir / "gateway.log"
@@ -43,7 +46,7 @@ class GatewayProcess:
             sys.executable, "-m", "gateway", "--config", str(config_path),
             "--http-host", http_host or ("0.0.0.0" if tls else host), "--http-port", str(http_port),
             "--sip-host", host, "--sip-port", str(sip_port), "--rtp-port", "0",
-            "--state-dir", str(workdir / "state"), "--log-level", log_level,
+            "--state-dir", str(workdir / "state"), "--log-level", log_level, "--log-format", log_format,
         ]
         if not tls:
             args.append("--no-tls")
@@ -55,8 +58,8 @@ class GatewayProcess:
         deadline = time.monotonic() + _READY_SECONDS
         while time.monotonic() < deadline:
             text = self.log_path.read_text(errors="replace")
-            web = re.search(r"^Web phone: (\S+)", text, re.M)
-            sip = re.search(r"^SIP: (\S+)", text, re.M)
+            web = re.search(_ANNOUNCED.format("Web phone"), text, re.M)
+            sip = re.search(_ANNOUNCED.format("SIP"), text, re.M)
             if web and sip:
                 return web.group(1), sip.group(1)
             if self.process.poll() is not None:

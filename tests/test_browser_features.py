@@ -15,9 +15,12 @@ from collections.abc import Awaitable, Callable
 import pytest
 from playwright.async_api import expect
 
+from gateway.callquality import estimate_mos
+
 from .audio import dominant_frequency, has_tone, rms_dbfs
 from .browser import DESKTOP, MIC_HZ, PHONE, BrowserPhone, OpenPhone
 from .gatewayprocess import GatewayProcess
+from .scrape import scrape, value
 from .webclient import WebClient
 
 pytestmark = pytest.mark.timeout(90)
@@ -212,26 +215,14 @@ async def test_quality_panel_shows_codec_and_mos(
         await phone.hang_up()
         await phone.wait_state("ended")
         await expect(quality).to_be_hidden()
+    samples = scrape(gateway.url + "metrics")
+    assert value(samples, "gateway_call_mos_count", leg="browser") == 1, "the page sent its leg's figures with `stats`"
 
 
 async def test_mos_estimate_matches_the_simplified_e_model(
     gateway: GatewayProcess, browser: OpenPhone
 ) -> None:
-    """The page's estimateMos follows the simplified E-model (Twilio's) at known points."""
-
-    def expected(rtt: float, jitter: float, loss: float) -> float:
-        latency = rtt + 2 * jitter + 10
-        r = (
-            93.2
-            - (latency / 40 if latency < 160 else (latency - 120) / 10)
-            - 2.5 * loss
-        )
-        if r <= 0:
-            return 1.0
-        if r >= 100:
-            return 4.5
-        return min(4.5, max(1.0, 1 + 0.035 * r + 0.000007 * r * (r - 60) * (100 - r)))
-
+    """The page's estimateMos is the gateway's (the simplified E-model, Twilio's) at known points."""
     async with browser(gateway) as phone:
         cases = [(20, 2, 0), (150, 10, 0), (300, 40, 1), (500, 60, 10), (1000, 200, 50)]
         got = await phone.page.evaluate(
@@ -241,8 +232,8 @@ async def test_mos_estimate_matches_the_simplified_e_model(
             }""",
             cases,
         )
-        for case, value in zip(cases, got, strict=True):
-            assert value == pytest.approx(expected(*case), abs=1e-9), case
+        for case, mos in zip(cases, got, strict=True):
+            assert mos == pytest.approx(estimate_mos(*case), abs=1e-9), case
         assert got[0] > 4.3 and got[3] < 3.5 and got[4] == 1.0
 
 

@@ -13,8 +13,8 @@ from gateway import endcause, engine as engine_module, engineapi as api
 from gateway.config import Config
 from gateway.engine import MediaEngine
 from gateway.sipapi import (
-    TOO_MANY_CALLS, CallAudio, Caller, Disconnected, MediaTimeout, NativePort, Responded, SipError, SipEvent,
-    SipEventSink,
+    TOO_MANY_CALLS, CallAudio, Caller, Disconnected, MediaTimeout, NativePort, Quality, Responded, SipError,
+    SipEvent, SipEventSink,
 )
 
 from .peers.net import wait_for_async
@@ -72,7 +72,7 @@ class FakeSipLeg:
     async def hold(self, call_id: str, hold: bool) -> None:
         self.journal.append(("hold", call_id, hold))
 
-    async def quality(self, call_id: str) -> tuple[str, float, float, float]:
+    async def quality(self, call_id: str) -> Quality:
         return ("PCMU/8000", 1.0, 0.0, 2.0)
 
     async def tick(self) -> None:

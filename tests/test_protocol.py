@@ -19,6 +19,11 @@ OFFER = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n"
         (json.dumps({"type": "call", "to": "600", "sdp": OFFER}), "call", {"to": "600", "sdp": OFFER}),
         ('{"type": "dtmf", "call": "c1", "digits": "12#*"}', "dtmf", {"call": "c1", "digits": "12#*"}),
         ('{"type": "hangup", "call": "c1", "extra": 1}', "hangup", {"call": "c1"}),
+        (
+            '{"type": "stats", "call": "c1", "browser": {"rtt_ms": 80, "jitter_ms": 2.5, "loss_pct": 100}}',
+            "stats", {"call": "c1", "browser": {"rtt_ms": 80, "jitter_ms": 2.5, "loss_pct": 100}},
+        ),
+        ('{"type": "stats", "call": "c1", "browser": {}}', "stats", {"call": "c1", "browser": {}}),
     ],
 )
 def test_valid_messages(raw: str, kind: str, fields: dict) -> None:
@@ -44,6 +49,13 @@ def test_valid_messages(raw: str, kind: str, fields: dict) -> None:
         ('{"type": "dtmf", "call": "c1", "digits": "12x"}', "'digits' must be"),
         ('{"type": "hangup", "call": null}', "'call' must be"),
         ('{"type": "ping", "id": {"a": 1}}', "id must be"),
+        ('{"type": "stats", "call": "c1", "browser": {"rtt_ms": -1}}', "'browser' must be"),
+        ('{"type": "stats", "call": "c1", "browser": {"loss_pct": 101}}', "'browser' must be"),
+        ('{"type": "stats", "call": "c1", "browser": {"jitter_ms": "5"}}', "'browser' must be"),
+        ('{"type": "stats", "call": "c1", "browser": {"rtt_ms": true}}', "'browser' must be"),
+        ('{"type": "stats", "call": "c1", "browser": {"rtt_ms": NaN}}', "'browser' must be"),
+        ('{"type": "stats", "call": "c1", "browser": {"mos": 4.5}}', "'browser' must be"),
+        ('{"type": "stats", "call": "c1", "browser": [1]}', "'browser' must be"),
         ('{"type": "sign_in", "user": "' + "a" * 100 + '"}', "'user' must be"),
         ("x" * (protocol.MAX_MESSAGE_BYTES + 1), "larger than"),
     ],

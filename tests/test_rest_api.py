@@ -30,6 +30,7 @@ from gateway.webhooks import Webhooks
 from .audio import has_tone
 from .browser import MIC_HZ, OpenPhone
 from .gatewayprocess import GatewayProcess
+from .scrape import scrape, value
 from .webclient import RATE, WebClient
 
 TOKEN = new_token()
@@ -214,6 +215,9 @@ async def test_click_to_call_rings_the_page_dials_and_ends_through_the_api(
     assert (await api.request("GET", f"/calls/{created['id']}"))[0] == 404
     await until(lambda: gateway.health()["calls"] == 0, "both legs to end")
     assert (await api.request("GET", "/calls"))[1] == {"calls": []}
+    counted = scrape(gateway.url + "metrics")
+    assert value(counted, "gateway_calls_total", direction="outbound-api", cause="normal") == 1
+    assert value(counted, "gateway_call_setup_seconds_count", direction="outbound-api") == 1
 
     await until(lambda: ("call.ended", "ended") in crm.of(created["id"]), "the operator's call.ended")
     assert crm.of(created["id"]) == [

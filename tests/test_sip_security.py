@@ -141,6 +141,15 @@ async def test_invalid_invites_are_refused_before_call_control(gateway: GatewayP
     assert gateway.health()["calls"] == 0
 
 
+async def test_an_invalid_invite_without_sdp_gets_400_and_the_gateway_lives_on(gateway: GatewayProcess) -> None:
+    """pjsua 2.15 aborted the process when an offerless INVITE was refused inside its onIncomingCall."""
+    bad_date = {"Date": "Fri, 01 Jan 2010 16:00:00 EST", "Contact": "<sip:probe@127.0.0.1>"}
+    status = await asyncio.to_thread(sipp.send_request, gateway.uri("601"), method="INVITE", headers=bad_date, reply_timeout=5)
+    assert status == 400
+    assert gateway.health()["calls"] == 0
+    assert await asyncio.to_thread(sipp.send_request, gateway.uri("601")) == 200, "the gateway still answers OPTIONS"
+
+
 async def test_a_valid_invite_built_the_same_way_is_answered(gateway: GatewayProcess) -> None:
     """The control case: the torture builder's unchanged INVITE reaches the built-in tone."""
     target = gateway.uri("601")

@@ -47,7 +47,7 @@ els.lines.addEventListener("click", (ev) => {
 
 const updateQuality = startQualityPanel({
   getPc: () => phone.pc,
-  ask: (call) => sig.request({ type: "stats", call }, 5000),
+  ask: (call, browser) => sig.request({ type: "stats", call, ...(browser ? { browser } : {}) }, 5000),
 });
 
 const callHistory = startHistory({

@@ -1,6 +1,8 @@
 // Call-quality panel: once a second during an answered call, the browser
 // leg's round-trip time, jitter, loss and codec from getStats(), an estimated
 // MOS, a small graph, and the SIP leg's figures when the gateway gives them.
+// The browser leg's figures go to the gateway with each `stats` request, for
+// its metrics (loss over the whole call there, not over the last second).
 
 const EVERY_MS = 1000;
 const HISTORY = 60; // graph points (seconds)
@@ -70,7 +72,19 @@ export function readStats(report, prev = null) {
   return { rttMs, jitterMs, lossPct, codec, lost, received };
 }
 
-/** Wire the panel. getPc: the live RTCPeerConnection or null; ask(callId): the gateway's `stats` reply (a promise). */
+/** The browser leg's figures for the gateway's `stats` request: only those measured; null when none are. */
+export function browserFigures(s) {
+  const figures = {};
+  if (s.rttMs != null) figures.rtt_ms = s.rttMs;
+  if (s.jitterMs != null) figures.jitter_ms = s.jitterMs;
+  if (s.lost + s.received > 0) figures.loss_pct = (100 * s.lost) / (s.lost + s.received);
+  return Object.keys(figures).length ? figures : null;
+}
+
+/**
+ * Wire the panel. getPc: the live RTCPeerConnection or null; ask(callId, browser): the gateway's `stats`
+ * reply (a promise), browser the figures of browserFigures() or null.
+ */
 export function startQualityPanel({ getPc, ask }) {
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -114,12 +128,15 @@ export function startQualityPanel({ getPc, ask }) {
     if (!pc || busy) return;
     busy = true;
     const forCall = callId;
+    let browser = null;
     try {
       const report = await pc.getStats();
       if (forCall !== callId) return;
       const now = readStats(report, prev);
       prev = now;
       show(now);
+      // While held no audio flows: the figures say nothing about the network.
+      if (!held) browser = browserFigures(now);
     } catch {
       // A closed connection at the end of a call: the panel goes away anyway.
     } finally {
@@ -127,7 +144,7 @@ export function startQualityPanel({ getPc, ask }) {
     }
     if (sipWanted && forCall && !asking) {
       asking = true;
-      ask(forCall)
+      ask(forCall, browser)
         .then(
           (reply) => {
             if (forCall === callId && reply?.sip) showSip(reply.sip);
