@@ -18,7 +18,8 @@ from .front import Front
 from .supervisor import Supervisor
 from .webfiles import WebFiles
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(__file__).with_name("web")
+"""The page, installed as package data; in a checkout ``gateway/web`` links to the top-level ``web/``."""
 
 
 @dataclasses.dataclass

@@ -15,11 +15,10 @@ import time
 import uuid
 from typing import Any, Callable, Protocol
 
-from dialplan import Route
-
 from . import endcause, engineapi as api
 from .callstate import CallState, can_move, log_move
 from .config import Config
+from .dialplan import Route
 from .endcause import EndCause
 from .backoff import SignInBackoff
 from .passwords import PasswordChecker

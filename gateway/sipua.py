@@ -28,7 +28,7 @@ from .sipcheck import invite_problem
 from .sipthread import SipThread
 
 if TYPE_CHECKING:
-    from dialplan import Trunk
+    from .dialplan import Trunk
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dialplan import PERMISSIONS, Dialplan, OutboundRule, Route, Target, Trunk, User
+from gateway.dialplan import PERMISSIONS, Dialplan, OutboundRule, Route, Target, Trunk, User
 
 from .test_dialplan_config import plan_from
 
