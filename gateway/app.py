@@ -21,7 +21,8 @@ from .supervisor import Supervisor
 from .webfiles import WebFiles
 from .webhooks import Webhooks
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(__file__).with_name("web")
+"""The page, installed as package data; in a checkout ``gateway/web`` links to the top-level ``web/``."""
 
 
 @dataclasses.dataclass

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dialplan import Dialplan, DialplanError, load_plan
+from .dialplan import Dialplan, DialplanError, load_plan
 
 from . import apitokens
 

@@ -17,13 +17,12 @@ import time
 import uuid
 from typing import Any, Callable, Protocol
 
-from dialplan import Route
-
 from . import endcause, engineapi as api, logs
 from .backoff import SignInBackoff
 from .callquality import LegQuality
 from .callstate import CallState, can_move, log_move
 from .config import Config
+from .dialplan import Route
 from .endcause import EndCause
 from .metrics import Metrics
 from .passwords import PasswordChecker

@@ -15,7 +15,7 @@ import logging
 from typing import Awaitable, Callable, Protocol
 
 from aiortc.mediastreams import MediaStreamTrack
-from dialplan import CallerId
+from .dialplan import CallerId
 
 from . import endcause, engineapi as api, logs
 from .background import Background

@@ -15,7 +15,7 @@ import enum
 import logging
 from typing import TYPE_CHECKING
 
-from dialplan import CallerId
+from .dialplan import CallerId
 
 from .bridge import Bridge
 from .endcause import EndCause

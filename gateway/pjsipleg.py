@@ -7,10 +7,10 @@ for it; pjsua2's errors come back as :class:`~gateway.sipapi.SipError`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dialplan import Trunk
 
 from . import engineapi as api, nativemedia
 from .config import Config, SipConfig
+from .dialplan import Trunk
 from .engine import MediaEngine
 from .engineapi import SipRole
 from .sipapi import CallAudio, Caller, NativePort, Quality, SipEventSink

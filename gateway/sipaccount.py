@@ -24,8 +24,7 @@ from .engineapi import SipRole
 from .sipthread import guarded
 
 if TYPE_CHECKING:
-    from dialplan import Trunk
-
+    from .dialplan import Trunk
     from .sipua import SipUserAgent
 
 

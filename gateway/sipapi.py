@@ -27,7 +27,7 @@ import socket
 from collections.abc import Sequence
 from typing import Callable, Protocol, Union
 
-from dialplan import CallerId
+from .dialplan import CallerId
 
 from . import engineapi as api
 

@@ -30,7 +30,7 @@ from .sipport import BridgePorts
 from .sipthread import SipThread
 
 if TYPE_CHECKING:
-    from dialplan import Trunk
+    from .dialplan import Trunk
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,15 +20,14 @@ PHONE_HZ = 1000
 
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    """Start gateways with a given configuration; each must stop cleanly (exit 0, no abort)."""
+    """Start gateways with a given configuration (``options``: GatewayProcess's); each must stop cleanly
+    (exit 0, no abort)."""
     started: list[GatewayProcess] = []
 
-    def start(
-        config: str = "", tls: bool = False, http_port: int = 0, http_host: str = "", log_format: str = "plain"
-    ) -> GatewayProcess:
+    def start(config: str = "", tls: bool = False, **options: Any) -> GatewayProcess:
         workdir = tmp_path / f"gateway{len(started)}"
         workdir.mkdir()
-        started.append(GatewayProcess(workdir, config, tls, http_port=http_port, http_host=http_host, log_format=log_format))
+        started.append(GatewayProcess(workdir, config, tls, **options))
         return started[-1]
 
     yield start

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+_CHECKOUT = Path(__file__).resolve().parent.parent
 _READY_SECONDS = 30
 _WORKER_STARTED = re.compile(r'worker (\d+) \(pid (\d+)\) takes calls on ([^\s"]+)')
 _STOP_SECONDS = 20
@@ -36,14 +38,17 @@ class GatewayProcess:
         netns: str = "",
         http_host: str = "",
         log_format: str = "plain",
+        program: Sequence[str] = (sys.executable, "-m", "gateway"),
+        cwd: Path = _CHECKOUT,
     ) -> None:
+        """``program`` and ``cwd``: the checkout's gateway by default, or e.g. an installed console script."""
         self.workdir = workdir
         self.log_path = workdir / "gateway.log"
         config_path = workdir / "gateway.toml"
         config_path.write_text(config)
         args = [
             *(["ip", "netns", "exec", netns] if netns else []),
-            sys.executable, "-m", "gateway", "--config", str(config_path),
+            *program, "--config", str(config_path),
             "--http-host", http_host or ("0.0.0.0" if tls else host), "--http-port", str(http_port),
             "--sip-host", host, "--sip-port", str(sip_port), "--rtp-port", "0",
             "--state-dir", str(workdir / "state"), "--log-level", log_level, "--log-format", log_format,
@@ -51,7 +56,7 @@ class GatewayProcess:
         if not tls:
             args.append("--no-tls")
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent)
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd)
         self.url, self.sip_address = self._wait_ready()
 
     def _wait_ready(self) -> tuple[str, str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dialplan import PERMISSIONS, CallerId, Dialplan, OutboundRule, Presented, Route, Target, Trunk, User
-from dialplan.patterns import extension_pattern
+from gateway.dialplan import PERMISSIONS, CallerId, Dialplan, OutboundRule, Presented, Route, Target, Trunk, User
+from gateway.dialplan.patterns import extension_pattern
 
 from .test_dialplan_config import plan_from
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from dialplan import DEFAULT_ALLOW, Dialplan, DialplanError, Route, Trunk, User, load_plan
+from gateway.dialplan import DEFAULT_ALLOW, Dialplan, DialplanError, Route, Trunk, User, load_plan
 
 if sys.version_info >= (3, 11):
     import tomllib
