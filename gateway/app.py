@@ -27,6 +27,8 @@ class Services:
 
     admission: Admission
     control: CallControl | None = None
+    sip_tls: str = ""
+    """Where phones and trunks send SIP over TLS (the front's address), or ""."""
     sockets: set[web.WebSocketResponse] = dataclasses.field(default_factory=set)
 
 
@@ -78,6 +80,7 @@ async def _workers(app: web.Application, count: int) -> AsyncIterator[None]:
     config = app[CONFIG]
     front = Front(config)
     control = app[SERVICES].control = CallControl(config, sip_host=front.address, presence=front)
+    app[SERVICES].sip_tls = front.tls_address
     supervisor = Supervisor(config, control, front, count)
     control.on_load = supervisor.on_load
     await front.start(config.state_dir / "front")

@@ -75,6 +75,8 @@ async def serve(config: configuration.Config) -> None:
         print(f"Web phone: {scheme}://{host}:{port}/", flush=True)
     control = app[SERVICES].control
     assert control is not None
+    if app[SERVICES].sip_tls:
+        print(f"SIP over TLS: {app[SERVICES].sip_tls}", flush=True)
     print(f"SIP: {control.sip_host} (UDP{' and TCP' if config.sip.tcp else ''}); try extensions 600 (echo) and 601 (tone)", flush=True)
     for warning in config.plan.warnings:
         print(f"warning: {warning}", flush=True)

@@ -48,12 +48,16 @@ MEDIA_TIMEOUT = EndCause("network_error", 408, "The phone stopped sending audio"
 BROWSER_GONE = EndCause("network_error", 0, "The browser connection was lost")
 ICE_FAILED = EndCause("network_error", 0, "Could not connect audio to the browser")
 SHUTDOWN = EndCause("failed", 503, "The gateway is shutting down")
+TRUNK_TLS_FAILED = EndCause("failed", 503, "No verified TLS connection to the trunk")
+"""The front's 503 when a TLS trunk's certificate did not verify or name it (gateway/front.cfg)."""
 
 
 def from_sip(code: int, reason: str = "") -> EndCause:
     """The cause of a call the SIP side ended with ``code`` (and its reason phrase)."""
     if code == 480 and "answer" in reason.lower():
         cause, text = "no_answer", "No answer"  # a ring timeout (Q.850 cause 19 maps to 480)
+    elif code == TRUNK_TLS_FAILED.code and reason.lower() == TRUNK_TLS_FAILED.reason.lower():
+        return TRUNK_TLS_FAILED
     elif code in _BY_CODE:
         cause, text = _BY_CODE[code]
     elif 300 <= code < 700:

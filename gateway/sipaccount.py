@@ -51,8 +51,12 @@ def _account(sip: SipConfig, role: SipRole) -> pj.AccountConfig:
 
 
 def trunk_uri(trunk: Trunk, user: str = "") -> str:
-    """Where a request for ``user`` (or, without one, a REGISTER) goes on ``trunk``."""
-    transport = ";transport=tcp" if trunk.transport == "tcp" else ""
+    """Where a request for ``user`` (or, without one, a REGISTER) goes on ``trunk``.
+
+    pjsua2 itself has no TLS transport: a TLS trunk is reached through the
+    front (the outbound proxy, over UDP), which sees ``transport=tls`` here.
+    """
+    transport = f";transport={trunk.transport}" if trunk.transport != "udp" else ""
     return f"sip:{user + '@' if user else ''}{trunk.host}{transport}"
 
 

@@ -98,7 +98,9 @@ def plan_from(text: str) -> Dialplan:
             "trunks[0].host: 'sip:carrier@example.net' is not host or host:port",
         ),
         (GB + CARRIER + 'proxy = "p"', "trunks[0].proxy: unknown key"),
-        (GB + CARRIER + 'transport = "tls"', "trunks[0].transport: 'tls' is not one of udp, tcp"),
+        (GB + CARRIER + 'transport = "sctp"', "trunks[0].transport: 'sctp' is not one of udp, tcp, tls"),
+        (GB + CARRIER + 'tls_name = "sip:x"', "trunks[0].tls_name: 'sip:x' is not a host name"),
+        (GB + CARRIER + 'srtp = "yes"', "trunks[0].srtp: 'yes' is not one of off, optional, mandatory"),
         (GB + CARRIER + 'username = "gw1"', "trunks[0]: username and password go together"),
         (GB + CARRIER + 'password = "secret"', "trunks[0]: username and password go together"),
         (GB + CARRIER + 'register = "yes"', "trunks[0].register: expected true or false, not str"),
@@ -251,6 +253,8 @@ international_prefix = "011"
 strip_prefix = "0"
 add_prefix = "9"
 tech_prefix = "1234#"
+tls_name = "sip.example.net"
+srtp = "mandatory"
 """
     )
     assert list(plan.trunks.values()) == [
@@ -267,6 +271,8 @@ tech_prefix = "1234#"
             "0",
             "9",
             "1234#",
+            "sip.example.net",
+            "mandatory",
         )
     ]
     assert "secret" not in repr(plan.trunks)
@@ -274,7 +280,18 @@ tech_prefix = "1234#"
 
 def test_trunk_defaults() -> None:
     assert plan_from(GB + CARRIER).trunks["carrier"] == Trunk("carrier", "sip.example.net")
-    assert Trunk("c", "h") == Trunk("c", "h", "udp", None, None, False, 300, "e164", "00", "", "", "")
+    assert Trunk("c", "h") == Trunk("c", "h", "udp", None, None, False, 300, "e164", "00", "", "", "", "", "off")
+
+
+@pytest.mark.parametrize(
+    ("host", "tls_name", "name"),
+    [("sip.example.net:5061", "", "sip.example.net"), ("[2001:db8::1]:5061", "", "2001:db8::1"),
+     ("2001:db8::1", "", "2001:db8::1"), ("192.0.2.7", "sip.example.net", "sip.example.net")],
+)
+def test_a_trunks_certificate_names_its_host_or_tls_name(host: str, tls_name: str, name: str) -> None:
+    trunk = Trunk("c", host, "tls", tls_name=tls_name)
+    assert trunk.certificate_name == name
+    assert trunk.port == (5061 if host.endswith(":5061") else None)
 
 
 def test_dialplan_defaults() -> None:

@@ -30,6 +30,11 @@ def test_a_ring_timeout_reads_as_no_answer() -> None:
     assert endcause.from_sip(480, "No Answer").cause == "no_answer"
 
 
+def test_the_fronts_tls_refusal_says_why() -> None:
+    assert endcause.from_sip(503, "No Verified TLS Connection To The Trunk") == endcause.TRUNK_TLS_FAILED
+    assert endcause.from_sip(503, "Service Unavailable").cause == "busy"
+
+
 @pytest.mark.parametrize(
     ("old", "new", "allowed"),
     [
