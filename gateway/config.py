@@ -256,6 +256,9 @@ def validate(config: Config, origin: str) -> None:
         raise ConfigError(f"{origin}: engines.workers, engines.capacity and engines.sip_port must not be negative")
     if engines.media not in ("auto", "native", "python"):
         raise ConfigError(f"{origin}: engines.media must be \"auto\", \"native\" or \"python\"")
+    srtp = [trunk.name for trunk in config.plan.trunks.values() if trunk.srtp != "off"]
+    if engines.media == "native" and srtp:
+        raise ConfigError(f"{origin}: engines.media is \"native\" but trunk {', '.join(srtp)} uses SRTP, which only the Python media path carries")
     if not 1 <= front.host_id <= 99:
         raise ConfigError(f"{origin}: front.host_id must be 1-99")
     if bool(front.rpc_url) != bool(front.address):

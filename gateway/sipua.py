@@ -44,6 +44,8 @@ _DISPLAY_NAME = re.compile(r'^\s*"?([^"<]*?)"?\s*<')
 _NAME_ADDR = re.compile(r'^[^<]*<|>.*$')
 _FRONT_SOURCE = re.compile(r"^X-Gateway-Source:\s*([^;\s]+)(;transport=tls)?", re.MULTILINE | re.IGNORECASE)
 """Where the front received an INVITE from, and whether over TLS: behind it, every INVITE comes from the front."""
+_SDES = re.compile(r"^a=crypto:", re.MULTILINE)
+"""An SRTP key offered in SDP (RFC 4568)."""
 _GATEWAY_SOURCE = "gateway"
 """X-Gateway-Source of an INVITE the front got from one of the gateway's own workers."""
 USERS_HEADER = "X-Gateway-Users"
@@ -162,7 +164,7 @@ class SipUserAgent:
         self.address = ep.transportGetInfo(udp).localName
         bound = self.role.internal_host or self.config.listen
         self.sip.wake_through((bound if bound not in ("", "0.0.0.0") else "127.0.0.1", int(self.address.rsplit(":", 1)[1])))
-        self.account = LocalAccount(self, self.address, self.config, self.role)
+        self.account = LocalAccount(self, self.address, self.config, self.role, any(t.srtp != "off" for t in self.trunk_list))
         self.trunks = {trunk.name: TrunkAccount(self, trunk, self.config, self.role) for trunk in self.trunk_list}
         self.trunk_sources = {address: trunk for trunk in self.trunk_list for address in _addresses(trunk)}
         log.info("SIP listening on %s (udp%s)", self.address, "+tcp" if self.config.tcp else "")
@@ -353,6 +355,10 @@ class SipUserAgent:
         trunk = trunk or self.trunk_sources.get(source)
         if trunk is None and front_source and front_source.group(2):
             trunk = self.trunk_sources.get(_tls_source(source.rsplit(":", 1)[0].strip("[]")))
+        if trunk is not None and trunk.srtp == "mandatory" and not _SDES.search(message):
+            log.info("SIP INVITE %s on trunk %s refused: it offers no SRTP", call_id, trunk.name)
+            self.refuse(call, 488, "SRTP Required")
+            return
         ci = call.getInfo()
         request = _REQUEST_USER.match(message)
         to_header = _URI_USER.search(ci.localUri)

@@ -322,6 +322,12 @@ def test_dialplan_defaults() -> None:
             (),
         ),
         (
+            '[dialplan]\ncountry = "GB"\ndefault_allow = []\nemergency_trunks = ["carrier", "tls"]\n'
+            + CARRIER
+            + 'srtp = "optional"\n[[trunks]]\nname = "tls"\nhost = "tls.example.net"\ntransport = "tls"\nsrtp = "mandatory"\n',
+            ("trunk 'carrier' uses SRTP over UDP: its SRTP keys cross the network in clear",),
+        ),
+        (
             '[dialplan]\ncountry = "GB"\nemergency_trunks = ["carrier"]\n'
             + USERS
             + CARRIER

@@ -18,20 +18,22 @@ import pytest
 
 from gateway.config import ConfigError, load, worker_count
 
-from .audio import has_tone, read_wav
-from .certificates import CertificateAuthority, Issued
+from .audio import has_tone, read_wav, tone, write_wav
 from .conftest import PHONE_HZ
+from .certificates import CertificateAuthority, Issued
 from .gatewayprocess import GatewayProcess
 from .peers.baresip import Baresip
 from .peers.kamailio import Kamailio, TlsFiles, register_phone
-from .test_trunks import DIGITS, NUMBER, PAGE_HZ, gateway_config, phone_rings_and_is_heard, signed_in, wait_trunk
-from .webclient import RATE
+from .test_trunks import (
+    DIGITS, NUMBER, PAGE_HZ, calls_the_phone_and_hangs_up, gateway_config, phone_rings_and_is_heard, signed_in, wait_trunk,
+)
 
 PBX_NAME = "pbx.test"
 INBOUND_DID = "442079460001"
+PLAIN_NUMBER, PLAIN_DIGITS = "+44 20 7946 0002", "442079460002"
 
 
-def tls_gateway_config(tmp_path: Path, pbx: Kamailio, ca: CertificateAuthority, gateway: Issued | None, extra: str = "") -> str:
+def tls_gateway_config(pbx: Kamailio, ca: CertificateAuthority, gateway: Issued | None, extra: str = "") -> str:
     """The trunk tests' users and route, through one trunk "pbx" reached over TLS that registers."""
     config = gateway_config({"pbx": pbx.tls_address}, ["pbx"], extra=extra)
     config = config.replace('name = "pbx"\n', f'name = "pbx"\ntransport = "tls"\ntls_name = "{PBX_NAME}"\n')
@@ -62,7 +64,7 @@ async def test_a_tls_trunk_registers_carries_calls_both_ways_and_rings_web_users
     inbound = f'[[inbound]]\ndid = "+{INBOUND_DID}"\nuser = "alice"\n'
     tls = TlsFiles(pbx_files.cert, pbx_files.key, ca.path)
     with Kamailio(tmp_path / "pbx", {"gw": "secret", "1001": "pw1"}, routes={DIGITS: phone.uri}, tls=tls) as pbx:
-        gateway = start_gateway(tls_gateway_config(tmp_path, pbx, ca, gateway_files, extra=inbound))
+        gateway = start_gateway(tls_gateway_config(pbx, ca, gateway_files, extra=inbound))
         tls_address = gateway.tls_address
         await wait_trunk(gateway, "pbx", True)
         [contact] = pbx.contacts("gw")
@@ -71,14 +73,7 @@ async def test_a_tls_trunk_registers_carries_calls_both_ways_and_rings_web_users
 
         alice = await signed_in(gateway)
         try:
-            call = await alice.call(NUMBER, tone_hz=PAGE_HZ)
-            await alice.next("answered")
-            await asyncio.sleep(2.5)
-            assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
-            await alice.send({"type": "hangup", "call": call})
-            await alice.next("ended")
-            await alice.hang_up_media()
-            await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
+            await calls_the_phone_and_hangs_up(alice, phone)
             samples, rate = read_wav(phone.recording())
             assert has_tone(samples[rate:], rate, PAGE_HZ)
             assert tls_source(pbx, "INVITE")
@@ -92,6 +87,45 @@ async def test_a_tls_trunk_registers_carries_calls_both_ways_and_rings_web_users
     assert "is not pbx.test" not in front_log(gateway)
 
 
+async def test_an_srtp_trunk_carries_sdes_srtp_both_ways_and_refuses_plain_rtp(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    """``srtp = "mandatory"``: the keys go over TLS, a phone that requires SRTP is heard both ways (called
+    and calling), and a phone without SRTP gets no call (488)."""
+    wav = tmp_path / "phone-tone.wav"
+    write_wav(wav, tone(PHONE_HZ, 60, 8000), 8000)
+    pbx_files = ca.issue("pbx", [PBX_NAME, "127.0.0.1"])
+    gateway_files = ca.issue("gateway", ["gateway.test", "127.0.0.1"])
+    inbound = f'[[inbound]]\ndid = "+{INBOUND_DID}"\nuser = "alice"\n'
+    tls = TlsFiles(pbx_files.cert, pbx_files.key, ca.path)
+    with (
+        Baresip(tmp_path, wav, user="secure", mediaenc="srtp-mand") as secure,
+        Baresip(tmp_path, wav, user="plain") as plain,
+        Kamailio(tmp_path / "pbx", {"gw": "secret", "1001": "pw1"}, routes={DIGITS: secure.uri, PLAIN_DIGITS: plain.uri}, tls=tls) as pbx,
+    ):
+        config = tls_gateway_config(pbx, ca, gateway_files, extra=inbound).replace('transport = "tls"\n', 'transport = "tls"\nsrtp = "mandatory"\n')
+        gateway = start_gateway(config)
+        await wait_trunk(gateway, "pbx", True)
+        assert "media is carried in Python" in gateway.log()
+        alice = await signed_in(gateway)
+        try:
+            await calls_the_phone_and_hangs_up(alice, secure)
+            samples, rate = read_wav(secure.recording())
+            assert has_tone(samples[rate:], rate, PAGE_HZ)
+            assert "RTP/SAVP" in secure.log_path.read_text(errors="replace")
+
+            await alice.call(PLAIN_NUMBER, tone_hz=PAGE_HZ)
+            ended = await alice.next("ended", timeout=15)
+            assert ended["code"] == 488, ended
+            await alice.hang_up_media()
+
+            pbx.rpc("htable.sets", "routes", f"s:{INBOUND_DID}", f"s:sip:{INBOUND_DID}@{gateway.tls_address};transport=tls")
+            register_phone(secure, pbx, "1001")
+            await phone_rings_and_is_heard(secure, pbx.user_uri(INBOUND_DID), alice)
+        finally:
+            await alice.close()
+
+
 @pytest.mark.parametrize("certificate", ["untrusted", "naming another host"])
 async def test_a_trunk_whose_certificate_does_not_verify_is_refused(
     start_gateway: Callable[..., GatewayProcess], tmp_path: Path, ca: CertificateAuthority, certificate: str
@@ -103,7 +137,7 @@ async def test_a_trunk_whose_certificate_does_not_verify_is_refused(
         pbx_files = ca.issue("pbx", ["elsewhere.test", "127.0.0.1"])
     tls = TlsFiles(pbx_files.cert, pbx_files.key, ca.path)
     with Kamailio(tmp_path / "pbx", {"gw": "secret"}, tls=tls) as pbx:
-        gateway = start_gateway(tls_gateway_config(tmp_path, pbx, ca, None))
+        gateway = start_gateway(tls_gateway_config(pbx, ca, None))
         state = await wait_trunk(gateway, "pbx", False, timeout=15)
         assert state["code"] == 503, state
         alice = await signed_in(gateway)

@@ -423,16 +423,19 @@ class SilentSipPort:
         self.stop()
 
 
-def baresip_account(kamailio: Kamailio, user: str, *, password: str | None = None, regint: int = 60) -> str:
+def baresip_account(
+    kamailio: Kamailio, user: str, *, password: str | None = None, regint: int = 60, mediaenc: str = ""
+) -> str:
     """baresip account line registering `user` at `kamailio` (password: the user's own).
 
     baresip 1.0.0 sends REGISTER to the AoR's host and port, re-registers before
-    regint runs out, and answers 401/407 with auth_user/auth_pass.
+    regint runs out, and answers 401/407 with auth_user/auth_pass. `mediaenc`: as
+    the phone's own account (SRTP).
     """
     secret = kamailio.users.get(user, "") if password is None else password
     return (
         f"<sip:{user}@{kamailio.ip}:{kamailio.port}>;auth_user={user};auth_pass={secret};"
-        f"regint={regint};answermode=auto;audio_codecs=PCMU,PCMA"
+        f"regint={regint};answermode=auto;audio_codecs=PCMU,PCMA{f';mediaenc={mediaenc}' if mediaenc else ''}"
     )
 
 
@@ -451,7 +454,7 @@ def register_phone(
     The phone keeps its first, unregistered account too: calls to phone.uri still
     reach it directly.
     """
-    phone.command("uanew", baresip_account(kamailio, user, password=password, regint=regint))
+    phone.command("uanew", baresip_account(kamailio, user, password=password, regint=regint, mediaenc=phone.mediaenc))
     phone.command("uafind", f"sip:{user}@{kamailio.ip}:{kamailio.port}")
     deadline = time.monotonic() + timeout
     while True:
