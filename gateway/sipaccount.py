@@ -44,7 +44,7 @@ def _account(sip: SipConfig, role: SipRole, srtp: Srtp) -> pj.AccountConfig:
     """What every account shares; ``srtp`` is whether its calls offer and take SRTP (SDES)."""
     account = pj.AccountConfig()
     account.mediaConfig.srtpUse = _SRTP_USE[srtp]
-    # The first hop (to the front, over UDP) is never TLS: SDES keys are as safe as the trunk's signalling.
+    # pjsua2 never speaks TLS itself (the front does), so SRTP must not wait for a TLS first hop.
     account.mediaConfig.srtpSecureSignaling = 0
     # pjsua re-INVITEs to narrow an answer that lists several codecs down to one; those
     # extra re-INVITEs collide with the far end's (hold, resume) and both get 491.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import siptls
 from gateway.config import ConfigError, load, worker_count
 
 from .audio import has_tone, read_wav, tone, write_wav
@@ -31,6 +32,7 @@ from .test_trunks import (
 PBX_NAME = "pbx.test"
 INBOUND_DID = "442079460001"
 PLAIN_NUMBER, PLAIN_DIGITS = "+44 20 7946 0002", "442079460002"
+USERS = {"gw": "secret", "1001": "pw1", "1002": "pw2"}
 
 
 def tls_gateway_config(pbx: Kamailio, ca: CertificateAuthority, gateway: Issued | None, extra: str = "") -> str:
@@ -91,7 +93,7 @@ async def test_an_srtp_trunk_carries_sdes_srtp_both_ways_and_refuses_plain_rtp(
     start_gateway: Callable[..., GatewayProcess], tmp_path: Path, ca: CertificateAuthority
 ) -> None:
     """``srtp = "mandatory"``: the keys go over TLS, a phone that requires SRTP is heard both ways (called
-    and calling), and a phone without SRTP gets no call (488)."""
+    and calling), and a phone without SRTP neither gets nor makes a call (488)."""
     wav = tmp_path / "phone-tone.wav"
     write_wav(wav, tone(PHONE_HZ, 60, 8000), 8000)
     pbx_files = ca.issue("pbx", [PBX_NAME, "127.0.0.1"])
@@ -101,7 +103,7 @@ async def test_an_srtp_trunk_carries_sdes_srtp_both_ways_and_refuses_plain_rtp(
     with (
         Baresip(tmp_path, wav, user="secure", mediaenc="srtp-mand") as secure,
         Baresip(tmp_path, wav, user="plain") as plain,
-        Kamailio(tmp_path / "pbx", {"gw": "secret", "1001": "pw1"}, routes={DIGITS: secure.uri, PLAIN_DIGITS: plain.uri}, tls=tls) as pbx,
+        Kamailio(tmp_path / "pbx", USERS, routes={DIGITS: secure.uri, PLAIN_DIGITS: plain.uri}, tls=tls) as pbx,
     ):
         config = tls_gateway_config(pbx, ca, gateway_files, extra=inbound).replace('transport = "tls"\n', 'transport = "tls"\nsrtp = "mandatory"\n')
         gateway = start_gateway(config)
@@ -118,10 +120,18 @@ async def test_an_srtp_trunk_carries_sdes_srtp_both_ways_and_refuses_plain_rtp(
             ended = await alice.next("ended", timeout=15)
             assert ended["code"] == 488, ended
             await alice.hang_up_media()
+            await asyncio.to_thread(plain.wait_event, "CALL_CLOSED")  # it refused the call
 
             pbx.rpc("htable.sets", "routes", f"s:{INBOUND_DID}", f"s:sip:{INBOUND_DID}@{gateway.tls_address};transport=tls")
             register_phone(secure, pbx, "1001")
             await phone_rings_and_is_heard(secure, pbx.user_uri(INBOUND_DID), alice)
+            secure.hangup()
+            await alice.next("ended")
+
+            register_phone(plain, pbx, "1002")
+            plain.dial(pbx.user_uri(INBOUND_DID))
+            closed = await asyncio.to_thread(plain.wait_event, "CALL_CLOSED")
+            assert closed["param"].startswith("488"), closed
         finally:
             await alice.close()
 
@@ -197,3 +207,19 @@ def test_tls_settings_are_checked_and_tls_runs_the_front(tmp_path: Path, ca: Cer
     path.write_text(trunk + '[sip]\ntls_ca_file = "missing.pem"\n')
     with pytest.raises(ConfigError, match="sip.tls_ca_file: no such file"):
         load(path)
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_the_fronts_tls_checks_follow_tls_verify(tmp_path: Path, verify: bool) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f'state_dir = "state"\n[sip]\ntls_verify = {str(verify).lower()}\n[dialplan]\ncountry = "GB"\n'
+        '[[trunks]]\nname = "pbx"\nhost = "192.0.2.7"\ntransport = "tls"\ntls_name = "PBX.example.org"\n'
+    )
+    config = load(path)
+    tls_cfg = siptls.kamailio_tls_config(config, {"pbx": ["192.0.2.7"]})
+    route = "\n".join(siptls.trunk_names_route(config, {"pbx": ["192.0.2.7"]}))
+    assert f"[client:192.0.2.7:5061]\nmethod = TLSv1.2+\nverify_certificate = {'yes' if verify else 'no'}" in tls_cfg
+    assert "server_name = PBX.example.org" in tls_cfg
+    assert f"certificate = {tmp_path / 'state' / 'tls' / 'cert.pem'}" in tls_cfg
+    assert ('$var(tls_name) = "pbx.example.org"' in route) is verify
