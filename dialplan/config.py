@@ -30,8 +30,10 @@ With none of these sections the plan is the built-in one: open sign-in,
     read as a user with defaults.
     Without ``[users]`` sign-in is open, and nothing may name a user or group.
 ``[[trunks]]``
-    ``name``, ``host`` ("host" or "host:port") required; ``transport`` udp|tcp
-    (udp), ``username``/``password`` (together), ``register`` (false),
+    ``name``, ``host`` ("host" or "host:port") required; ``transport`` udp|tcp|
+    tls (udp), ``tls_name`` (the name its certificate carries, default the
+    host), ``srtp`` off|optional|mandatory (off), ``username``/``password``
+    (together), ``register`` (false),
     ``expires`` (300, 10-86400), ``number_format`` e164|e164_digits|
     international|national (e164), ``international_prefix`` ("00"),
     ``strip_prefix``, ``add_prefix``, ``tech_prefix`` (""), ``caller_id``
@@ -67,13 +69,14 @@ from .plan import APPLICATIONS, BUILTIN_EXTENSIONS, DEFAULT_COUNTRY, Dialplan
 from .route import Route
 from .rules import ANY_DID, InboundRule, OutboundRule
 from .sources import INBOUND_FROM, InboundSources, network_problem
-from .trunks import TRANSPORTS, Trunk
+from .trunks import SRTP_MODES, TRANSPORTS, Trunk
 
 _T = TypeVar("_T")
 _D = TypeVar("_D")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 _EXTENSION = re.compile(r"^[0-9]{1,16}$")
+_DNS_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _E164_PREFIX = re.compile(r"^\+[0-9]{0,15}$")
 _DIAL_PREFIX = re.compile(r"^[0-9*#+]{0,16}$")
 _HOST = re.compile(
@@ -90,6 +93,8 @@ _TRUNK_KEYS = (
     "name",
     "host",
     "transport",
+    "tls_name",
+    "srtp",
     "username",
     "password",
     "register",
@@ -314,6 +319,8 @@ def _trunk(table: _Table) -> Trunk:
         name=name,
         host=host,
         transport=table.choice("transport", TRANSPORTS, "udp"),
+        tls_name=table.matching("tls_name", _DNS_NAME, "", "a host name"),
+        srtp=table.choice("srtp", SRTP_MODES, "off"),
         username=username,
         password=password,
         register=table.get("register", bool, False),

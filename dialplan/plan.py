@@ -234,6 +234,10 @@ class Dialplan:
                 warnings.append(f"route {shadow.name!r} takes {extension} before the built-in {application} extension")
         used = {name for rule in self._routes for name in rule.trunks} | set(self._emergency_trunks)
         warnings.extend(f"trunk {name!r} is not used by any route" for name in self._trunks if name not in used)
+        warnings.extend(
+            f"trunk {name!r} uses SRTP over {trunk.transport.upper()}: its SRTP keys cross the network in clear"
+            for name, trunk in self._trunks.items() if trunk.srtp != "off" and trunk.transport != "tls"
+        )
         for index, greedy in enumerate(self._routes):
             if greedy.takes_everything:
                 later = self._routes[index + 1 :]

@@ -11,8 +11,10 @@ from . import numbers
 from .identity import CallerId, CallerIdPolicy, IdentityHeader, Presented
 from .numbers import NumberFormat
 
-Transport = Literal["udp", "tcp"]
-TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp")
+Transport = Literal["udp", "tcp", "tls"]
+TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
+Srtp = Literal["off", "optional", "mandatory"]
+SRTP_MODES: tuple[Srtp, ...] = ("off", "optional", "mandatory")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +27,10 @@ class Trunk:
     then ``tech_prefix`` (a carrier's account code such as ``1234#``).
     ``caller_id`` and ``identity_header`` say who its calls are from
     (:mod:`dialplan.identity`).
+
+    ``tls_name`` is the name the trunk's TLS certificate must carry (default:
+    the host without its port); ``srtp`` whether its calls' media is SRTP
+    (SDES): never, when the far end agrees, or always.
     """
 
     name: str
@@ -41,6 +47,29 @@ class Trunk:
     tech_prefix: str = ""
     caller_id: CallerIdPolicy = "trunk"
     identity_header: IdentityHeader = "pai"
+    tls_name: str = ""
+    srtp: Srtp = "off"
+
+    @property
+    def hostname(self) -> str:
+        """The host without its port (an IPv6 address without its brackets)."""
+        return self._host_port()[0]
+
+    @property
+    def port(self) -> int | None:
+        """The port ``host`` names, if any."""
+        return self._host_port()[1]
+
+    def _host_port(self) -> tuple[str, int | None]:
+        if self.host.count(":") == 1 or "]:" in self.host:
+            name, port = self.host.rsplit(":", 1)
+            return name.strip("[]"), int(port)
+        return self.host.strip("[]"), None
+
+    @property
+    def certificate_name(self) -> str:
+        """What the trunk's TLS certificate must name."""
+        return self.tls_name or self.hostname
 
     def dial_string(self, number: PhoneNumber, country: str) -> str:
         """``number`` as this trunk wants it in the Request-URI, for a gateway in ``country``."""

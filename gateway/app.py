@@ -33,6 +33,8 @@ class Services:
     webhooks: Webhooks
     metrics: Metrics
     control: CallControl | None = None
+    sip_tls: str = ""
+    """Where phones and trunks send SIP over TLS (the front's address), or ""."""
     sockets: set[web.WebSocketResponse] = dataclasses.field(default_factory=set)
 
 
@@ -107,6 +109,7 @@ async def _workers(app: web.Application, count: int) -> AsyncIterator[None]:
     config = app[CONFIG]
     front = Front(config)
     control = _install(app, CallControl(config, sip_host=front.address, presence=front, metrics=app[SERVICES].metrics))
+    app[SERVICES].sip_tls = front.tls_address
     supervisor = Supervisor(config, control, front, count)
     control.on_load = supervisor.on_load
     await front.start(config.state_dir / "front")

@@ -85,6 +85,8 @@ async def serve(config: configuration.Config) -> None:
         _say(f"Web phone: {scheme}://{host}:{port}/")
     control = app[SERVICES].control
     assert control is not None
+    if app[SERVICES].sip_tls:
+        _say(f"SIP over TLS: {app[SERVICES].sip_tls}")
     _say(f"SIP: {control.sip_host} (UDP{' and TCP' if config.sip.tcp else ''}); try extensions 600 (echo) and 601 (tone)")
     for warning in config.plan.warnings:
         _say(f"warning: {warning}", logging.WARNING)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,16 @@ class SipConfig:
     """Seconds an INVITE may go without any response, not even 100 Trying, before the call ends as
     "not responding" (or the next target is tried): SIP's own timeout (Timer B) is 32 s."""
     log_level: int = 1
+    tls: bool = False
+    """Take SIP over TLS on ``tls_port`` (the front terminates it); on by itself once a trunk uses TLS."""
+    tls_port: int = 5061
+    tls_certificate: str = ""
+    """PEM certificate (with its chain) that SIP over TLS presents; empty: the self-signed one in state_dir/tls."""
+    tls_private_key: str = ""
+    tls_ca_file: str = ""
+    """PEM file of the CAs a TLS trunk's certificate must chain to; empty: the system's CA bundle."""
+    tls_verify: bool = True
+    """Check each TLS trunk's certificate: its chain, and that it names the trunk (its ``tls_name`` or host)."""
 
 
 @dataclasses.dataclass
@@ -193,6 +204,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+_SIP_FILES = ("tls_certificate", "tls_private_key", "tls_ca_file")
+"""Paths in [sip], read relative to the configuration file."""
+SYSTEM_CA_FILE = Path(ssl.get_default_verify_paths().openssl_cafile)
+
 _SECRET = re.compile(r"[A-Za-z0-9_-]{16,}")
 """What ``secrets.token_urlsafe`` makes, and safe inside Kamailio's configuration."""
 _OPERATOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
@@ -215,6 +230,10 @@ def load(path: Path | None) -> Config:
             if not isinstance(value, dict):
                 raise ConfigError(f"{path}: [{key}] must be a table")
             _fill(path, key, getattr(config, key), value)
+            if key == "sip":
+                for name in _SIP_FILES:
+                    if getattr(config.sip, name):
+                        setattr(config.sip, name, str((path.parent / getattr(config.sip, name)).resolve()))
         elif key == "state_dir":
             config.state_dir = (path.parent / str(value)).resolve()
         elif key not in _DIALPLAN_SECTIONS:
@@ -275,12 +294,13 @@ def _tokens(path: Path, entries: list[Any]) -> list[ApiToken]:
 
 def validate(config: Config, origin: str) -> None:
     """Check values that types alone do not catch."""
-    for section, key in (("http", "port"), ("sip", "port"), ("sip", "rtp_port")):
+    for section, key in (("http", "port"), ("sip", "port"), ("sip", "rtp_port"), ("sip", "tls_port")):
         port = getattr(getattr(config, section), key)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{origin}: {section}.{key} must be 0-65535, not {port}")
     _validate_http(config.http, origin)
     _validate_api(config.api, origin)
+    _validate_sip_tls(config, origin)
     if config.webrtc.ice_transport_policy not in ("all", "relay"):
         raise ConfigError(f"{origin}: webrtc.ice_transport_policy must be \"all\" or \"relay\"")
     if bool(config.webrtc.turn_urls) != bool(config.webrtc.turn_secret):
@@ -300,6 +320,9 @@ def validate(config: Config, origin: str) -> None:
         raise ConfigError(f"{origin}: engines.workers, engines.capacity and engines.sip_port must not be negative")
     if engines.media not in ("auto", "native", "python"):
         raise ConfigError(f"{origin}: engines.media must be \"auto\", \"native\" or \"python\"")
+    srtp = [trunk.name for trunk in config.plan.trunks.values() if trunk.srtp != "off"]
+    if engines.media == "native" and srtp:
+        raise ConfigError(f"{origin}: engines.media is \"native\" but trunk {', '.join(srtp)} uses SRTP, which only the Python media path carries")
     if not 1 <= front.host_id <= 99:
         raise ConfigError(f"{origin}: front.host_id must be 1-99")
     if bool(front.rpc_url) != bool(front.address):
@@ -359,14 +382,34 @@ def _validate_webhook(url: str, secret: str, where: str) -> None:
         raise ConfigError(f"{where}: webhook_secret must be at least {_WEBHOOK_SECRET_MIN} characters")
 
 
+def _validate_sip_tls(config: Config, origin: str) -> None:
+    sip = config.sip
+    if bool(sip.tls_certificate) != bool(sip.tls_private_key):
+        raise ConfigError(f"{origin}: sip.tls_certificate and sip.tls_private_key go together")
+    if not sip_tls(config):
+        return
+    for name in _SIP_FILES:
+        if getattr(sip, name) and not Path(getattr(sip, name)).is_file():
+            raise ConfigError(f"{origin}: sip.{name}: no such file {getattr(sip, name)}")
+    if sip.tls_verify and not sip.tls_ca_file and not SYSTEM_CA_FILE.is_file():
+        raise ConfigError(f"{origin}: sip.tls_ca_file: this system has no CA bundle at {SYSTEM_CA_FILE}; name one")
+
+
+def sip_tls(config: Config) -> bool:
+    """Whether SIP over TLS is wanted: a listener, or a trunk reached over TLS."""
+    return config.sip.tls or any(trunk.transport == "tls" for trunk in config.plan.trunks.values())
+
+
 def worker_count(config: Config, cores: int) -> int:
     """How many engine processes to run: 0 means the embedded engine.
 
     ``capacity`` alone asks for enough workers to carry it, and at least one
-    per core, since one Python process uses at most one core.
+    per core, since one Python process uses at most one core.  SIP over TLS
+    is terminated by the Kamailio front, which only workers stand behind: with
+    TLS the least is one worker.
     """
     if config.engines.workers:
         return config.engines.workers
     if config.engines.capacity <= config.sip.max_calls:
-        return 0
+        return 1 if sip_tls(config) else 0
     return max(-(-config.engines.capacity // config.sip.max_calls), cores)

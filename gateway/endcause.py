@@ -51,6 +51,8 @@ NOT_RESPONDING = EndCause("not_responding", 408, "Not responding")
 BROWSER_GONE = EndCause("network_error", 0, "The browser connection was lost")
 ICE_FAILED = EndCause("network_error", 0, "Could not connect audio to the browser")
 SHUTDOWN = EndCause("failed", 503, "The gateway is shutting down")
+TRUNK_TLS_FAILED = EndCause("failed", 503, "No verified TLS connection to the trunk")
+"""The front's 503 when a TLS trunk's certificate did not verify or name it (gateway/front.cfg)."""
 
 
 def from_sip(code: int, reason: str = "") -> EndCause:
@@ -59,6 +61,8 @@ def from_sip(code: int, reason: str = "") -> EndCause:
         cause, text = "no_answer", "No answer"  # a ring timeout (Q.850 cause 19 maps to 480)
     elif code == 408 and reason.lower() == NOT_RESPONDING.reason.lower():
         cause, text = NOT_RESPONDING.cause, NOT_RESPONDING.reason  # the SIP front's word for a silent target
+    elif code == TRUNK_TLS_FAILED.code and reason.lower() == TRUNK_TLS_FAILED.reason.lower():
+        return TRUNK_TLS_FAILED
     elif code in _BY_CODE:
         cause, text = _BY_CODE[code]
     elif 300 <= code < 700:

@@ -28,8 +28,9 @@ from typing import Any
 
 import aiohttp
 
+from . import siptls
 from .background import Background
-from .config import Config
+from .config import Config, sip_tls
 from .hostaddr import kernel_port, own_address, own_addresses
 
 log = logging.getLogger(__name__)
@@ -74,14 +75,19 @@ class Front:
         sip, engines = config.sip, config.engines
         self.secret = config.front.rpc_secret or secrets.token_urlsafe(24)
         """Whoever reaches the JSON-RPC port may end calls and steer new ones: it must know this."""
+        self.tls_port, self.tls_address = 0, ""
         if config.front.rpc_url:
             self.address = self.proxy = config.front.address
             self.rpc_url = config.front.rpc_url
             return
-        self.port = sip.port or kernel_port(sip.listen if sip.listen not in _WILDCARD else "0.0.0.0")
+        bind = sip.listen if sip.listen not in _WILDCARD else "0.0.0.0"
+        self.port = sip.port or kernel_port(bind)
         public = sip.public_host or (sip.listen if sip.listen not in _WILDCARD else own_address())
         self.address = f"{public}:{self.port}"
         """Where trunks and phones send SIP: the gateway's public SIP address."""
+        self.tls_port = (sip.tls_port or kernel_port(bind)) if sip_tls(config) else 0
+        self.tls_address = f"{public}:{self.tls_port}" if self.tls_port else ""
+        """Where they send SIP over TLS ("" without TLS)."""
         self.proxy = f"{engines.internal_host if sip.listen in _WILDCARD else sip.listen}:{self.port}"
         """Where the workers send their requests."""
         self._rpc_port = config.front.rpc_port or kernel_port(engines.internal_host)
@@ -129,6 +135,8 @@ class Front:
         """Kamailio's configuration and its (empty) dispatcher list in ``workdir``; returns the former."""
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "dispatcher.list").write_text("")
+        if self.tls_port:
+            (workdir / "tls.cfg").write_text(siptls.kamailio_tls_config(self._config, self._tls_trunk_addresses()))
         config_path = workdir / "kamailio.cfg"
         config_path.touch(mode=0o600)
         config_path.chmod(0o600)  # it holds the RPC secret (touch's mode applies to a new file only)
@@ -141,6 +149,8 @@ class Front:
         advertise = f" advertise {self.address}" if sip.public_host else ""
         values = {
             "FRONT_ADDRESS": self.address,
+            "FRONT_TLS_ADDRESS": self.tls_address,
+            "TLS_CONFIG": workdir / "tls.cfg",
             "PIKE_REQUESTS": front.pike_requests,
             "SOURCE_INVITES": front.source_invites_per_second,
             "PRESENCE_SECONDS": PRESENCE_SECONDS,
@@ -155,9 +165,19 @@ class Front:
         lines = ["#!KAMAILIO"]
         for host in hosts:
             lines += [f"listen={proto}:{host}:{self.port}{advertise}" for proto in ("udp", "tcp")[: 1 + sip.tcp]]
+            if self.tls_port:
+                lines.append(f"listen=tls:{host}:{self.tls_port}{f' advertise {self.tls_address}' if sip.public_host else ''}")
         lines.append(f"listen=tcp:{self._config.engines.internal_host}:{self._rpc_port}")
+        if self.tls_port:
+            lines.append("#!define WITH_TLS")
         lines += [f'#!substdef "!{name}!{value}!g"' for name, value in values.items()]
-        return "\n".join([*lines, TEMPLATE.read_text(), *_trunk_route(self._config)]) + "\n"
+        routes = _trunk_route(self._config)
+        if self.tls_port:
+            routes += siptls.trunk_names_route(self._config, self._tls_trunk_addresses())
+        return "\n".join([*lines, TEMPLATE.read_text(), *routes]) + "\n"
+
+    def _tls_trunk_addresses(self) -> dict[str, list[str]]:
+        return {trunk.name: _addresses(trunk.hostname) for trunk in siptls.tls_trunks(self._config)}
 
     # -- workers ----------------------------------------------------------------
 
@@ -241,18 +261,20 @@ class Front:
 
 def _trunk_route(config: Config) -> list[str]:
     """Trunks are exempt from the flood limits: a carrier sends many calls from one address."""
-    hosts = sorted({trunk.host.rsplit(":", 1)[0] if trunk.host.count(":") == 1 else trunk.host for trunk in config.plan.trunks.values()})
-    addresses = sorted({info[4][0] for host in hosts for info in _resolve(host)})
+    hosts = {trunk.hostname for trunk in config.plan.trunks.values()}
+    addresses = sorted({address for host in hosts for address in _addresses(host)})
     checks = [f'\tif ($si == "{address}") return 1;' for address in addresses]
     return ["route[FROM_TRUNK] {", *checks, "\treturn -1;", "}"]
 
 
-def _resolve(host: str) -> list[Any]:
+def _addresses(host: str) -> list[str]:
+    """A trunk host's IPv4 addresses."""
     try:
-        return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
+        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_DGRAM)
     except OSError:
         log.warning("trunk host %s does not resolve: the front treats it like any other source", host)
         return []
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def _launch(config_path: Path, workdir: Path) -> subprocess.Popen[bytes]:

@@ -64,6 +64,9 @@ def wanted(config: Config) -> bool:
     reason = unavailable()
     if reason is None and any(_is_turn(server) for server in config.webrtc.ice_servers):
         reason = "the gateway's own ICE servers include TURN, whose relayed packets the native path does not carry"
+    srtp = [trunk.name for trunk in config.plan.trunks.values() if trunk.srtp != "off"]
+    if reason is None and srtp:
+        reason = f"trunk {', '.join(srtp)} uses SRTP, which the native path does not carry (pjsua2 does, in Python)"
     if reason is None:
         return True
     if media == "native":

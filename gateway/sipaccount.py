@@ -25,6 +25,8 @@ from .sipthread import guarded
 
 if TYPE_CHECKING:
     from .dialplan import Trunk
+    from .dialplan.trunks import Srtp
+
     from .sipua import SipUserAgent
 
 
@@ -35,8 +37,15 @@ _REFUSED = frozenset({401, 403, 407})
 """Final REGISTER answers that pjsua does not retry by itself."""
 
 
-def _account(sip: SipConfig, role: SipRole) -> pj.AccountConfig:
+_SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL, "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
+
+
+def _account(sip: SipConfig, role: SipRole, srtp: Srtp) -> pj.AccountConfig:
+    """What every account shares; ``srtp`` is whether its calls offer and take SRTP (SDES)."""
     account = pj.AccountConfig()
+    account.mediaConfig.srtpUse = _SRTP_USE[srtp]
+    # pjsua2 never speaks TLS itself (the front does), so SRTP must not wait for a TLS first hop.
+    account.mediaConfig.srtpSecureSignaling = 0
     # pjsua re-INVITEs to narrow an answer that lists several codecs down to one; those
     # extra re-INVITEs collide with the far end's (hold, resume) and both get 491.
     account.mediaConfig.lockCodecEnabled = False
@@ -50,8 +59,12 @@ def _account(sip: SipConfig, role: SipRole) -> pj.AccountConfig:
 
 
 def trunk_uri(trunk: Trunk, user: str = "") -> str:
-    """Where a request for ``user`` (or, without one, a REGISTER) goes on ``trunk``."""
-    transport = ";transport=tcp" if trunk.transport == "tcp" else ""
+    """Where a request for ``user`` (or, without one, a REGISTER) goes on ``trunk``.
+
+    pjsua2 itself has no TLS transport: a TLS trunk is reached through the
+    front (the outbound proxy, over UDP), which sees ``transport=tls`` here.
+    """
+    transport = f";transport={trunk.transport}" if trunk.transport != "udp" else ""
     return f"sip:{user + '@' if user else ''}{trunk.host}{transport}"
 
 
@@ -79,11 +92,15 @@ class _Account(pj.Account):
 
 
 class LocalAccount(_Account):
-    """``sip:gateway@<address>``: takes every INVITE no trunk account claims."""
+    """``sip:gateway@<address>``: takes every INVITE no trunk account claims.
 
-    def __init__(self, ua: SipUserAgent, address: str, sip: SipConfig, role: SipRole) -> None:
+    With ``srtp`` on, it takes SRTP offers too: a trunk peered by address
+    rings web users through this account, not its own.
+    """
+
+    def __init__(self, ua: SipUserAgent, address: str, sip: SipConfig, role: SipRole, srtp: bool) -> None:
         super().__init__(ua, None)
-        config = _account(sip, role)
+        config = _account(sip, role, "optional" if srtp else "off")
         config.idUri = f"sip:gateway@{address}"
         self.create(config, True)
 
@@ -99,7 +116,7 @@ class TrunkAccount(_Account):
         self._refusals = 0
         self.retry_at: float | None = None
         """When to REGISTER again after a refusal (monotonic time), or None."""
-        config = _account(sip, role)
+        config = _account(sip, role, trunk.srtp)
         config.idUri = trunk_uri(trunk, trunk.username or "gateway")
         config.regConfig.registrarUri = trunk_uri(trunk)
         config.regConfig.registerOnAdd = trunk.register and role.registers

@@ -43,8 +43,10 @@ _REQUEST_USER = re.compile(r"^[A-Z]+ sips?:([^@;>\s]+)@")
 _URI_USER = re.compile(r"sips?:([^@;>\s]+)@")
 _DISPLAY_NAME = re.compile(r'^\s*"?([^"<]*?)"?\s*<')
 _NAME_ADDR = re.compile(r'^[^<]*<|>.*$')
-_FRONT_SOURCE = re.compile(r"^X-Gateway-Source:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
-"""Where the front received an INVITE from: behind it, every INVITE comes from the front."""
+_FRONT_SOURCE = re.compile(r"^X-Gateway-Source:\s*([^;\s]+)(;transport=tls)?", re.MULTILINE | re.IGNORECASE)
+"""Where the front received an INVITE from, and whether over TLS: behind it, every INVITE comes from the front."""
+_SDES = re.compile(r"^a=crypto:", re.MULTILINE)
+"""An SRTP key offered in SDP (RFC 4568)."""
 _GATEWAY_SOURCE = "gateway"
 """X-Gateway-Source of an INVITE the front got from one of the gateway's own workers."""
 ASSERTED_IDENTITY = "P-Asserted-Identity"
@@ -53,15 +55,24 @@ USERS_HEADER = "X-Gateway-Users"
 """On a 480 to the front: the users this host has no page for; the front looks for them on other hosts."""
 
 
-def _addresses(host: str) -> list[str]:
-    """``ip:port`` forms of a trunk's host, to know its INVITEs by their source address."""
-    name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+def _addresses(trunk: Trunk) -> list[str]:
+    """``ip:port`` forms of a trunk's host, to know its INVITEs by their source address.
+
+    A TLS trunk's are bare addresses: its calls come over connections it
+    opens, from any port, and only TLS ones count (the front says which).
+    """
     try:
-        infos = socket.getaddrinfo(name, int(port or 5060), type=socket.SOCK_DGRAM)
-    except (OSError, ValueError):
-        log.warning("trunk host %s does not resolve: its calls are known only by its account", host)
+        infos = socket.getaddrinfo(trunk.hostname, trunk.port or 5060, type=socket.SOCK_DGRAM)
+    except OSError:
+        log.warning("trunk host %s does not resolve: its calls are known only by its account", trunk.host)
         return []
+    if trunk.transport == "tls":
+        return [_tls_source(info[4][0]) for info in infos]
     return [f"{info[4][0]}:{info[4][1]}" for info in infos]
+
+
+def _tls_source(address: str) -> str:
+    return f"tls:{address}"
 
 
 class InvitePacer:
@@ -161,9 +172,9 @@ class SipUserAgent:
         self.address = ep.transportGetInfo(udp).localName
         bound = self.role.internal_host or self.config.listen
         self.sip.wake_through((bound if bound not in ("", "0.0.0.0") else "127.0.0.1", int(self.address.rsplit(":", 1)[1])))
-        self.account = LocalAccount(self, self.address, self.config, self.role)
+        self.account = LocalAccount(self, self.address, self.config, self.role, any(t.srtp != "off" for t in self.trunk_list))
         self.trunks = {trunk.name: TrunkAccount(self, trunk, self.config, self.role) for trunk in self.trunk_list}
-        self.trunk_sources = {address: trunk for trunk in self.trunk_list for address in _addresses(trunk.host)}
+        self.trunk_sources = {address: trunk for trunk in self.trunk_list for address in _addresses(trunk)}
         log.info("SIP listening on %s (udp%s)", self.address, "+tcp" if self.config.tcp else "")
         return ep
 
@@ -363,6 +374,12 @@ class SipUserAgent:
         source = front_source.group(1) if front_source else prm.rdata.srcAddress
         from_gateway = source in (self.address, _GATEWAY_SOURCE)
         trunk = trunk or self.trunk_sources.get(source)
+        if trunk is None and front_source and front_source.group(2):
+            trunk = self.trunk_sources.get(_tls_source(source.rsplit(":", 1)[0].strip("[]")))
+        if trunk is not None and trunk.srtp == "mandatory" and not _SDES.search(message):
+            log.info("SIP INVITE %s on trunk %s refused: it offers no SRTP", call_id, trunk.name)
+            self.refuse(call, 488, "SRTP Required")
+            return
         ci = call.getInfo()
         request = _REQUEST_USER.match(message)
         to_header = _URI_USER.search(ci.localUri)

@@ -147,7 +147,9 @@ class Supervisor:
         """One life of a worker process, from start to exit."""
         ours, theirs = socket.socketpair()
         host, port = worker.address.rsplit(":", 1)
-        sip = dataclasses.replace(self._config.sip, port=int(port), rtp_port=worker.rtp_port)
+        # UDP only: pjsip moves a request of 1300 bytes or more (an INVITE with SRTP keys) to TCP when it
+        # can, from a port the front does not know as this worker's; without TCP it stays on UDP.
+        sip = dataclasses.replace(self._config.sip, port=int(port), rtp_port=worker.rtp_port, tcp=False)
         config = dataclasses.replace(self._config, sip=sip)
         role = api.SipRole(front=self._front.proxy, registers=worker.index == 0, internal_host=host)
         process = self._context.Process(

@@ -1,7 +1,8 @@
 """A self-signed certificate for local use, made once and kept in the state directory.
 
 Browsers allow the microphone only on secure pages; for trying the gateway
-on a LAN this certificate (accepted once in the browser) is enough.
+on a LAN this certificate (accepted once in the browser) is enough.  SIP over
+TLS presents the same one unless ``[sip] tls_certificate`` names another.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ _VALID_DAYS = 825
 
 def server_context(state_dir: Path, hosts: list[str]) -> ssl.SSLContext:
     """An SSL context with the kept certificate, made first if missing or expired."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate_files(state_dir, hosts))
+    return context
+
+
+def certificate_files(state_dir: Path, hosts: list[str]) -> tuple[Path, Path]:
+    """The kept certificate and its key (PEM files), made first if missing or expired."""
     cert_path, key_path = state_dir / "tls" / "cert.pem", state_dir / "tls" / "key.pem"
     if not _usable(cert_path) or not key_path.exists():
         _make(cert_path, key_path, hosts)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
-    return context
+    return cert_path, key_path
 
 
 def _usable(cert_path: Path) -> bool:

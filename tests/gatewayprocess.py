@@ -74,6 +74,14 @@ class GatewayProcess:
         raise RuntimeError(f"gateway did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
 
     @property
+    def tls_address(self) -> str:
+        """Where the gateway takes SIP over TLS (its front), as it printed it."""
+        found = re.search(r"^SIP over TLS: (\S+)", self.log(), re.M)
+        if found is None:
+            raise AssertionError("the gateway printed no SIP over TLS address")
+        return found.group(1)
+
+    @property
     def http_port(self) -> int:
         return int(self.url.rstrip("/").rsplit(":", 1)[1])
 

@@ -103,7 +103,9 @@ def plan_from(text: str) -> Dialplan:
             "trunks[0].host: 'sip:carrier@example.net' is not host or host:port",
         ),
         (GB + CARRIER + 'proxy = "p"', "trunks[0].proxy: unknown key"),
-        (GB + CARRIER + 'transport = "tls"', "trunks[0].transport: 'tls' is not one of udp, tcp"),
+        (GB + CARRIER + 'transport = "sctp"', "trunks[0].transport: 'sctp' is not one of udp, tcp, tls"),
+        (GB + CARRIER + 'tls_name = "sip:x"', "trunks[0].tls_name: 'sip:x' is not a host name"),
+        (GB + CARRIER + 'srtp = "yes"', "trunks[0].srtp: 'yes' is not one of off, optional, mandatory"),
         (GB + CARRIER + 'username = "gw1"', "trunks[0]: username and password go together"),
         (GB + CARRIER + 'password = "secret"', "trunks[0]: username and password go together"),
         (GB + CARRIER + 'register = "yes"', "trunks[0].register: expected true or false, not str"),
@@ -298,6 +300,8 @@ add_prefix = "9"
 tech_prefix = "1234#"
 caller_id = "user"
 identity_header = "both"
+tls_name = "sip.example.net"
+srtp = "mandatory"
 """
     )
     assert list(plan.trunks.values()) == [
@@ -316,6 +320,8 @@ identity_header = "both"
             "1234#",
             "user",
             "both",
+            "sip.example.net",
+            "mandatory",
         )
     ]
     assert "secret" not in repr(plan.trunks)
@@ -323,7 +329,20 @@ identity_header = "both"
 
 def test_trunk_defaults() -> None:
     assert plan_from(GB + CARRIER).trunks["carrier"] == Trunk("carrier", "sip.example.net")
-    assert Trunk("c", "h") == Trunk("c", "h", "udp", None, None, False, 300, "e164", "00", "", "", "", "trunk", "pai")
+    assert Trunk("c", "h") == Trunk(
+        "c", "h", "udp", None, None, False, 300, "e164", "00", "", "", "", "trunk", "pai", "", "off"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "tls_name", "name"),
+    [("sip.example.net:5061", "", "sip.example.net"), ("[2001:db8::1]:5061", "", "2001:db8::1"),
+     ("2001:db8::1", "", "2001:db8::1"), ("192.0.2.7", "sip.example.net", "sip.example.net")],
+)
+def test_a_trunks_certificate_names_its_host_or_tls_name(host: str, tls_name: str, name: str) -> None:
+    trunk = Trunk("c", host, "tls", tls_name=tls_name)
+    assert trunk.certificate_name == name
+    assert trunk.port == (5061 if host.endswith(":5061") else None)
 
 
 def test_dialplan_defaults() -> None:
@@ -352,6 +371,12 @@ def test_dialplan_defaults() -> None:
             + CARRIER
             + '[[routes]]\ntrunks = ["carrier"]\n',
             (),
+        ),
+        (
+            '[dialplan]\ncountry = "GB"\ndefault_allow = []\nemergency_trunks = ["carrier", "tls"]\n'
+            + CARRIER
+            + 'srtp = "optional"\n[[trunks]]\nname = "tls"\nhost = "tls.example.net"\ntransport = "tls"\nsrtp = "mandatory"\n',
+            ("trunk 'carrier' uses SRTP over UDP: its SRTP keys cross the network in clear",),
         ),
         (
             '[dialplan]\ncountry = "GB"\nemergency_trunks = ["carrier"]\n'

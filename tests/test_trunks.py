@@ -103,6 +103,18 @@ async def phone_rings_and_is_heard(phone: Baresip, number_uri: str, page: WebCli
     assert has_tone(page.last_heard(1.0), RATE, PHONE_HZ)
 
 
+async def calls_the_phone_and_hangs_up(page: WebClient, phone: Baresip) -> None:
+    """The page dials NUMBER (routed to the phone), hears the phone and hangs up, and the phone's call closes."""
+    call = await page.call(NUMBER, tone_hz=PAGE_HZ)
+    await page.next("answered")
+    await asyncio.sleep(2.5)
+    assert has_tone(page.last_heard(1.0), RATE, PHONE_HZ)
+    await page.send({"type": "hangup", "call": call})
+    await page.next("ended")
+    await page.hang_up_media()
+    await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
+
+
 @pytest.fixture
 def kamailio(tmp_path: Path) -> Iterator[Kamailio]:
     with Kamailio(tmp_path / "kam", {"gw": "secret", "1001": "pw1"}) as running:
@@ -305,14 +317,7 @@ async def test_behind_the_front_the_trunk_sees_one_address_both_ways(
         assert [contact.uri.split("@", 1)[1].split(";")[0] for contact in kam.contacts("gw")] == [gateway.sip_address]
         alice = await signed_in(gateway)
         try:
-            call = await alice.call(NUMBER, tone_hz=PAGE_HZ)
-            await alice.next("answered")
-            await asyncio.sleep(2.5)
-            assert has_tone(alice.last_heard(1.0), RATE, PHONE_HZ)
-            await alice.send({"type": "hangup", "call": call})
-            await alice.next("ended")
-            await alice.hang_up_media()
-            await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
+            await calls_the_phone_and_hangs_up(alice, phone)
             register_phone(phone, kam, "1001")
             await phone_rings_and_is_heard(phone, kam.user_uri("442079460001"), alice)
         finally:

@@ -36,6 +36,11 @@ def test_the_fronts_timeout_for_a_silent_target_reads_as_not_responding() -> Non
     assert endcause.from_sip(408, "Request Timeout").cause == "no_answer"
 
 
+def test_the_fronts_tls_refusal_says_why() -> None:
+    assert endcause.from_sip(503, "No Verified TLS Connection To The Trunk") == endcause.TRUNK_TLS_FAILED
+    assert endcause.from_sip(503, "Service Unavailable").cause == "busy"
+
+
 @pytest.mark.parametrize(
     ("old", "new", "allowed"),
     [

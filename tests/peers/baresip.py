@@ -65,7 +65,9 @@ ctrl_tcp_listen {ip}:{ctrl_port}
 snd_path {recordings}
 statmode_default off
 """
-_ACCOUNT = "<sip:{user}@{ip}:{sip_port}>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA\n"
+_ACCOUNT = "<sip:{user}@{ip}:{sip_port}>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA{mediaenc}\n"
+_SRTP = "module srtp.so\n"
+"""With `mediaenc`: SDES SRTP (RFC 4568), e.g. "srtp-mand" (RTP/SAVP, required) or "srtp" (offered)."""
 
 
 class BaresipError(RuntimeError):
@@ -76,14 +78,21 @@ class Baresip:
     """One baresip process with its own config directory, ports and control connection."""
 
     def __init__(
-        self, workdir: Path, source_wav: Path, *, user: str = "bob", ip: str = LOOPBACK, lifetime_s: int = 120
+        self,
+        workdir: Path,
+        source_wav: Path,
+        *,
+        user: str = "bob",
+        ip: str = LOOPBACK,
+        lifetime_s: int = 120,
+        mediaenc: str = "",
     ) -> None:
         with wave.open(str(source_wav), "rb") as src:
             shape = (src.getframerate(), src.getnchannels(), src.getsampwidth())
         if shape != (SAMPLE_RATE, 1, 2):
             raise ValueError(f"{source_wav}: baresip here plays 8000 Hz mono 16-bit WAV, not {shape}")
         self.source_wav = Path(source_wav).resolve()
-        self.user, self.ip, self.lifetime_s = user, ip, lifetime_s
+        self.user, self.ip, self.lifetime_s, self.mediaenc = user, ip, lifetime_s, mediaenc
         self.dir = Path(workdir) / unique_name(Path(workdir), f"baresip-{user}")
         self.dir.mkdir(parents=True)
         self.recordings_dir = self.dir / "recordings"
@@ -120,8 +129,9 @@ class Baresip:
         fields = dict(
             ip=self.ip, sip_port=self.sip_port, ctrl_port=self.ctrl_port, user=self.user,
             source=self.source_wav, rate=SAMPLE_RATE, module_path=MODULE_PATH, recordings=self.recordings_dir,
+            mediaenc=f";mediaenc={self.mediaenc}" if self.mediaenc else "",
         )
-        (self.dir / "config").write_text(_CONFIG.format(**fields))
+        (self.dir / "config").write_text(_CONFIG.format(**fields) + (_SRTP if self.mediaenc else ""))
         (self.dir / "accounts").write_text(_ACCOUNT.format(**fields))
         with open(self.log_path, "ab") as log:
             self._process = process = subprocess.Popen(

@@ -4,7 +4,8 @@ proxy with digest authentication, everything in memory, no database.
 Each instance gets its own directory in `workdir` holding the generated
 kamailio.cfg (from kamailio.cfg.template next to this file), kamailio.log (kept
 across restarts), the pid file and the control socket. It listens on UDP and TCP on
-one kernel-picked port of 127.0.0.1 (or the `ip` given), kept by restart().
+one kernel-picked port of 127.0.0.1 (or the `ip` given), kept by restart(); given
+`tls` (TlsFiles), on TLS too, on another (tls_port; needs kamailio-tls-modules).
 
     with Kamailio(tmp_path, {"gw": "secret", "1001": "pw1"}, routes={"500": echo.uri("echo")}) as trunk:
         ...point the gateway's trunk at trunk.uri, user "gw", password "secret"...
@@ -43,7 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .net import LOOPBACK, free_port, stop_process, unique_name, wait_for
+from .net import LOOPBACK, free_port, free_tcp_port, stop_process, unique_name, wait_for
 from .sipp import send_request, uri_address
 
 if TYPE_CHECKING:
@@ -70,6 +71,23 @@ _UNSAFE = re.compile(r'["\\$\x00-\x1f]')  # would break out of a Kamailio string
 _HARNESS_LINE = re.compile(r"HARNESS (?P<kind>[A-Z-]+) (?P<fields>.*)$")
 _FIELD = re.compile(r'(\w+)=("[^"]*"|\S*)')
 _CONTACT = re.compile(r"^\s*Address: (?P<uri>\S+)\s*\n\s*Expires: (?P<expires>\S+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """What a TLS-speaking Kamailio presents (`cert`, `key`) and trusts when it connects out (`ca`)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def kamailio_config(self) -> str:
+        """Its tls.cfg: TLS 1.2 and newer; as a client it verifies the server's chain against `ca`."""
+        return (
+            f"[server:default]\nmethod = TLSv1.2+\ncertificate = {self.cert}\nprivate_key = {self.key}\n"
+            "verify_certificate = no\nrequire_certificate = no\n\n"
+            f"[client:default]\nmethod = TLSv1.2+\nverify_certificate = yes\nrequire_certificate = yes\nca_list = {self.ca}\n"
+        )
 
 
 class KamailioError(RuntimeError):
@@ -106,6 +124,7 @@ class Kamailio:
         port: int | None = None,
         routes: Mapping[str, str] | None = None,
         respond: int | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         for user, password in users.items():
             _check(user, password)
@@ -117,9 +136,10 @@ class Kamailio:
         if not _USER.match(realm):
             raise ValueError(f"unsupported realm {realm!r}")
         self.users, self.routes = dict(users), dict(routes or {})
-        self.realm, self.ip, self.respond = realm, ip, respond
+        self.realm, self.ip, self.respond, self.tls = realm, ip, respond, tls
         self._fixed_port = port is not None
         self._port = port or 0
+        self.tls_port = 0
         self.dir = Path(workdir) / unique_name(Path(workdir), "kamailio")
         self.dir.mkdir(parents=True)
         self.log_path = self.dir / "kamailio.log"
@@ -136,6 +156,11 @@ class Kamailio:
         """SIP URI of the server itself: the registrar and outbound proxy address."""
         return f"sip:{self.ip}:{self.port}"
 
+    @property
+    def tls_address(self) -> str:
+        """ip:port where it takes SIP over TLS (with `tls` only)."""
+        return f"{self.ip}:{self.tls_port}"
+
     def user_uri(self, user: str) -> str:
         """URI that reaches `user` through this proxy (a number to dial, or an AoR)."""
         return f"sip:{user}@{self.ip}:{self.port}"
@@ -150,6 +175,7 @@ class Kamailio:
         for _ in range(attempts):
             if not self._fixed_port:
                 self._port = free_port(udp=True, tcp=True)
+                self.tls_port = free_tcp_port() if self.tls else 0
             if self._launch(ready_timeout):
                 self._fixed_port = True  # restart() must come back on the same port
                 return self
@@ -201,7 +227,12 @@ class Kamailio:
             "RESPOND_CODE": str(self.respond or 0),
             "RESPOND_REASON": REASONS.get(self.respond or 0, "Rejected By Test Trunk"),
             "TABLES": "\n".join(tables) or "\t;",
+            "DEFINES": "#!define WITH_TLS" if self.tls else "",
+            "TLS_PORT": str(self.tls_port),
+            "TLS_CONFIG": str(self.dir / "tls.cfg"),
         }
+        if self.tls is not None:
+            (self.dir / "tls.cfg").write_text(self.tls.kamailio_config())
         text = TEMPLATE.read_text()
         for name, value in fields.items():
             text = text.replace("{{" + name + "}}", value)
@@ -392,16 +423,19 @@ class SilentSipPort:
         self.stop()
 
 
-def baresip_account(kamailio: Kamailio, user: str, *, password: str | None = None, regint: int = 60) -> str:
+def baresip_account(
+    kamailio: Kamailio, user: str, *, password: str | None = None, regint: int = 60, mediaenc: str = ""
+) -> str:
     """baresip account line registering `user` at `kamailio` (password: the user's own).
 
     baresip 1.0.0 sends REGISTER to the AoR's host and port, re-registers before
-    regint runs out, and answers 401/407 with auth_user/auth_pass.
+    regint runs out, and answers 401/407 with auth_user/auth_pass. `mediaenc`: as
+    the phone's own account (SRTP).
     """
     secret = kamailio.users.get(user, "") if password is None else password
     return (
         f"<sip:{user}@{kamailio.ip}:{kamailio.port}>;auth_user={user};auth_pass={secret};"
-        f"regint={regint};answermode=auto;audio_codecs=PCMU,PCMA"
+        f"regint={regint};answermode=auto;audio_codecs=PCMU,PCMA{f';mediaenc={mediaenc}' if mediaenc else ''}"
     )
 
 
@@ -420,7 +454,7 @@ def register_phone(
     The phone keeps its first, unregistered account too: calls to phone.uri still
     reach it directly.
     """
-    phone.command("uanew", baresip_account(kamailio, user, password=password, regint=regint))
+    phone.command("uanew", baresip_account(kamailio, user, password=password, regint=regint, mediaenc=phone.mediaenc))
     phone.command("uafind", f"sip:{user}@{kamailio.ip}:{kamailio.port}")
     deadline = time.monotonic() + timeout
     while True:
