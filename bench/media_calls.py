@@ -42,6 +42,7 @@ import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
+from bench import codecwork
 from bench.bursts import LOUD, PERIOD_S, burst_mask, frequency, onsets, percentile, round_trips, tone_intact
 from bench.rtpengine import Rtpengine
 from gateway.webrtchandoff import hand_off
@@ -334,14 +335,19 @@ async def main() -> None:
     args = parser.parse_args()
     print(encoder_settings(), flush=True)
     rows = []
+    codec_work = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.calls:
             for target in args.against:
                 row = await run(target, n, args.seconds, args.check, Path(tmp))
                 rows.append(row)
                 print_row(row)
+            bare = codecwork.cpu_per_call_pct(n, args.seconds, Path(tmp))
+            codec_work.append({"calls": n, "cpu_per_call_pct": bare})
+            print(f"{'bare codec work':14s} N={n:3d} cpu/call={bare:5.2f}% (Opus decode + G.711 + Opus encode only)", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"runs": [dataclasses.asdict(row) for row in rows]}, indent=2, allow_nan=True))
+        runs = {"runs": [dataclasses.asdict(row) for row in rows], "codec_work": codec_work}
+        args.json.write_text(json.dumps(runs, indent=2, allow_nan=True))
 
 
 if __name__ == "__main__":
