@@ -122,7 +122,7 @@ class NativeMedia:
         (an incoming call's was made by the SIP leg, see :meth:`adopt`)."""
         call = self._calls.get(call_id)
         if call is None:
-            call = self._calls[call_id] = _Call(*bind_pair(self._config.sip.listen))
+            call = self._calls[call_id] = _Call(*bind_pair(self._config.sip.listen, self._config.sip.rtp_port))
         return NativePort(call.sock.getsockname()[1])
 
     def adopt(self, call_id: str, sock: socket.socket, rtcp: socket.socket) -> None:

@@ -7,6 +7,7 @@ the pjsua2 objects never leave the ``sip*`` modules.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -172,8 +173,10 @@ class SipUserAgent:
         self.address = ep.transportGetInfo(udp).localName
         bound = self.role.internal_host or self.config.listen
         self.sip.wake_through((bound if bound not in ("", "0.0.0.0") else "127.0.0.1", int(self.address.rsplit(":", 1)[1])))
-        self.account = LocalAccount(self, self.address, self.config, self.role, any(t.srtp != "off" for t in self.trunk_list))
-        self.trunks = {trunk.name: TrunkAccount(self, trunk, self.config, self.role) for trunk in self.trunk_list}
+        # With native media the configured RTP ports are the relay's; pjsua's own, unused, go where the kernel puts them.
+        accounts = dataclasses.replace(self.config, rtp_port=0) if self.native else self.config
+        self.account = LocalAccount(self, self.address, accounts, self.role, any(t.srtp != "off" for t in self.trunk_list))
+        self.trunks = {trunk.name: TrunkAccount(self, trunk, accounts, self.role) for trunk in self.trunk_list}
         self.trunk_sources = {address: trunk for trunk in self.trunk_list for address in _addresses(trunk)}
         log.info("SIP listening on %s (udp%s)", self.address, "+tcp" if self.config.tcp else "")
         return ep
@@ -367,7 +370,7 @@ class SipUserAgent:
             return
         if self.native:
             # pjsua2 writes its SDP answer as soon as this callback returns: the sockets must exist now.
-            sock, rtcp = bind_pair(self.config.listen)
+            sock, rtcp = bind_pair(self.config.listen, self.config.rtp_port)
             call.audio = NativePort(sock.getsockname()[1])
             self.emit(NativeSocket(call_id, sock, rtcp))
         front_source = _FRONT_SOURCE.search(message) if self.role.front else None

@@ -28,6 +28,7 @@ from .config import Config
 from .control import CallControl
 from .endcause import EndCause
 from .front import Front, FrontError
+from .rtpsockets import PORTS_PER_ENGINE
 from .hostaddr import kernel_port
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ _READY_SECONDS = 30.0
 _STOP_SECONDS = 8.0
 _YOUNG_SECONDS = 10.0
 _MAX_DELAY = 30.0
-_RTP_PORTS_PER_WORKER = 64
 _FREEZE_MODULE = "gateway.forkfreeze"
 _WORKER_MODULE = "gateway.worker"
 
@@ -78,7 +78,7 @@ class Supervisor:
         ports = [config.engines.sip_port + i if config.engines.sip_port else kernel_port(host) for i in range(count)]
         rtp = config.sip.rtp_port
         self.workers = [
-            Worker(i, f"{host}:{port}", rtp + i * _RTP_PORTS_PER_WORKER if rtp else 0) for i, port in enumerate(ports)
+            Worker(i, f"{host}:{port}", rtp + i * PORTS_PER_ENGINE if rtp else 0) for i, port in enumerate(ports)
         ]
         self._by_link: dict[api.EngineLink, Worker] = {}
         # Workers fork from a server that imported the heavy libraries once, initialised none,

@@ -38,6 +38,7 @@ class GatewayProcess:
         netns: str = "",
         http_host: str = "",
         log_format: str = "plain",
+        rtp_port: int = 0,
         program: Sequence[str] = (sys.executable, "-m", "gateway"),
         cwd: Path = _CHECKOUT,
     ) -> None:
@@ -50,7 +51,7 @@ class GatewayProcess:
             *(["ip", "netns", "exec", netns] if netns else []),
             *program, "--config", str(config_path),
             "--http-host", http_host or ("0.0.0.0" if tls else host), "--http-port", str(http_port),
-            "--sip-host", host, "--sip-port", str(sip_port), "--rtp-port", "0",
+            "--sip-host", host, "--sip-port", str(sip_port), "--rtp-port", str(rtp_port),
             "--state-dir", str(workdir / "state"), "--log-level", log_level, "--log-format", log_format,
         ]
         if not tls:

@@ -5,12 +5,16 @@ the Python path too."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gateway.rtpsockets import PORTS_PER_ENGINE
 
 from .audio import has_tone, tone, write_wav
 from .browser import MIC_HZ, OpenPhone
@@ -148,3 +152,57 @@ async def _remote_inbound(client: WebClient) -> Any:
     assert client.pc is not None
     found = [s for s in (await client.pc.getStats()).values() if s.type == "remote-inbound-rtp"]
     return next((s for s in found if s.roundTripTime is not None), None)
+
+
+def free_port_block(size: int) -> int:
+    """The first port of ``size`` consecutive UDP ports the kernel lets us bind now, below its ephemeral range."""
+    for first in range(20000, 32000, size):
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(first, first + size):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind(("0.0.0.0", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise AssertionError("no free block of UDP ports")
+
+
+def udp_ports(pid: int) -> set[int]:
+    """The local ports of the UDP sockets process ``pid`` holds."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}") if os.path.exists(f"/proc/{pid}/fd/{fd}") else ""
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+async def test_the_relays_sip_ports_come_from_the_configured_range(
+    start_gateway: Callable[..., GatewayProcess], connect_client, phone: Baresip
+) -> None:
+    """``[sip] rtp_port`` is what an operator opens in a firewall: the relay's RTP and RTCP are there."""
+    first = free_port_block(PORTS_PER_ENGINE)
+    gateway = start_gateway(NATIVE, rtp_port=first)
+    alice = await connect_client(gateway, "alice")
+    call = await alice.call(phone.uri, tone_hz=PAGE_HZ)
+    await alice.next("answered")
+    await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
+    in_block = udp_ports(gateway.process.pid) & set(range(first, first + PORTS_PER_ENGINE))
+    rtp = [port for port in in_block if port % 2 == 0 and port + 1 in in_block]
+    assert len(rtp) == 1, f"one RTP/RTCP pair in {first}-{first + PORTS_PER_ENGINE - 1}, got {sorted(in_block)}"
+    # Two seconds heard both ways: long enough for the phone to record the page too.
+    await wait_for_async(lambda: len(alice.last_heard(2.0)) == 2 * RATE and has_tone(alice.last_heard(2.0), RATE, PHONE_HZ), 15)
+    await alice.send({"type": "hangup", "call": call})
+    await alice.next("ended")
+    await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
+    assert_phone_heard(phone, PAGE_HZ)
