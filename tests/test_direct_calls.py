@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import WebSocket, expect
 
 from gateway import engineapi
 from gateway.config import load
@@ -77,7 +77,7 @@ async def pages(tmp_path: Path) -> AsyncIterator[Callable[[GatewayProcess], Awai
         yield open_both
 
 
-def _watch(ws, page: Page) -> None:  # noqa: ANN001 (playwright's WebSocket)
+def _watch(ws: WebSocket, page: Page) -> None:
     ws.on("framesent", lambda payload: page.sent.append(json.loads(payload)))
     ws.on("framereceived", lambda payload: page.received.append(json.loads(payload)))
 
