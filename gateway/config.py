@@ -103,6 +103,8 @@ class WebRtcConfig:
 @dataclasses.dataclass
 class CallsConfig:
     ring_timeout: float = 30.0
+    direct: bool = True
+    """Calls between two web users of this gateway go browser to browser (Opus, no SIP); False sends them through SIP."""
 
 
 @dataclasses.dataclass

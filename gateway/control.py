@@ -23,6 +23,7 @@ from .callquality import LegQuality
 from .callstate import CallState, can_move, log_move
 from .config import Config
 from .dialplan import Route
+from .directcalls import DIRECT, DirectCalls
 from .endcause import EndCause
 from .metrics import Metrics
 from .passwords import PasswordChecker
@@ -118,6 +119,11 @@ class ControlCall:
     def sessions(self) -> set[Session]:
         return self.ringing | ({self.owner} if self.owner is not None else set())
 
+    @property
+    def direct(self) -> bool:
+        """Browser to browser between two pages of this gateway (:mod:`gateway.directcalls`), no SIP leg."""
+        return self.engine.media == DIRECT
+
 
 class CallControl:
     """Knows every engine; places each new call on one with room.
@@ -145,6 +151,8 @@ class CallControl:
         """Told when an engine fills up or has room again (the supervisor tells the front)."""
         self.on_call: CallListener | None = None
         self._engines: dict[api.EngineLink, Engine] = {}
+        self._direct = Engine(DirectCalls(self._direct_event), media=DIRECT) if config.calls.direct else None
+        """Carries calls between two pages of this gateway; never chosen for any other call, never counted as an engine."""
         self._trunks: dict[str, api.TrunkState] = {}
         self._signed_in: dict[str, set[Session]] = {}
         self._calls: dict[str, ControlCall] = {}
@@ -232,7 +240,7 @@ class CallControl:
         route = self._dialplan.outbound(to, user)
         if route.action == "reject":
             raise RequestError("rejected", route.reason)
-        engine = self._free_engine()
+        engine = self._direct_to(route) or self._free_engine()
         targets = self._targets(route)
         call = self._add_call(
             ControlCall(_new_id(), CallState.CALLING, engine, "outbound-dial", user, to, user=user, owner=session)
@@ -271,10 +279,20 @@ class CallControl:
         return call
 
     def _dial(self, call: ControlCall, targets: tuple[tuple[str, str], ...], offer: str) -> None:
-        via = ", ".join(f"{trunk} {number}".strip() for trunk, number in targets)
+        via = "browser to browser" if call.direct else ", ".join(f"{trunk} {number}".strip() for trunk, number in targets)
         log.info("call %s: %s calls %s via %s", call.call_id, call.user, call.callee, via)
         identity = self._dialplan.caller_id(call.user)
         call.engine.link.send(api.Dial(call.call_id, targets, offer, call.user, identity.user, identity.name))
+
+    def _direct_to(self, route: Route) -> Engine | None:
+        """The direct link when ``route`` rings a user with a page here (as an INVITE to ourselves would), else None.
+
+        A user signed in only on another host behind the front is reached through SIP.
+        """
+        if self._direct is None or route.action != "local":
+            return None
+        callee = self._dialplan.inbound(route.target)
+        return self._direct if callee.action == "user" and callee.target in self._signed_in else None
 
     def _free_engine(self) -> Engine:
         """The ready engine with the most room."""
@@ -351,8 +369,14 @@ class CallControl:
         """
         call = self._answered_call(session, call_id, "Quality is measured on answered calls")
         if browser is not None:
-            call.quality["browser"] = browser
-        call.engine.link.send(api.GetStats(call_id, request or ""))
+            call.quality[DIRECT if call.direct else "browser"] = browser
+        if not call.direct:
+            call.engine.link.send(api.GetStats(call_id, request or ""))
+            return
+        reply: dict[str, Any] = {"type": "stats", "call": call_id, "direct": True}  # no SIP leg: the page's figures are all
+        if request:
+            reply["id"] = request
+        session.send(reply)
 
     def hold(self, session: Session, call_id: str, hold: bool) -> None:
         call = self._answered_call(session, call_id, "Only an answered call can be held")
@@ -391,8 +415,12 @@ class CallControl:
         with logs.for_call(getattr(event, "call_id", "")):
             self._on_event(link, event)
 
+    def _direct_event(self, event: api.Event) -> None:
+        assert self._direct is not None
+        self.on_event(self._direct.link, event)
+
     def _on_event(self, link: api.EngineLink, event: api.Event) -> None:
-        engine = self._engines.get(link)
+        engine = self._engines.get(link) or (self._direct if self._direct is not None and link is self._direct.link else None)
         if engine is None:
             return
         if isinstance(event, api.EngineReady):
@@ -465,7 +493,8 @@ class CallControl:
                     self._reject(call, endcause.UNAVAILABLE, tuple(users) if self._presence is not None else ())
                 return
             engine.link.send(api.Ring(call.call_id))
-            self._ring(call, {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": event.to_user})
+            incoming = {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": event.to_user}
+            self._ring(call, {**incoming, "direct": True, "sdp": event.offer} if event.offer else incoming)
         else:
             self.metrics.sip_refused.labels("dialplan", str(route.code)).inc()
             self._reject(call, EndCause(endcause.from_sip(route.code).cause, route.code, route.reason))
@@ -540,7 +569,7 @@ class CallControl:
         call.engine.calls -= 1
         self.metrics.calls_in_progress.labels(call.direction).dec()
         self.metrics.calls.labels(call.direction, cause.cause).inc()
-        self.metrics.engine_calls.labels(call.engine.sip_host).set(call.engine.calls)
+        self._count_engine_calls(call.engine)
         for leg, figures in call.quality.items():
             self.metrics.quality(leg, figures)
         if call.engine.calls == call.engine.capacity - 1:
@@ -551,10 +580,14 @@ class CallControl:
         self._calls[call.call_id] = call
         call.engine.calls += 1
         self.metrics.calls_in_progress.labels(call.direction).inc()
-        self.metrics.engine_calls.labels(call.engine.sip_host).set(call.engine.calls)
+        self._count_engine_calls(call.engine)
         if call.engine.full:
             self._tell_load(call.engine)
         return call
+
+    def _count_engine_calls(self, engine: Engine) -> None:
+        if engine is not self._direct:
+            self.metrics.engine_calls.labels(engine.sip_host).set(engine.calls)
 
     def _tell_load(self, engine: Engine) -> None:
         if self.on_load is not None and engine.link in self._engines:

@@ -36,6 +36,8 @@ Events (engine -> control):
 - ``Incoming``: a SIP INVITE arrived (on ``trunk``, or "" for direct calls)
   from ``source`` (``ip:port``; ``from_gateway`` when one of the gateway's own
   engines sent it, a call between web users); control decides what happens to it.
+  ``offer`` is the calling page's WebRTC offer when the call is direct, browser
+  to browser (:mod:`gateway.directcalls`); SIP calls have none.
 - ``TrunkState``: a trunk's registration changed (``registered``, SIP ``code``).
 - ``WebrtcAnswer``: the engine's SDP answer for the browser.
 - ``Progress``: 180/183 from the SIP side (``early_media`` when audio flows).
@@ -147,6 +149,7 @@ class Incoming:
     trunk: str
     source: str = ""
     from_gateway: bool = False
+    offer: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,7 +40,7 @@ class Metrics:
             "gateway_call_setup_seconds", "From a call's start (page, API request or INVITE) to its answer, ringing included",
             ["direction"], buckets=_SETUP_BUCKETS, registry=registry,
         )
-        last = "Each answered call's last reported {}, per leg (sip, browser)"
+        last = "Each answered call's last reported {}, per leg (sip, browser, direct: browser to browser)"
         self.jitter = self._per_leg("gateway_call_jitter_seconds", last.format("jitter"), _JITTER_BUCKETS)
         self.loss = self._per_leg("gateway_call_loss_ratio", last.format("packet loss"), _LOSS_BUCKETS)
         self.rtt = self._per_leg("gateway_call_rtt_seconds", last.format("round trip"), _RTT_BUCKETS)

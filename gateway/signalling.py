@@ -125,7 +125,9 @@ async def _dispatch(
         control.sign_out(session)
         return {"type": "signed_out"}
     if kind == "call":
-        return {"type": "calling", "call": control.place_call(session, fields["to"], fields["sdp"]), "to": fields["to"]}
+        call_id = control.place_call(session, fields["to"], fields["sdp"])
+        calling = {"type": "calling", "call": call_id, "to": fields["to"]}
+        return {**calling, "direct": True} if control.call(call_id).direct else calling
     if kind == "answer":
         control.answer(session, fields["call"], fields["sdp"])
     elif kind == "decline":

@@ -8,6 +8,8 @@ in turn: the call that lands on host A is answered 480 with
 page rings.  Both calls reach bob, and the audio makes the round trip.  The
 same holds for a group whose only signed-in member is bob: host A answers 480
 with every member (``X-Gateway-Users: dave,bob``) and the front finds bob's host.
+A web user on host A calling bob goes through the front as well: direct calls
+join only pages of one host.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from gateway.passwords import hash_password
 from .audio import has_tone
 from .gatewayprocess import GatewayProcess
 from .peers import netns, sipp
+from .peers.net import wait_for_async
 from .webclient import RATE, WebClient
 
 SIP_PORT = 5060  # fixed ports are safe inside namespaces the test has just made
 RPC_PORT = 5080
 HTTP_PORT = 8080
 PAGE_HZ = 850
+ALICE_HZ = 600
 SECRET = secrets.token_urlsafe(24)
 """Host A's front takes it from its configuration, so host B can steer the front too."""
 PASSWORD = "pw"
@@ -130,6 +134,27 @@ async def test_a_vanished_host_is_taken_out_of_rotation_and_calls_go_on(tmp_path
             assert [flags for address, flags in states.items() if address.split(":")[0] != host] != ["A"], "B still gets calls"
         finally:
             await alice.close()
+
+
+async def test_a_web_user_reaches_a_user_on_the_other_host_through_sip(tmp_path: Path) -> None:
+    """Direct calls join two pages of one host; a user whose page is on another host is reached through the front."""
+    with two_hosts(tmp_path) as (_, host_a, host_b):
+        alice, bob = WebClient(host_a.url), WebClient(host_b.url)
+        try:
+            for client, name in ((alice, "alice"), (bob, "bob")):
+                await client.connect()
+                await client.sign_in(name)
+            await asyncio.sleep(0.5)  # the presence RPC to the front
+            await alice.call("bob", tone_hz=ALICE_HZ)
+            incoming = await bob.next("incoming", timeout=15)
+            assert "direct" not in incoming
+            await bob.answer(incoming["call"], tone_hz=PAGE_HZ)
+            await alice.next("answered", timeout=10)
+            await wait_for_async(lambda: has_tone(alice.last_heard(1.0), RATE, PAGE_HZ), 10)
+            await wait_for_async(lambda: has_tone(bob.last_heard(1.0), RATE, ALICE_HZ), 10)
+        finally:
+            await alice.close()
+            await bob.close()
 
 
 def _dir(root: Path, name: str) -> Path:

@@ -1,18 +1,24 @@
-"""Calls between web users through the gateway's own SIP leg, and the limits of one engine."""
+"""Calls between web users (direct by default, through the gateway's own SIP leg with
+``[calls] direct = false``), and the limits of one engine."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from .audio import has_tone
 from .webclient import RATE
 
 
-async def test_call_between_two_pages_carries_audio_both_ways(web_client) -> None:
-    alice, bob = await web_client("alice"), await web_client("bob")
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "through-sip"])
+async def test_call_between_two_pages_carries_audio_both_ways(start_gateway, connect_client, direct: bool) -> None:
+    gateway = start_gateway("" if direct else "[calls]\ndirect = false\n")
+    alice, bob = await connect_client(gateway, "alice"), await connect_client(gateway, "bob")
     call = await alice.call("bob", tone_hz=700)
     incoming = await bob.next("incoming")
     assert incoming["from"].startswith("sip:alice@")
+    assert incoming.get("direct", False) is direct
     await alice.next("ringing")
     await bob.answer(incoming["call"], tone_hz=1100)
     await alice.next("answered")

@@ -1,7 +1,9 @@
 """A browser stand-in for tests: the page's protocol over a WebSocket, audio through aiortc.
 
 It sends a generated tone and records what it hears, so tests can assert
-audio by its content in both directions.
+audio by its content in both directions.  Like the page it takes part in
+direct calls to other web users (docs/protocol.md): it answers a direct
+``incoming`` call's offer, and applies a direct call's ``sdp`` whenever it comes.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class WebClient:
         """Every frame heard: (arrival time, 48 kHz mono samples)."""
         self._recorder: asyncio.Task[None] | None = None
         self.tone: MediaStreamTrack | None = None
+        self.offers: dict[str, str] = {}
+        """Direct incoming calls: call id -> the calling page's offer."""
+        self.direct: set[str] = set()
+        """Direct calls placed here, whose answer comes when the other page answers."""
 
     async def connect(self) -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
@@ -82,7 +88,12 @@ class WebClient:
         assert self._ws is not None
         async for message in self._ws:
             if message.type == aiohttp.WSMsgType.TEXT:
-                await self._inbox.put(json.loads(message.data))
+                data = json.loads(message.data)
+                if data.get("type") == "incoming" and data.get("direct"):
+                    self.offers[data["call"]] = data["sdp"]
+                elif data.get("type") == "sdp" and data.get("call") in self.direct:
+                    await self.apply_answer(data["sdp"])
+                await self._inbox.put(data)
 
     async def send(self, message: dict[str, Any] | str) -> None:
         assert self._ws is not None
@@ -107,27 +118,37 @@ class WebClient:
         self.ice_servers = [RTCIceServer(**server) for server in reply["ice_servers"]]
         return reply
 
-    async def offer(self, tone: float | MediaStreamTrack) -> str:
-        """A fresh peer connection sending ``tone`` (Hz, or a track); returns its SDP offer."""
+    async def offer(self, tone: float | MediaStreamTrack, remote_offer: str = "") -> str:
+        """A fresh peer connection sending ``tone`` (Hz, or a track); returns its SDP offer,
+        or its answer to ``remote_offer`` (a direct call's)."""
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers, iceTransportPolicy=self._policy))
         self.tone = tone if isinstance(tone, MediaStreamTrack) else ToneTrack(tone)
         self.pc.addTrack(self.tone)
         self.pc.on("track", self._record)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        if remote_offer:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=remote_offer, type="offer"))
+        await self.pc.setLocalDescription(await (self.pc.createAnswer() if remote_offer else self.pc.createOffer()))
         return self.pc.localDescription.sdp
 
     async def call(self, to: str, tone_hz: float | MediaStreamTrack = 0) -> str:
-        """Place a call sending a tone (or any track); returns its id once the SDP answer is applied."""
+        """Place a call sending a tone (or any track); returns its id once the SDP answer is applied
+        (a direct call's: once the call is accepted, the answer is applied when the other page answers)."""
         await self.send({"type": "call", "to": to, "sdp": await self.offer(tone_hz), "id": "c1"})
         reply = await self.next()
         if reply["type"] != "calling":
             raise AssertionError(f"call refused: {reply}")
-        await self._apply_answer(reply["call"])
+        if reply.get("direct"):
+            self.direct.add(reply["call"])
+        else:
+            await self._apply_answer(reply["call"])
         return reply["call"]
 
     async def answer(self, call_id: str, tone_hz: float = 0) -> None:
-        await self.send({"type": "answer", "call": call_id, "sdp": await self.offer(tone_hz)})
-        await self._apply_answer(call_id)
+        """Answer with an offer (the gateway's SDP answer follows), or a direct call with an answer to its offer."""
+        remote_offer = self.offers.pop(call_id, "")
+        await self.send({"type": "answer", "call": call_id, "sdp": await self.offer(tone_hz, remote_offer)})
+        if not remote_offer:
+            await self._apply_answer(call_id)
 
     async def _apply_answer(self, call_id: str) -> None:
         message = await self.next("sdp")

@@ -1,10 +1,14 @@
-// Call logic: one RTCPeerConnection per call, and the page always makes the
-// offer (in `call` for outgoing calls, in `answer` for incoming ones), sent
-// whole once it holds usable candidates because the gateway does not trickle.
+// Call logic: one RTCPeerConnection per call, and the page makes the offer (in
+// `call` for outgoing calls, in `answer` for incoming ones), sent whole once it
+// holds usable candidates because the gateway does not trickle. A direct call
+// from another web user (docs/protocol.md) comes with that page's offer, and
+// `answer` carries this page's SDP answer: the two browsers then talk to each
+// other, and hold stops both pages' microphones.
 // Like a desk phone it holds two calls at most: the one shown (talking) and
 // one on hold; only the shown call's far end is heard and only it hears the
 // microphone.
 
+import { answerWithOpusOnly } from "./directcall.js";
 import { usableCandidates } from "./gathering.js";
 
 const ICE_GATHER_TIMEOUT_MS = 5000;
@@ -36,6 +40,8 @@ class Call {
     this.peer = "";
     this.peerName = "";
     this.dial = ""; // click-to-call: answering this "incoming" call dials this number
+    this.direct = false; // browser to browser with another web user's page, no SIP leg
+    this.remoteOffer = ""; // a direct incoming call: the calling page's offer, answered in `answer`
     this.pc = null;
     this.mic = null;
     this.remoteStream = null;
@@ -165,9 +171,10 @@ export class Phone extends EventTarget {
     this.#focus(call);
     this.#changed();
     try {
-      await this.#prepareOffer(call);
+      await this.#prepareDescription(call);
       const reply = await this.#sig.request({ type: "call", to, sdp: call.pc.localDescription.sdp });
       call.id = String(reply.call);
+      call.direct = reply.direct === true;
       if (typeof reply.to === "string" && reply.to) call.peer = reply.to;
       this.#calls.set(call.id, call);
       if (call.state === "ended") {
@@ -204,7 +211,7 @@ export class Phone extends EventTarget {
     this.#focus(call);
     this.#changed();
     try {
-      await this.#prepareOffer(call);
+      await this.#prepareDescription(call);
     } catch (err) {
       if (err instanceof Aborted) return;
       this.#backToRinging(call);
@@ -330,8 +337,10 @@ export class Phone extends EventTarget {
   }
 
   #applyMute(call) {
-    // A held call hears nothing from us, whatever the SIP side does with a=sendonly.
-    for (const track of call.mic?.getAudioTracks() ?? []) track.enabled = !call.muted && !call.holdWanted;
+    // A held call hears nothing from us, whatever the SIP side does with a=sendonly; in a direct call
+    // no gateway stands between the pages, so the page the other holds stops sending too.
+    const held = call.holdWanted || (call.direct && call.holdRemote);
+    for (const track of call.mic?.getAudioTracks() ?? []) track.enabled = !call.muted && !held;
   }
 
   /** End every call locally (signed out, socket lost): the gateway ends its side itself. */
@@ -403,6 +412,8 @@ export class Phone extends EventTarget {
     call.peer = typeof msg.from === "string" ? msg.from : "";
     call.peerName = typeof msg.from_name === "string" ? msg.from_name : "";
     call.dial = typeof msg.dial === "string" ? msg.dial : "";
+    call.direct = msg.direct === true && typeof msg.sdp === "string";
+    call.remoteOffer = call.direct ? msg.sdp : "";
     this.#calls.set(id, call);
     this.#changed();
   }
@@ -414,7 +425,7 @@ export class Phone extends EventTarget {
       await pc.setRemoteDescription({ type: "answer", sdp: String(msg.sdp) });
     } catch (err) {
       if (call.state === "ended") return;
-      this.#error(new Error(`The gateway's media answer was not usable: ${err.message}`));
+      this.#error(new Error(`The ${call.direct ? "other browser's" : "gateway's"} media answer was not usable: ${err.message}`));
       this.#hangupCall(call, "failed", "Media negotiation failed");
     }
   }
@@ -458,6 +469,7 @@ export class Phone extends EventTarget {
     call.holdLocal = !!msg.local;
     call.holdRemote = !!msg.remote;
     call.holdPending = false;
+    this.#applyMute(call);
     // Asked otherwise while that request was on its way (Hold, then at once Answer and hold or Swap).
     if (call.holdWanted !== call.holdLocal) this.#requestHold(call, call.holdWanted);
     this.#changed();
@@ -465,7 +477,7 @@ export class Phone extends EventTarget {
 
   // --- media --------------------------------------------------------------
 
-  async #prepareOffer(call) {
+  async #prepareDescription(call) {
     const stillWanted = () => {
       if (call.state === "ended") {
         this.#releaseMedia(call);
@@ -497,12 +509,17 @@ export class Phone extends EventTarget {
     pc.addEventListener("connectionstatechange", () => {
       // The gateway notices too, but the user should not wait for it.
       if (pc.connectionState === "failed" && call.state !== "ended") {
-        this.#error(new Error("The media connection to the gateway failed"));
+        this.#error(new Error(`The media connection to ${call.direct ? "the other browser" : "the gateway"} failed`));
         this.#hangupCall(call, "network_error", "Media connection failed");
       }
     });
 
-    await pc.setLocalDescription(await pc.createOffer());
+    if (call.remoteOffer) {
+      await pc.setRemoteDescription({ type: "offer", sdp: call.remoteOffer });
+      stillWanted();
+      answerWithOpusOnly(pc);
+    }
+    await pc.setLocalDescription(await (call.remoteOffer ? pc.createAnswer() : pc.createOffer()));
     stillWanted();
     await usableCandidates(pc, { iceServers: this.#iceServers, icePolicy: this.#icePolicy, timeoutMs: ICE_GATHER_TIMEOUT_MS });
     stillWanted();

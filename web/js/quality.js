@@ -1,6 +1,8 @@
 // Call-quality panel: once a second during an answered call, the browser
 // leg's round-trip time, jitter, loss and codec from getStats(), an estimated
-// MOS, a small graph, and the SIP leg's figures when the gateway gives them.
+// MOS, a small graph, and the SIP leg's figures when the gateway gives them
+// (a direct call to another web user's browser has no SIP leg: its `stats`
+// reply says `direct`, and the browser's figures are the whole path).
 // The browser leg's figures go to the gateway with each `stats` request, for
 // its metrics (loss over the whole call there, not over the last second).
 
@@ -10,6 +12,7 @@ const GRAPH_H = 40; // the SVG viewBox height
 const GRAPH_RTT_MAX_MS = 500;
 const LIMITS = { rtt: 400, jitter: 30, loss: 3, mos: 3.5 };
 const ON_HOLD = "On hold: no audio flows, so there is nothing to measure.";
+const DIRECT = "Direct to the other browser: no phone network leg.";
 
 /**
  * Estimated MOS with the simplified E-model Twilio's Voice SDK uses.
@@ -147,7 +150,9 @@ export function startQualityPanel({ getPc, ask }) {
       ask(forCall, browser)
         .then(
           (reply) => {
-            if (forCall === callId && reply?.sip) showSip(reply.sip);
+            if (forCall !== callId) return;
+            if (reply?.sip) showSip(reply.sip);
+            else if (reply?.direct) showNote(DIRECT);
           },
           (err) => {
             if (forCall !== callId) return;
@@ -220,8 +225,12 @@ export function startQualityPanel({ getPc, ask }) {
     if (typeof sip.jitter_ms === "number") parts.push(`jitter ${sip.jitter_ms.toFixed(1)}\u00a0ms`);
     if (typeof sip.loss_pct === "number") parts.push(`loss ${sip.loss_pct.toFixed(1)}\u00a0%`);
     if (typeof sip.rtt_ms === "number") parts.push(`round trip ${sip.rtt_ms.toFixed(1)}\u00a0ms`);
-    el.sip.textContent = parts.length ? `Phone network leg: ${parts.join(" · ")}` : "";
-    el.sip.hidden = !parts.length;
+    showNote(parts.length ? `Phone network leg: ${parts.join(" · ")}` : "");
+  }
+
+  function showNote(text) {
+    if (el.sip.textContent !== text) el.sip.textContent = text;
+    el.sip.hidden = !text;
   }
 
   /** v: Phone.view(); the panel runs while a call is answered. */
