@@ -71,6 +71,9 @@ class WebClient:
         """Every frame heard: (arrival time, 48 kHz mono samples)."""
         self._recorder: asyncio.Task[None] | None = None
         self.tone: MediaStreamTrack | None = None
+        self.contacts: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []
+        """What the gateway kept for the user, as sent right after sign-in."""
 
     async def connect(self) -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
@@ -105,6 +108,8 @@ class WebClient:
         if reply["type"] != "signed_in":
             raise AssertionError(f"sign-in failed: {reply}")
         self.ice_servers = [RTCIceServer(**server) for server in reply["ice_servers"]]
+        self.contacts = (await self.next()).get("contacts", [])
+        self.history = (await self.next()).get("entries", [])
         return reply
 
     async def offer(self, tone: float | MediaStreamTrack) -> str:
