@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .dialplan import numbers
+from .requesterror import RequestError
 
 MAX_CONTACTS = 200
 """A user's own contacts; the operator's shared ones come on top."""
@@ -31,14 +32,12 @@ _DIGIT = re.compile(r"[0-9]")
 _PORT = re.compile(r":[0-9]{1,5}$")
 
 
-class ContactError(ValueError):
+class ContactError(RequestError, ValueError):
     """A contact request that cannot be carried out, worded for the user; ``field`` names the bad field."""
 
     def __init__(self, message: str, field: str = "", code: str = "invalid_contact") -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(code, message, **({"field": field} if field else {}))
         self.field = field
-        self.code = code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +120,15 @@ def party(address: str, country: str) -> str:
     return text.lower()
 
 
-def find(contacts: Iterable[Contact], address: str, country: str) -> Contact | None:
-    """The first of ``contacts`` that names the party at ``address``."""
-    wanted = party(address, country)
-    return next((entry for entry in contacts if party(entry.number, country) == wanted), None)
+class ContactIndex:
+    """Contacts by the party they name, to look up many addresses (a whole history) against one list."""
+
+    def __init__(self, contacts: Iterable[Contact], country: str) -> None:
+        self._country = country
+        self._by_party: dict[str, Contact] = {}
+        for entry in contacts:
+            self._by_party.setdefault(party(entry.number, country), entry)
+
+    def find(self, address: str) -> Contact | None:
+        """The first contact that names the party at ``address``."""
+        return self._by_party.get(party(address, self._country)) if self._by_party else None

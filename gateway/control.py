@@ -26,6 +26,7 @@ from .dialplan import Route
 from .endcause import EndCause
 from .metrics import Metrics
 from .passwords import PasswordChecker
+from .requesterror import RequestError
 from .turn import turn_server
 from .userdata import UserData
 from .userfiles import UserFiles
@@ -61,17 +62,6 @@ class CallListener(Protocol):
     """Told ``ringing``, ``answered`` and ``ended`` for every call; must not block."""
 
     def __call__(self, event: str, call: ControlCall) -> None: ...
-
-
-class RequestError(Exception):
-    """A page request that cannot be carried out; nothing changed."""
-
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
-        """Extra fields for the page's ``error`` message (``retry_after``)."""
 
 
 @dataclasses.dataclass(eq=False)

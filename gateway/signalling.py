@@ -19,7 +19,6 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from . import logs, protocol, userdata
 from .admission import Admission
 from .callquality import LegQuality
-from .contacts import ContactError
 from .control import CallControl, RequestError
 
 log = logging.getLogger(__name__)
@@ -110,9 +109,6 @@ async def _handle(control: CallControl, session: PageSession, raw: str) -> None:
             reply = await _dispatch(control, session, request.type, fields, request.id)
     except RequestError as exc:
         session.send({**_error(exc.code, exc.message, request.id, fields.get("call")), **exc.details})
-        return
-    except ContactError as exc:
-        session.send({**_error(exc.code, exc.message, request.id), **({"field": exc.field} if exc.field else {})})
         return
     if reply is not None:
         if request.id is not None:

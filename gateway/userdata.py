@@ -16,7 +16,7 @@ from typing import Any
 
 from . import contacts
 from .callhistory import MAX_ENTRIES, HistoryEntry
-from .contacts import MAX_CONTACTS, Contact, ContactError
+from .contacts import MAX_CONTACTS, Contact, ContactError, ContactIndex
 from .userfiles import UserFiles
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,12 @@ class UserData:
 
     def history_message(self, user: str) -> dict[str, Any]:
         """The whole history, each entry with the user's current name for its peer."""
-        known = self._all_contacts(user)
-        return {"type": "history", "entries": [self._for_page(entry, known) for entry in self._data(user).history]}
+        known = self._index(user)
+        return {"type": "history", "entries": [_for_page(entry, known) for entry in self._data(user).history]}
 
     def caller_name(self, user: str, address: str) -> tuple[str, str] | None:
         """(name, contact id) of ``user``'s contact for the party at ``address``, if there is one."""
-        found = contacts.find(self._all_contacts(user), address, self._country)
+        found = self._index(user).find(address)
         return None if found is None else (found.name, found.id)
 
     # -- changes -------------------------------------------------------------
@@ -75,7 +75,7 @@ class UserData:
         data.history.insert(0, entry)
         del data.history[MAX_ENTRIES:]
         self._files.save(user, data.stored())
-        return {"type": "history_entry", "entry": self._for_page(entry, self._all_contacts(user))}
+        return {"type": "history_entry", "entry": _for_page(entry, self._index(user))}
 
     def request(self, user: str, kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Carry out one of REQUESTS (fields checked by :mod:`gateway.protocol`); ContactError when refused."""
@@ -127,9 +127,8 @@ class UserData:
         """The user's own contacts, then the shared ones: a user's own name for a number wins."""
         return [*self._data(user).contacts, *self._shared]
 
-    def _for_page(self, entry: HistoryEntry, known: list[Contact]) -> dict[str, Any]:
-        found = contacts.find(known, entry.peer, self._country) if known else None
-        return entry.for_page("" if found is None else found.name)
+    def _index(self, user: str) -> ContactIndex:
+        return ContactIndex(self._all_contacts(user), self._country)
 
     def _data(self, user: str) -> _Data:
         data = self._loaded.get(user)
@@ -150,3 +149,8 @@ class UserData:
             self._files.move_aside(user, str(exc))
             return _Data()
         return _Data(own[:MAX_CONTACTS], history[:MAX_ENTRIES])
+
+
+def _for_page(entry: HistoryEntry, known: ContactIndex) -> dict[str, Any]:
+    found = known.find(entry.peer)
+    return entry.for_page("" if found is None else found.name)

@@ -10,7 +10,8 @@ A write takes a snapshot of the data on the loop, then a thread writes it to
 a temporary file, fsyncs it and renames it over the old one, so a crash
 leaves the old file or the new one, never half of one.  Each user has a lock
 and a version: writes of one user never interleave, and a snapshot older
-than one already written is dropped.
+than one already written is dropped.  Until the newest snapshot is on disk,
+reading the user's data again returns that snapshot, not the older file.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class UserFiles:
         self._locks: dict[str, threading.Lock] = {}
         self._versions: dict[str, int] = {}
         self._written: dict[str, int] = {}
+        self._unwritten: dict[str, tuple[int, str]] = {}
+        """User -> (version, text) of the newest snapshot not yet on disk."""
         self._writes = Background(log, "writing a user's file")
 
     def path(self, user: str) -> Path | None:
@@ -48,6 +51,9 @@ class UserFiles:
 
     def load(self, user: str) -> dict[str, Any] | None:
         """The user's data as last saved; None when there is none, or when the file was unreadable and moved aside."""
+        unwritten = self._unwritten.get(user)
+        if unwritten is not None:
+            return json.loads(unwritten[1])
         path = self.path(user)
         if path is None or not path.exists():
             return None
@@ -81,12 +87,18 @@ class UserFiles:
             return
         version = self._versions[user] = self._versions.get(user, 0) + 1
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        self._unwritten[user] = (version, text)
         lock = self._locks.setdefault(user, threading.Lock())
-        self._writes.spawn(asyncio.to_thread(self._write, user, version, text, lock))
+        self._writes.spawn(self._save(user, version, text, lock))
 
     async def flush(self) -> None:
         """Until every write started has finished (at shutdown)."""
         await self._writes.wait()
+
+    async def _save(self, user: str, version: int, text: str, lock: threading.Lock) -> None:
+        await asyncio.to_thread(self._write, user, version, text, lock)
+        if self._unwritten.get(user, (0, ""))[0] == version:  # on the loop, where save() sets it: no newer one came meanwhile
+            del self._unwritten[user]
 
     def _write(self, user: str, version: int, text: str, lock: threading.Lock) -> None:
         path = self.path(user)

@@ -14,7 +14,7 @@ from playwright.async_api import expect
 
 from gateway import callhistory, engineapi
 from gateway.config import ConfigError, load
-from gateway.contacts import MAX_CONTACTS, Contact, ContactError, check_name, check_number, find, party
+from gateway.contacts import MAX_CONTACTS, Contact, ContactError, ContactIndex, check_name, check_number, party
 from gateway.control import CallControl
 from gateway.userdata import UserData
 from gateway.userfiles import UserFiles
@@ -23,6 +23,7 @@ from .browser import DESKTOP, PHONE, OpenPhone
 from .gatewayprocess import GatewayProcess
 from .pagelook import SMALL_TARGETS, contrasts
 from .peers import sipp
+from .test_browser_usability import CHANGE_ME
 from .test_units import _Link, _Page
 from .webclient import WebClient
 
@@ -66,13 +67,13 @@ def test_numbers_match_in_the_home_country_and_uris_by_user_and_host() -> None:
     office = Contact("a", "Office", "020 7946 0000")
     bob = Contact("b", "Bob", "sip:bob@Example.org")
     alice = Contact("c", "Alice", "alice")
-    known = [office, bob, alice]
-    assert find(known, "sip:+442079460000@192.0.2.1:5060;user=phone", "GB") is office
-    assert find(known, "+44 20 7946 0000", "GB") is office
-    assert find(known, "sip:+442079460000@192.0.2.1", "US") is None  # 020... is no US number
-    assert find(known, "sip:bob@example.org:5080", "GB") is bob
-    assert find(known, "sip:bob@elsewhere.example", "GB") is None
-    assert find(known, "alice", "GB") is alice
+    known, american = ContactIndex([office, bob, alice], "GB"), ContactIndex([office], "US")
+    assert known.find("sip:+442079460000@192.0.2.1:5060;user=phone") is office
+    assert known.find("+44 20 7946 0000") is office
+    assert american.find("sip:+442079460000@192.0.2.1") is None  # 020... is no US number
+    assert known.find("sip:bob@example.org:5080") is bob
+    assert known.find("sip:bob@elsewhere.example") is None
+    assert known.find("alice") is alice
     assert party("sip:alice@host", "GB") != party("alice", "GB")  # a stranger's alice is not the web user
 
 
@@ -107,6 +108,18 @@ async def test_contacts_are_added_edited_and_deleted_and_survive_a_restart(tmp_p
     await again.flush()
     stored = json.loads((tmp_path / "alice.json").read_text())
     assert [c["name"] for c in stored["contacts"]] == ["Bob Builder"] and stored["history"] == []
+
+
+async def test_data_read_again_before_its_write_finished_is_the_newest(tmp_path: Path) -> None:
+    """A signed-out user's missed calls in quick succession: each is read back with the one before."""
+    store = UserData("US", [], UserFiles(tmp_path))
+    for index in range(5):
+        store.record("bob", _entry(str(index)))
+        store.forget("bob")
+    await store.flush()
+    assert [e["peer"] for e in store.history_message("bob")["entries"]] == ["4", "3", "2", "1", "0"]
+    stored = json.loads((tmp_path / "bob.json").read_text())
+    assert [e["peer"] for e in stored["history"]] == ["4", "3", "2", "1", "0"]
 
 
 def test_shared_contacts_cannot_be_changed_and_own_ones_are_bounded(tmp_path: Path) -> None:
@@ -192,6 +205,28 @@ async def test_a_callers_contact_name_rings_and_every_page_of_the_user_gets_the_
             "direction": "in", "answered": True, "cause": "normal",
         }
     assert not any(message["type"] == "history_entry" for message in bob.messages)
+
+
+async def test_a_group_call_is_in_every_members_history_answered_by_one(tmp_path: Path) -> None:
+    """Configured users keep calls that rang them while signed out; one answered what the others missed."""
+    path = tmp_path / "gateway.toml"
+    users = "".join(f'[users.{name}]\npassword = "{CHANGE_ME}"\n' for name in ("alice", "bob"))
+    path.write_text(GB + 'inbound_from = "anyone"\n[groups]\nsales = ["alice", "bob"]\n' + users
+                    + '[[inbound]]\ndid = "+442079460000"\ngroup = "sales"\n')
+    control = CallControl(load(path), userdata=UserData("GB", [], UserFiles(tmp_path / "users")))
+    link = _Link()
+    control.attach(link)
+    control.on_event(link, engineapi.EngineReady("127.0.0.1:5071", 4))
+    page = _Page()
+    await control.sign_in(page, "alice", "change-me")
+    control.on_event(link, engineapi.Incoming("in1", "+442079460000", "sip:+447700900123@192.0.2.1", "", ""))
+    control.answer(page, "in1", "v=0")
+    control.on_event(link, engineapi.Answered("in1"))
+    control.on_event(link, engineapi.Ended("in1", "normal", 200, "Call ended"))
+    await control.userdata.flush()  # bob's history is read back from his file: he has no page to keep it for
+    alice, bob = (control.userdata.history_message(user)["entries"] for user in ("alice", "bob"))
+    assert [(e["answered"], e["cause"]) for e in alice] == [(True, "normal")]
+    assert [(e["answered"], e["cause"], e["duration"]) for e in bob] == [(False, "answered_elsewhere", 0.0)]
 
 
 # -- a real gateway --------------------------------------------------------------

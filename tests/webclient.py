@@ -99,12 +99,26 @@ class WebClient:
             if kind is None or message["type"] == kind:
                 return message
 
+    async def reply(self) -> dict[str, Any]:
+        """The next message that is not about the user's contacts or history, which can come at any time
+        (another page of the user changed them, or a call ended): those are kept in ``contacts``/``history``."""
+        while True:
+            message = await self.next()
+            if message["type"] == "history_entry":
+                self.history.insert(0, message["entry"])
+            elif message["type"] == "history":
+                self.history = message["entries"]
+            elif message["type"] == "contacts":
+                self.contacts = message["contacts"]
+            else:
+                return message
+
     async def sign_in(self, user: str, password: str | None = None) -> dict[str, Any]:
         request: dict[str, Any] = {"type": "sign_in", "user": user, "id": "s1"}
         if password is not None:
             request["password"] = password
         await self.send(request)
-        reply = await self.next()
+        reply = await self.reply()
         if reply["type"] != "signed_in":
             raise AssertionError(f"sign-in failed: {reply}")
         self.ice_servers = [RTCIceServer(**server) for server in reply["ice_servers"]]
@@ -124,7 +138,7 @@ class WebClient:
     async def call(self, to: str, tone_hz: float | MediaStreamTrack = 0) -> str:
         """Place a call sending a tone (or any track); returns its id once the SDP answer is applied."""
         await self.send({"type": "call", "to": to, "sdp": await self.offer(tone_hz), "id": "c1"})
-        reply = await self.next()
+        reply = await self.reply()
         if reply["type"] != "calling":
             raise AssertionError(f"call refused: {reply}")
         await self._apply_answer(reply["call"])
