@@ -238,7 +238,10 @@ class CallControl:
         engine = self._free_engine()
         targets = self._targets(route)
         call = self._add_call(
-            ControlCall(_new_id(), CallState.CALLING, engine, "outbound-dial", user, to, user=user, owner=session, peer=to, history=(user,))
+            ControlCall(
+                _new_id(), CallState.CALLING, engine, "outbound-dial", user, to,
+                user=user, owner=session, peer=to, history=(user,),
+            )
         )
         with logs.for_call(call.call_id):
             self._dial(call, targets, offer)
@@ -265,7 +268,8 @@ class CallControl:
         call = self._add_call(
             ControlCall(
                 _new_id(), CallState.INCOMING, engine, "outbound-api", user, to,
-                user=user, operator=operator, dial=self._targets(route), ringing=set(sessions), peer=to, history=(user,),
+                user=user, operator=operator, dial=self._targets(route), ringing=set(sessions),
+                peer=to, history=(user,),
             )
         )
         with logs.for_call(call.call_id):

@@ -141,7 +141,8 @@ class UserData:
         if stored is None:
             return _Data()
         try:
-            if stored.get("version") != 1 or not isinstance(stored.get("contacts"), list) or not isinstance(stored.get("history"), list):
+            lists = isinstance(stored.get("contacts"), list) and isinstance(stored.get("history"), list)
+            if stored.get("version") != 1 or not lists:
                 raise ValueError("not version 1 with lists of contacts and history")
             own = [contacts.contact(entry, entry.get("id")) for entry in stored["contacts"]]
             history = [HistoryEntry.from_stored(entry) for entry in stored["history"]]

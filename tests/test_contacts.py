@@ -302,7 +302,9 @@ async def test_a_call_from_a_contact_shows_the_contacts_name(
 # -- the page --------------------------------------------------------------------
 
 
-async def test_a_contact_added_by_keyboard_is_a_favourite_called_with_one_press(gateway: GatewayProcess, browser: OpenPhone) -> None:
+async def test_a_contact_added_by_keyboard_is_a_favourite_called_with_one_press(
+    gateway: GatewayProcess, browser: OpenPhone
+) -> None:
     async with browser(gateway) as phone:
         page = phone.page
         await phone.sign_in("alice")
@@ -371,3 +373,13 @@ async def test_a_contact_added_by_keyboard_is_a_favourite_called_with_one_press(
         await page.set_viewport_size({"width": PHONE[0], "height": PHONE[1]})
         await page.locator("#contacts-panel").scroll_into_view_if_needed()
         await phone.screenshot("contacts-list", PHONE)
+
+        await page.get_by_role("button", name="Delete Alpha").click()
+        await expect(rows).to_have_count(1)
+        await expect(page.locator("#contact-add")).to_be_focused()
+        await page.locator("#history-clear").click()  # on the gateway: a reload shows none either
+        await expect(page.locator("#history li")).to_have_count(0)
+        await page.reload()
+        await phone.sign_in("alice")
+        await expect(rows).to_have_count(1)
+        await expect(page.locator("#history-empty")).to_be_visible()
