@@ -85,6 +85,11 @@ class Dialplan:
         return None if self._accounts is None else frozenset(self._accounts)
 
     @property
+    def country(self) -> str:
+        """The home country (ISO 3166-1 alpha-2) in which national numbers are read."""
+        return self._country
+
+    @property
     def trunks(self) -> Mapping[str, Trunk]:
         """Trunk name -> definition, in configuration order: what to register with and dial through."""
         return self._trunks

@@ -18,6 +18,8 @@ from .front import Front
 from .metrics import Metrics
 from .restapi import PREFIX, RestApi
 from .supervisor import Supervisor
+from .userdata import UserData
+from .userfiles import UserFiles
 from .webfiles import WebFiles
 from .webhooks import Webhooks
 
@@ -95,7 +97,7 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
     # The embedded default: one engine in this process, behind the same interface a worker has.
     from .pjsipleg import media_engine  # only here: a supervisor's process never loads pjsua2
 
-    control = _install(app, CallControl(config, metrics=app[SERVICES].metrics))
+    control = _install(app, CallControl(config, metrics=app[SERVICES].metrics, userdata=_userdata(config)))
     link = LocalLink(lambda command: engine.send(command))
     engine = media_engine(config, lambda event: control.on_event(link, event), SipRole())
     control.attach(link)
@@ -103,12 +105,15 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
     yield
     control.hang_up_all()
     await engine.stop()
+    await control.userdata.flush()
 
 
 async def _workers(app: web.Application, count: int) -> AsyncIterator[None]:
     config = app[CONFIG]
     front = Front(config)
-    control = _install(app, CallControl(config, sip_host=front.address, presence=front, metrics=app[SERVICES].metrics))
+    control = _install(
+        app, CallControl(config, sip_host=front.address, presence=front, metrics=app[SERVICES].metrics, userdata=_userdata(config))
+    )
     app[SERVICES].sip_tls = front.tls_address
     supervisor = Supervisor(config, control, front, count)
     control.on_load = supervisor.on_load
@@ -120,6 +125,12 @@ async def _workers(app: web.Application, count: int) -> AsyncIterator[None]:
     finally:
         await supervisor.stop()
         await front.stop()
+        await control.userdata.flush()
+
+
+def _userdata(config: Config) -> UserData:
+    """Users' contacts and call history, a file each in ``state_dir/users``."""
+    return UserData(config.plan.country, config.contacts, UserFiles(config.state_dir / "users"))
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from .dialplan import Dialplan, DialplanError, load_plan
 
 from . import apitokens
+from .contacts import Contact, ContactError, contact
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -193,6 +194,8 @@ class Config:
     plan: Dialplan = dataclasses.field(default_factory=lambda: load_plan({}))
     """Routing, numbers, permissions, trunks: the ``dialplan`` package's part of the file."""
     state_dir: Path = Path(".gateway")
+    contacts: list[Contact] = dataclasses.field(default_factory=list)
+    """``[[contacts]]``: shared contacts every web user sees (and cannot change)."""
 
 
 _SECTIONS = {
@@ -238,8 +241,10 @@ def load(path: Path | None) -> Config:
                         setattr(config.sip, name, str((path.parent / getattr(config.sip, name)).resolve()))
         elif key == "state_dir":
             config.state_dir = (path.parent / str(value)).resolve()
+        elif key == "contacts":
+            config.contacts = _contacts(path, value)
         elif key not in _DIALPLAN_SECTIONS:
-            known = ", ".join(sorted([*_SECTIONS, *_DIALPLAN_SECTIONS, "state_dir"]))
+            known = ", ".join(sorted([*_SECTIONS, *_DIALPLAN_SECTIONS, "contacts", "state_dir"]))
             raise ConfigError(f"{path}: unknown key {key!r} (known: {known})")
     try:
         config.plan = load_plan(data)
@@ -292,6 +297,25 @@ def _tokens(path: Path, entries: list[Any]) -> list[ApiToken]:
             raise ConfigError(f"{where} needs a name and a hash (scripts/run.sh --new-api-token makes both)")
         tokens.append(ApiToken(**entry))
     return tokens
+
+
+def _contacts(path: Path, entries: Any) -> list[Contact]:
+    """``[[contacts]]`` tables: ``name``, ``number`` and an optional ``favourite``, checked as the page's are."""
+    if not isinstance(entries, list):
+        raise ConfigError(f'{path}: contacts must be [[contacts]] tables like {{ name = "Reception", number = "200" }}')
+    shared = []
+    for index, entry in enumerate(entries):
+        where = f"{path}: contacts[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f'{where} must be a table like {{ name = "Reception", number = "200" }}')
+        unknown = set(entry) - {"name", "number", "favourite"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: name, number, favourite)")
+        try:
+            shared.append(contact(entry, f"shared-{index + 1}", shared=True))
+        except ContactError as exc:
+            raise ConfigError(f"{where}.{exc.field}: {exc.message}") from None
+    return shared
 
 
 def validate(config: Config, origin: str) -> None:

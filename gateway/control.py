@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any, Callable, Protocol
 
-from . import endcause, engineapi as api, logs
+from . import callhistory, endcause, engineapi as api, logs
 from .backoff import SignInBackoff
 from .callquality import LegQuality
 from .callstate import CallState, can_move, log_move
@@ -27,7 +27,10 @@ from .directcalls import DIRECT, DirectCalls
 from .endcause import EndCause
 from .metrics import Metrics
 from .passwords import PasswordChecker
+from .requesterror import RequestError
 from .turn import turn_server
+from .userdata import UserData
+from .userfiles import UserFiles
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +63,6 @@ class CallListener(Protocol):
     """Told ``ringing``, ``answered`` and ``ended`` for every call; must not block."""
 
     def __call__(self, event: str, call: ControlCall) -> None: ...
-
-
-class RequestError(Exception):
-    """A page request that cannot be carried out; nothing changed."""
-
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
-        """Extra fields for the page's ``error`` message (``retry_after``)."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -115,6 +107,12 @@ class ControlCall:
     end: EndCause | None = None
     quality: dict[str, LegQuality] = dataclasses.field(default_factory=dict)
     """Each leg's last reported figures (``sip``, ``browser``), counted once the call ends."""
+    peer: str = ""
+    """Who the web user talks to, as the history keeps it: what was dialled, the From URI, or a web user's name."""
+    peer_name: str = ""
+    """The From display name of an incoming call."""
+    history: tuple[str, ...] = ()
+    """The web users whose call history records this call when it ends."""
 
     def sessions(self) -> set[Session]:
         return self.ringing | ({self.owner} if self.owner is not None else set())
@@ -139,8 +137,11 @@ class CallControl:
         sip_host: str = "",
         presence: Presence | None = None,
         metrics: Metrics | None = None,
+        userdata: UserData | None = None,
     ) -> None:
         self._config = config
+        self.userdata = userdata or UserData(config.plan.country, config.contacts, UserFiles(None))
+        """Each user's contacts and call history (without one given: kept in memory only)."""
         self.metrics = metrics or Metrics()
         """Counted where the events happen: here, and in the supervisor (restarts)."""
         self._dialplan = config.plan
@@ -229,8 +230,10 @@ class CallControl:
         if session.user is not None:
             sessions = self._signed_in.get(session.user, set())
             sessions.discard(session)
-            if not sessions and self._signed_in.pop(session.user, None) is not None and self._presence is not None:
-                self._presence.signed_out(session.user)
+            if not sessions and self._signed_in.pop(session.user, None) is not None:
+                self.userdata.forget(session.user)
+                if self._presence is not None:
+                    self._presence.signed_out(session.user)
             session.user = None
 
     def place_call(self, session: Session, to: str, offer: str) -> str:
@@ -243,7 +246,10 @@ class CallControl:
         engine = self._direct_to(route) or self._free_engine()
         targets = self._targets(route)
         call = self._add_call(
-            ControlCall(_new_id(), CallState.CALLING, engine, "outbound-dial", user, to, user=user, owner=session)
+            ControlCall(
+                _new_id(), CallState.CALLING, engine, "outbound-dial", user, to,
+                user=user, owner=session, peer=to, history=(user,),
+            )
         )
         with logs.for_call(call.call_id):
             self._dial(call, targets, offer)
@@ -271,6 +277,7 @@ class CallControl:
             ControlCall(
                 _new_id(), CallState.INCOMING, engine, "outbound-api", user, to,
                 user=user, operator=operator, dial=self._targets(route), ringing=set(sessions),
+                peer=to, history=(user,),
             )
         )
         with logs.for_call(call.call_id):
@@ -486,6 +493,8 @@ class CallControl:
             call.user = route.target
             signed_in = {session for user in users for session in self._signed_in.get(user, ())}
             call.ringing = {session for session in signed_in if self._calls_of(session) < CALLS_PER_PAGE}
+            call.peer = _sip_user(event.from_uri) if event.from_gateway else event.from_uri
+            call.peer_name, call.history = event.from_name, self._keeping_history(users)
             if not call.ringing:
                 if signed_in:
                     self._reject(call, endcause.BUSY_HERE)
@@ -502,9 +511,13 @@ class CallControl:
     # -- inside -----------------------------------------------------------------
 
     def _ring(self, call: ControlCall, incoming: dict[str, Any]) -> None:
-        """Tell the ringing pages, until they answer or ``ring_timeout`` passes."""
+        """Tell the ringing pages, until they answer or ``ring_timeout`` passes.
+
+        A SIP caller who is one of a user's contacts is shown by the contact's name on that user's pages.
+        """
         for session in call.ringing:
-            session.send(incoming)
+            known = None if call.dial or session.user is None else self.userdata.caller_name(session.user, call.peer)
+            session.send(incoming if known is None else {**incoming, "from_name": known[0], "contact": known[1]})
         loop = asyncio.get_running_loop()
         call.ring_timer = loop.call_later(self._config.calls.ring_timeout, self._reject, call, endcause.NO_ANSWER)
         self._report("ringing", call)
@@ -574,7 +587,28 @@ class CallControl:
             self.metrics.quality(leg, figures)
         if call.engine.calls == call.engine.capacity - 1:
             self._tell_load(call.engine)
+        self._keep_history(call)
         self._report("ended", call)
+
+    def _keeping_history(self, users: list[str]) -> tuple[str, ...]:
+        """Of the users a SIP call is for, those with a history: configured, or (open sign-in) with a page open.
+
+        A stranger ringing made-up names under open sign-in makes no files.
+        """
+        configured = self._config.users or {}
+        return tuple(user for user in users if user in configured or user in self._signed_in)
+
+    def _keep_history(self, call: ControlCall) -> None:
+        for user in call.history:
+            self.tell_user(user, self.userdata.record(user, callhistory.entry(call, user)))
+            if user not in self._signed_in:
+                self.userdata.forget(user)
+
+    def tell_user(self, user: str, message: dict[str, Any], but: Session | None = None) -> None:
+        """Send ``message`` to every page of ``user`` here (``but`` one)."""
+        for session in self._signed_in.get(user, ()):
+            if session is not but:
+                session.send(message)
 
     def _add_call(self, call: ControlCall) -> ControlCall:
         self._calls[call.call_id] = call
@@ -624,6 +658,11 @@ class CallControl:
                     self._reject(call, endcause.SHUTDOWN)
                 else:
                     self._end(call, endcause.SHUTDOWN)
+
+
+def _sip_user(uri: str) -> str:
+    """``sip:alice@host:port`` -> ``alice``: how a web user of this gateway appears in a call's From."""
+    return uri.split(":", 1)[-1].split("@", 1)[0]
 
 
 def _new_id() -> str:

@@ -40,6 +40,11 @@ def _text(limit: int) -> Callable[[Any], bool]:
     return lambda value: isinstance(value, str) and 0 < len(value) <= limit
 
 
+def _string(limit: int) -> Callable[[Any], bool]:
+    """A string that may be empty: its content is checked where a clearer message can name the problem."""
+    return lambda value: isinstance(value, str) and len(value) <= limit
+
+
 def _sdp(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("v=0") and len(value) <= 32 * 1024
 
@@ -75,6 +80,15 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
         "browser": (_figures, False, "an object of jitter_ms, loss_pct (0-100) and rtt_ms, numbers from 0"),
     },
     "resume": {"call": (_call_id, True, "a call id")},
+    "save_contact": {
+        # Lengths and characters are checked by gateway.contacts, which names the field for the page.
+        "contact": (_text(32), False, "a contact id"),
+        "name": (_string(256), True, "a string"),
+        "number": (_string(512), True, "a string"),
+        "favourite": (lambda v: isinstance(v, bool), False, "true or false"),
+    },
+    "delete_contact": {"contact": (_text(32), True, "a contact id")},
+    "clear_history": {},
     "ping": {},
 }
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from . import logs, protocol
+from . import logs, protocol, userdata
 from .admission import Admission
 from .callquality import LegQuality
 from .control import CallControl, RequestError
@@ -114,6 +114,9 @@ async def _handle(control: CallControl, session: PageSession, raw: str) -> None:
         if request.id is not None:
             reply["id"] = request.id
         session.send(reply)
+    if request.type == "sign_in" and session.user is not None:
+        for message in control.userdata.welcome(session.user):
+            session.send(message)
 
 
 async def _dispatch(
@@ -143,6 +146,12 @@ async def _dispatch(
         control.request_stats(session, fields["call"], request_id, None if browser is None else LegQuality(**browser))
     elif kind == "ping":
         return {"type": "pong"}
+    elif kind in userdata.REQUESTS:
+        if session.user is None:
+            raise RequestError("not_signed_in", "Sign in first")
+        reply = control.userdata.request(session.user, kind, fields)
+        control.tell_user(session.user, reply, but=session)
+        return {**reply}
     return None
 
 

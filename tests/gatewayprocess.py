@@ -41,8 +41,10 @@ class GatewayProcess:
         rtp_port: int = 0,
         program: Sequence[str] = (sys.executable, "-m", "gateway"),
         cwd: Path = _CHECKOUT,
+        state_dir: Path | None = None,
     ) -> None:
-        """``program`` and ``cwd``: the checkout's gateway by default, or e.g. an installed console script."""
+        """``program`` and ``cwd``: the checkout's gateway by default, or e.g. an installed console script;
+        ``state_dir``: another gateway's, to start where it stopped (default: ``workdir/state``)."""
         self.workdir = workdir
         self.log_path = workdir / "gateway.log"
         config_path = workdir / "gateway.toml"
@@ -52,7 +54,7 @@ class GatewayProcess:
             *program, "--config", str(config_path),
             "--http-host", http_host or ("0.0.0.0" if tls else host), "--http-port", str(http_port),
             "--sip-host", host, "--sip-port", str(sip_port), "--rtp-port", str(rtp_port),
-            "--state-dir", str(workdir / "state"), "--log-level", log_level, "--log-format", log_format,
+            "--state-dir", str(state_dir or workdir / "state"), "--log-level", log_level, "--log-format", log_format,
         ]
         if not tls:
             args.append("--no-tls")

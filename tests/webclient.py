@@ -77,6 +77,9 @@ class WebClient:
         """Direct incoming calls: call id -> the calling page's offer."""
         self.direct: set[str] = set()
         """Direct calls placed here, whose answer comes when the other page answers."""
+        self.contacts: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []
+        """What the gateway kept for the user, as sent right after sign-in."""
 
     async def connect(self) -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
@@ -107,15 +110,31 @@ class WebClient:
             if kind is None or message["type"] == kind:
                 return message
 
+    async def reply(self) -> dict[str, Any]:
+        """The next message that is not about the user's contacts or history, which can come at any time
+        (another page of the user changed them, or a call ended): those are kept in ``contacts``/``history``."""
+        while True:
+            message = await self.next()
+            if message["type"] == "history_entry":
+                self.history.insert(0, message["entry"])
+            elif message["type"] == "history":
+                self.history = message["entries"]
+            elif message["type"] == "contacts":
+                self.contacts = message["contacts"]
+            else:
+                return message
+
     async def sign_in(self, user: str, password: str | None = None) -> dict[str, Any]:
         request: dict[str, Any] = {"type": "sign_in", "user": user, "id": "s1"}
         if password is not None:
             request["password"] = password
         await self.send(request)
-        reply = await self.next()
+        reply = await self.reply()
         if reply["type"] != "signed_in":
             raise AssertionError(f"sign-in failed: {reply}")
         self.ice_servers = [RTCIceServer(**server) for server in reply["ice_servers"]]
+        self.contacts = (await self.next()).get("contacts", [])
+        self.history = (await self.next()).get("entries", [])
         return reply
 
     async def offer(self, tone: float | MediaStreamTrack, remote_offer: str = "") -> str:
@@ -134,7 +153,7 @@ class WebClient:
         """Place a call sending a tone (or any track); returns its id once the SDP answer is applied
         (a direct call's: once the call is accepted, the answer is applied when the other page answers)."""
         await self.send({"type": "call", "to": to, "sdp": await self.offer(tone_hz), "id": "c1"})
-        reply = await self.next()
+        reply = await self.reply()
         if reply["type"] != "calling":
             raise AssertionError(f"call refused: {reply}")
         if reply.get("direct"):

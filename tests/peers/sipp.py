@@ -190,15 +190,27 @@ def reject_uas(log_dir: Path, status: int = 486, reason: str = "Busy Here", *, i
 
 
 def uac(
-    log_dir: Path, target_uri: str, *, hold_ms: int = 1000, answer_timeout_s: float = 15.0, ip: str = LOOPBACK
+    log_dir: Path,
+    target_uri: str,
+    *,
+    hold_ms: int = 1000,
+    answer_timeout_s: float = 15.0,
+    ip: str = LOOPBACK,
+    from_user: str = "sipp",
 ) -> Sipp:
-    """One call to `target_uri`; echoes the RTP it gets while answered, hangs up after `hold_ms`.
+    """One call to `target_uri` from `from_user`; echoes the RTP it gets while answered, hangs up after `hold_ms`.
 
     `.run().final_status` is the final response to the INVITE, whatever it was, or
     None if none came within `answer_timeout_s`.
     """
     options = ["-d", str(hold_ms), "-recv_timeout", str(int(answer_timeout_s * 1000))]
-    return _one_request(log_dir, "uac", "uac_final.xml", target_uri, options, rtp_echo=True, ip=ip)
+    scenario = SCENARIOS / "uac_final.xml"
+    if from_user != "sipp":
+        log_dir.mkdir(parents=True, exist_ok=True)
+        text = scenario.read_text().replace("From: <sip:sipp@", f"From: <sip:{from_user}@")
+        scenario = log_dir / f"uac_from_{from_user.lstrip('+')}.xml"
+        scenario.write_text(text)
+    return _one_request(log_dir, "uac", str(scenario), target_uri, options, rtp_echo=True, ip=ip)
 
 
 def refer_attempt(log_dir: Path, target_uri: str, refer_to: str, *, ip: str = LOOPBACK) -> Sipp:

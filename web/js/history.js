@@ -1,34 +1,37 @@
-// Call history, kept in this browser's localStorage: newest first, one
-// button per entry to call back, and the last number for Redial.
+// Call history, kept by the gateway for the user (docs/protocol.md: `history`,
+// `history_entry`), so every page and browser of the user shows the same list:
+// newest first, one button per entry to call back, and the last number for Redial.
 
 import { CAUSE_WORDS, isMissed } from "./causes.js";
 import { displayAddress, formatDuration } from "./ui.js";
 
-const KEY = "webphone.history";
-const MAX_ENTRIES = 50;
+const MAX_ENTRIES = 200; // as many as the gateway keeps
 
 // The gateway's end causes in words, plus the outcomes only history knows.
 const OUTCOME_WORDS = { ...CAUSE_WORDS, answered: "Answered", failed: "Failed", missed: "Missed" };
 
-function load() {
-  try {
-    const list = JSON.parse(localStorage.getItem(KEY) ?? "[]");
-    return Array.isArray(list) ? list.filter((e) => e && typeof e.number === "string") : [];
-  } catch {
-    return [];
-  }
+// Before the gateway kept it, history lived in this browser's storage: gone now.
+try {
+  localStorage.removeItem("webphone.history");
+} catch {
+  // Storage may be disabled.
 }
 
-function save(list) {
-  try {
-    localStorage.setItem(KEY, JSON.stringify(list.slice(0, MAX_ENTRIES)));
-  } catch {
-    // Storage may be disabled or full; history is only a convenience.
-  }
+/** A gateway history entry as the list shows it. */
+function fromGateway(e) {
+  const d = { direction: e.direction, answeredAt: e.answered ? 1 : 0, cause: e.cause };
+  return {
+    time: Number(e.start) * 1000,
+    number: String(e.peer ?? ""),
+    name: e.contact_name || e.peer_name || "",
+    direction: e.direction,
+    duration: Number(e.duration) * 1000,
+    outcome: outcomeOf(d),
+  };
 }
 
 /** What happened, in one word, from the phone's `callended` detail. */
-export function outcomeOf(d) {
+function outcomeOf(d) {
   if (d.answeredAt) return "answered";
   if (isMissed(d)) return "missed";
   if (d.direction === "in") return d.cause; // declined here or answered elsewhere
@@ -36,15 +39,15 @@ export function outcomeOf(d) {
   return OUTCOME_WORDS[d.cause] ? d.cause : "failed";
 }
 
-/** Wire the list. dial(number): place a call (returns nothing). */
-export function startHistory({ dial, canDial }) {
+/** Wire the list to the gateway's messages. dial(number): place a call (returns nothing). */
+export function startHistory({ sig, dial, canDial, onError }) {
   const $ = (id) => document.getElementById(id);
   const listEl = $("history");
   const empty = $("history-empty");
   const clear = $("history-clear");
   const redial = $("redial");
   const redialLabel = $("redial-label");
-  let entries = load();
+  let entries = [];
 
   function lastOutgoing() {
     return entries.find((e) => e.direction === "out")?.number ?? "";
@@ -110,36 +113,27 @@ export function startHistory({ dial, canDial }) {
     const last = lastOutgoing();
     if (last) dial(last);
   });
-  clear.addEventListener("click", () => {
-    entries = [];
-    save(entries);
-    render();
-    redial.focus();
-  });
-  window.addEventListener("storage", (ev) => {
-    if (ev.key === KEY) {
-      entries = load();
-      render();
+  clear.addEventListener("click", async () => {
+    try {
+      show(await sig.request({ type: "clear_history" }));
+      redial.focus();
+    } catch (err) {
+      onError(err);
     }
   });
 
+  function show(msg) {
+    entries = Array.isArray(msg.entries) ? msg.entries.map(fromGateway) : [];
+    render();
+  }
+  sig.on("history", show);
+  sig.on("history_entry", (msg) => {
+    entries = [fromGateway(msg.entry), ...entries].slice(0, MAX_ENTRIES);
+    render();
+  });
+  // Another user may sign in here next: nothing of this one's stays on the page.
+  sig.on("signed_out", () => show({ entries: [] }));
+
   render();
-  return {
-    /** From the phone's `callended` event. */
-    add(d) {
-      if (!d.peer) return;
-      entries.unshift({
-        time: d.startedAt,
-        number: d.peer,
-        name: d.peerName || "",
-        direction: d.direction,
-        duration: d.answeredAt ? Math.max(0, d.endedAt - d.answeredAt) : 0,
-        outcome: outcomeOf(d),
-      });
-      entries = entries.slice(0, MAX_ENTRIES);
-      save(entries);
-      render();
-    },
-    refresh,
-  };
+  return { refresh };
 }

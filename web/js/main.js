@@ -8,6 +8,7 @@ import * as ui from "./ui.js";
 import * as tones from "./tones.js";
 import { startQualityPanel } from "./quality.js";
 import { startHistory } from "./history.js";
+import { startContacts } from "./contacts.js";
 import { startAudioSettings, startNotifications } from "./devices.js";
 
 const { els } = ui;
@@ -50,19 +51,23 @@ const updateQuality = startQualityPanel({
   ask: (call, browser) => sig.request({ type: "stats", call, ...(browser ? { browser } : {}) }, 5000),
 });
 
-const callHistory = startHistory({
+// History and contacts: the gateway keeps both; a press on an entry calls it.
+const callBack = {
+  sig,
   canDial: () => !!account && !phone.inCall,
   dial: (number) => {
     if (!account || phone.inCall) return;
     els.number.value = number;
     placeCall();
   },
-});
+  onError: (err) => showFailure(err),
+};
+const callHistory = startHistory(callBack);
+const contactList = startContacts(callBack);
 
 // A missed call's caller, in the tab title until the user is back at the page.
 let missedFrom = "";
 phone.addEventListener("callended", (ev) => {
-  callHistory.add(ev.detail);
   if (!isMissed(ev.detail)) return;
   missedFrom = ev.detail.peerName || ui.displayAddress(ev.detail.peer) || "an unknown caller";
   render();
@@ -336,6 +341,7 @@ function render() {
   ui.renderTitle(view, missedFrom);
   updateQuality(view);
   callHistory.refresh();
+  contactList.refresh();
   if (view.incoming) {
     const caller = view.incoming.fromName || ui.displayAddress(view.incoming.from) || "Unknown caller";
     notifications.incoming(view.incoming, caller);
@@ -358,6 +364,7 @@ function refreshControls() {
   ui.setSignInEnabled(connected && !signInPending);
   ui.setOnline(connected && !!account);
   callHistory.refresh();
+  contactList.refresh();
 }
 
 /** A failed request or action in words; the gateway's error code only in the tooltip, for support. */

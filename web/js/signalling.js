@@ -18,12 +18,13 @@ export function gatewayUrl(loc = window.location) {
 
 /** An `error` reply from the gateway, or a local failure (code "disconnected", "timeout"). */
 export class GatewayError extends Error {
-  constructor(code, message, call = null, retryAfter = null) {
+  constructor(code, message, call = null, retryAfter = null, field = "") {
     super(message || code);
     this.name = "GatewayError";
     this.code = code;
     this.call = call;
     this.retryAfter = retryAfter; // seconds, with auth_locked
+    this.field = field; // the request's field at fault, with invalid_contact
   }
 }
 
@@ -149,7 +150,7 @@ export class Signalling {
       const { resolve, reject, timer } = this.#pending.get(id);
       this.#pending.delete(id);
       clearTimeout(timer);
-      if (msg.type === "error") reject(new GatewayError(msg.code, msg.message, msg.call ?? null, msg.retry_after ?? null));
+      if (msg.type === "error") reject(new GatewayError(msg.code, msg.message, msg.call ?? null, msg.retry_after ?? null, msg.field ?? ""));
       else resolve(msg);
       return;
     }
