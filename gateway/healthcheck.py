@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import urllib.error
 import urllib.request
 
 from .config import Config
