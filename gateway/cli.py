@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import config as configuration, logs
+from . import config as configuration, healthcheck, logs
 from .app import SERVICES, create_app
 from .apitokens import hash_token, new_token
 from .front import Front
@@ -45,6 +45,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hash-password", action="store_true", help="read a password and print its hash for [users]")
     parser.add_argument(
         "--new-api-token", metavar="NAME", help="make a REST API token for operator NAME: print it, and its [[api.tokens]] entry"
+    )
+    parser.add_argument(
+        "--check-health", action="store_true",
+        help="ask the gateway running here with this configuration for /health: exit 0 if it serves, else 1",
     )
     parser.add_argument(
         "--write-front", type=Path, metavar="DIR",
@@ -138,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args)
         if args.write_front:
             return write_front(config, args.write_front)
+        if args.check_health:
+            healthy, seen = healthcheck.check(config)
+            print(seen)
+            return 0 if healthy else 1
         asyncio.run(serve(config))
     except configuration.ConfigError as exc:
         _say(f"configuration error: {exc}", logging.ERROR)

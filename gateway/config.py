@@ -18,6 +18,7 @@ from .dialplan import Dialplan, DialplanError, load_plan
 
 from . import apitokens
 from .contacts import Contact, ContactError, contact
+from .passwords import is_password_hash
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -276,6 +277,11 @@ def _passwords(path: Path, users: dict[str, Any]) -> dict[str, str]:
         hashed = user.get("password")
         if not isinstance(hashed, str) or not hashed.startswith("scrypt$"):
             raise ConfigError(f"{path}: users.{name}.password: expected a hash made by `--hash-password`")
+        if not is_password_hash(hashed):
+            raise ConfigError(
+                f"{path}: users.{name}.password: {hashed!r} is not a usable hash (a placeholder?), so nobody could "
+                f"sign in as {name}: make one with `webrtc-sip-gateway --hash-password`"
+            )
         hashes[name] = hashed
     return hashes
 

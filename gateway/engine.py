@@ -238,7 +238,7 @@ class MediaEngine:
         try:
             path = await call.browser.take_media_path()
         except Exception as exc:  # noqa: BLE001 - this call only: aiortc's internals or the pair were not as expected
-            log.warning("call %s: cannot carry the audio natively: %s", call.call_id, exc)
+            log.warning("call %s: cannot carry the audio natively: %r", call.call_id, exc)
             self._media_failed(call, EndCause("failed", 500, "The gateway could not carry this call's audio"))
             return
         if not call.ending:

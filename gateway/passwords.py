@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import hmac
 import os
 from typing import Callable
 
 _N, _R, _P = 2**14, 8, 1
+_MAX_MEMORY = 32 * 1024 * 1024
+"""hashlib.scrypt's default ``maxmem``: a hash needing more could never be checked."""
 
 
 def hash_password(password: str) -> str:
@@ -17,6 +20,21 @@ def hash_password(password: str) -> str:
     salt = os.urandom(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P)
     return "$".join(["scrypt", str(_N), str(_R), str(_P), base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
+
+
+def is_password_hash(stored: str) -> bool:
+    """Whether ``stored`` is a hash :func:`verify_password` can check, so a placeholder such as
+    ``scrypt$16384$8$1$REPLACE$REPLACE`` stops the gateway at start instead of failing every sign-in."""
+    parts = stored.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt" or not all(part.isdigit() for part in parts[1:4]):
+        return False
+    n, r, p = (int(part) for part in parts[1:4])
+    if n < 2 or n & (n - 1) or r < 1 or p < 1 or 128 * n * r > _MAX_MEMORY:
+        return False
+    try:
+        return bool(base64.b64decode(parts[4], validate=True)) and bool(base64.b64decode(parts[5], validate=True))
+    except binascii.Error:
+        return False
 
 
 def verify_password(password: str, stored: str) -> bool:

@@ -19,8 +19,10 @@ naming what changed, so the gateway can keep such calls on the Python path.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import aioice
@@ -195,6 +197,18 @@ async def _silence_rtcp(packets: Any) -> None:
     """Stands in for a sender's ``_send_rtcp`` while it stops: no RTCP BYE for an SSRC that goes on."""
 
 
+def _reading_stopper(transport: Any) -> Callable[[], object]:
+    """What stops the event loop reading the socket: ``pause_reading``, which asyncio's datagram transport
+    has only since CPython gh-103607 (3.11.7 has it; Debian 12's 3.11.2 raises NotImplementedError), or
+    there what it does: take the socket out of the selector."""
+    if type(transport).pause_reading is not asyncio.ReadTransport.pause_reading:
+        return transport.pause_reading
+    loop, fd = getattr(transport, "_loop", None), getattr(transport, "_sock_fd", None)
+    if fd is None or not hasattr(loop, "_remove_reader"):
+        raise HandoffRefused(f"the event loop's datagram transport {type(transport).__name__} cannot stop reading")
+    return lambda: loop._remove_reader(fd)
+
+
 async def hand_off(pc: RTCPeerConnection) -> MediaPath:
     """Take ``pc``'s media path: everything is checked before aiortc is touched, so a refusal leaves the call as it was."""
     if pc.connectionState != "connected":
@@ -208,13 +222,12 @@ async def hand_off(pc: RTCPeerConnection) -> MediaPath:
     remote_ssrc = _remote_ssrc(pc, transceiver)
     transport = pair.protocol.transport
     sock = transport.get_extra_info("socket")
-    if not hasattr(transport, "pause_reading"):
-        raise HandoffRefused(f"the event loop's datagram transport {type(transport).__name__} cannot stop reading")
+    stop_reading = _reading_stopper(transport)
     sender._send_rtcp = _silence_rtcp
     await sender.stop()
     await receiver.stop()
     sequence, timestamp, roc = _stream_position(sender)
-    transport.pause_reading()
+    stop_reading()
     return MediaPath(
         fd=sock.fileno(), local_addr=transport.get_extra_info("sockname")[:2], remote_addr=pair.remote_addr,
         srtp_profile=profile.libsrtp_profile, srtp_profile_name=profile.openssl_profile.decode(),

@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-peers.sh
+scripts/install-container.sh
 scripts/setup.sh --test
 exec .venv/bin/python -m pytest "$@"

@@ -11,7 +11,7 @@ from gateway.apitokens import TokenChecker, hash_token, new_token
 from gateway.callstate import CallState, can_move
 from gateway.config import ConfigError, load, worker_count
 from gateway.control import CallControl, RequestError
-from gateway.passwords import hash_password, verify_password
+from gateway.passwords import hash_password, is_password_hash, verify_password
 from gateway.supervisor import Supervisor
 from gateway.turn import turn_server
 
@@ -88,6 +88,9 @@ def test_password_hashes_are_salted_and_checked() -> None:
     assert verify_password("s3cret", first)
     assert not verify_password("wrong", first)
     assert not verify_password("s3cret", "scrypt$broken")
+    assert is_password_hash(first)
+    for placeholder in ("scrypt$16384$8$1$REPLACE$REPLACE", "scrypt$16384$8$1$$", "scrypt$1000$8$1$c2FsdA==$aGFzaA=="):
+        assert not is_password_hash(placeholder)
 
 
 @pytest.mark.parametrize(
@@ -101,6 +104,7 @@ def test_password_hashes_are_salted_and_checked() -> None:
         ("colour = 1\n", "unknown key 'colour'"),
         ("[users.alice]\npassword = 'plain'\n", "users.alice.password"),
         ("[users]\n'Bad Name' = 'scrypt$x'\n", "a user name is"),
+        ("[users.alice]\npassword = 'scrypt$16384$8$1$REPLACE$REPLACE'\n", "users.alice.password: .* is not a usable hash"),
         ("[webrtc]\nice_servers = [{ username = 'u' }]\n", "needs urls"),
         ("[calls]\nring_timeout = 0\n", "must be positive"),
         ("[sip]\nno_response_timeout = 0\n", "sip.no_response_timeout must be above 0 and at most 32"),
