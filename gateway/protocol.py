@@ -75,6 +75,8 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
         "browser": (_figures, False, "an object of jitter_ms, loss_pct (0-100) and rtt_ms, numbers from 0"),
     },
     "resume": {"call": (_call_id, True, "a call id")},
+    "record": {"call": (_call_id, True, "a call id"), "on": (lambda v: isinstance(v, bool), True, "true or false")},
+    "recordings": {},
     "ping": {},
 }
 
