@@ -286,3 +286,48 @@ def _talk_in_real_time(call: Any, seconds: float) -> list[bytes]:
         heard += receive_all(call.phone)
         call.hear_browser()
     return heard
+
+
+# -- the page ---------------------------------------------------------------------------------------
+
+
+async def test_the_page_shows_the_indicator_and_lists_the_recording(
+    tmp_path: Path, start_gateway: Any, browser: Any
+) -> None:
+    from playwright.async_api import expect
+
+    from .browser import MIC_HZ
+
+    directory = tmp_path / "recordings"
+    gateway = start_gateway(_config("native", directory, '["wav"]'))
+    async with browser(gateway) as phone:
+        await phone.sign_in("alice")
+        page = phone.page
+        await expect(page.locator("#recordings-panel")).to_be_visible()
+        await expect(page.locator("#recordings-empty")).to_be_visible()
+        await phone.dial("601")
+        await phone.wait_state("answered")
+        await phone.wait_tone(440)
+        await page.click("#record")
+        await expect(page.locator("#rec-indicator")).to_be_visible()
+        await expect(page.locator("#record")).to_have_attribute("aria-pressed", "true")
+        await expect(page.locator("#rec-time")).to_have_text("00:02", timeout=5000)
+        await phone.screenshot("recording-on", (1280, 800))
+        await phone.screenshot("recording-on", (390, 844))
+        await page.click("#record")
+        await expect(page.locator("#rec-indicator")).to_be_hidden()
+        item = page.locator("#recordings .recording-item")
+        await expect(item).to_have_count(1, timeout=10_000)
+        await expect(item.locator(".recording-who")).to_have_text("601")
+        for viewport in ((390, 844), (1280, 800)):
+            await page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+            await page.locator("#recordings-panel").scroll_into_view_if_needed()
+            await phone.screenshot("recording-list")
+        src = await item.locator("audio").get_attribute("src")
+        fetched = await page.evaluate("async (src) => { const r = await fetch(src); return [r.status, r.headers.get('content-type'), (await r.arrayBuffer()).byteLength]; }", src)
+        assert fetched[0] == 200 and fetched[1] == "audio/wav" and fetched[2] > 2 * RECORDING_RATE * 4
+        await phone.hang_up()
+    wav = next((directory / "alice").glob("*.wav"))
+    left, right, rate = _stereo(wav)
+    assert has_tone(right[-rate:], rate, 440)
+    assert has_tone(left[-rate:], rate, MIC_HZ)

@@ -9,6 +9,7 @@ import * as tones from "./tones.js";
 import { startQualityPanel } from "./quality.js";
 import { startHistory } from "./history.js";
 import { startAudioSettings, startNotifications } from "./devices.js";
+import { startRecording } from "./recording.js";
 
 const { els } = ui;
 const DIAL_KEYS = new Set(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "+"]);
@@ -75,6 +76,8 @@ function backAtThePage() {
 }
 for (const type of ["pointerdown", "keydown", "focus"]) window.addEventListener(type, backAtThePage, { capture: true });
 document.addEventListener("visibilitychange", backAtThePage);
+
+const recording = startRecording({ sig, onError: (err) => showFailure(err) });
 
 const audioSettings = startAudioSettings({
   audio: els.remoteAudio,
@@ -149,6 +152,7 @@ async function signIn(creds, { again = false } = {}) {
     }
     if (!again) ui.clearError();
     ui.renderAccount(reply);
+    recording.signedIn(reply);
     if (!again) els.number.focus();
   } catch (err) {
     // A lost connection retries by itself on the next `hello`.
@@ -335,6 +339,7 @@ function render() {
   ui.renderCall(view);
   ui.renderTitle(view, missedFrom);
   updateQuality(view);
+  recording.update(view);
   callHistory.refresh();
   if (view.incoming) {
     const caller = view.incoming.fromName || ui.displayAddress(view.incoming.from) || "Unknown caller";
