@@ -30,7 +30,8 @@ from .relayharness import BROWSER_HZ, FRAME_8K, PHONE_HZ, receive_all, relay_cal
 from .webclient import RATE, ToneTrack, WebClient
 
 ALICE_HZ, BOB_HZ = 700, 1100
-MEDIA = {"native": "", "python": '[engines]\nmedia = "python"\n'}
+MEDIA = {"native": "", "python": '[engines]\nmedia = "python"\n', "worker": "[engines]\nworkers = 1\n"}
+"""The native path, the Python path, and the native path in a worker process (commands and events as JSON)."""
 
 
 def _config(media: str, directory: Path, formats: str = '["wav", "mp3"]') -> str:
@@ -86,7 +87,7 @@ async def test_a_recording_holds_both_legs_and_the_far_end_hears_the_beep(
 ) -> None:
     directory = tmp_path / "recordings"
     gateway = start_gateway(_config(media, directory))
-    assert gateway.health()["engines"][0]["media"] == media
+    assert gateway.health()["engines"][0]["media"] == ("python" if media == "python" else "native")
     alice, bob, call, _ = await _call(connect_client, gateway)
     assert not _heard_beep(bob, 0)
 

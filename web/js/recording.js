@@ -113,6 +113,7 @@ export function startRecording({ sig, onError }) {
     update(next) {
       view = next;
       if (next.state !== "answered") started.delete(next.callId);
+      if (asked && (next.callId !== asked || next.state !== "answered")) asked = ""; // no answer will come
       render();
     },
   };
