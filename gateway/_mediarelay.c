@@ -25,6 +25,12 @@
  * (packets leave as they arrive, the far ends' jitter buffers absorb the
  * timing); SIP RTP is taken in arrival order (only older packets dropped);
  * SRTP is taken from any source (its authentication is the check).
+ * Recording (record/recording): each leg's 8 kHz PCM as it is carried (the browser's as sent to SIP,
+ * the SIP side's as sent to the browser) goes into a small buffer per leg; the tick takes 20 ms of
+ * each per 20 ms of the monotonic clock (silence for a leg that has none, a leg refilling REC_CUSHION
+ * before it is taken again, so arrival jitter does not chop it) into one ring of interleaved stereo
+ * s16 (browser left, SIP right) that Python drains in bulk. play() mixes PCM (a beep) into what goes
+ * to SIP. Both buffers are allocated by those calls, never by the worker.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -156,6 +162,10 @@ static struct {
 #define OPUS_CLOCK 48000
 #define G711_CLOCK 8000
 #define MAX_SRTCP_INDEX (1u << 20) /* SRTCP packets aiortc may have sent before the hand-off */
+#define REC_LEG (FRAME_8K * 10)  /* a leg's samples waiting for the tick; older ones are dropped beyond */
+#define REC_CUSHION (FRAME_8K * 2) /* a leg that ran dry is taken again once it holds this much */
+#define REC_RING (FRAME_8K * 250) /* 5 s of stereo for Python to drain, whole frames */
+#define PLAY_MAX (G711_CLOCK * 5) /* the longest sound play() takes */
 
 enum {
     ST_BROWSER_RX_PACKETS, ST_BROWSER_RX_BYTES, ST_BROWSER_TX_PACKETS, ST_BROWSER_TX_BYTES,
@@ -164,7 +174,8 @@ enum {
     ST_DECODE_ERRORS, ST_ENCODE_ERRORS, ST_MALFORMED, ST_OVERSIZED, ST_DROPPED,
     ST_LATE, ST_CONCEALED, ST_FEC_RECOVERED, ST_HELD, ST_FOREIGN, ST_FOREIGN_DROPPED,
     ST_TELEPHONE_EVENTS, ST_SEND_ERRORS, ST_SIP_RTCP_RX_PACKETS, ST_SIP_RTCP_RX_BYTES, ST_SIP_RTCP_PACKETS,
-    ST_BROWSER_RTCP_TX_PACKETS, ST_BROWSER_RTCP_TX_BYTES, ST_SIP_RTCP_TX_PACKETS, ST_SIP_RTCP_TX_BYTES, ST_COUNT
+    ST_BROWSER_RTCP_TX_PACKETS, ST_BROWSER_RTCP_TX_BYTES, ST_SIP_RTCP_TX_PACKETS, ST_SIP_RTCP_TX_BYTES,
+    ST_RECORDING_DROPPED, ST_COUNT
 };
 static const char *const stat_names[ST_COUNT] = {
     "browser_rx_packets", "browser_rx_bytes", "browser_tx_packets", "browser_tx_bytes",
@@ -174,6 +185,7 @@ static const char *const stat_names[ST_COUNT] = {
     "late", "concealed", "fec_recovered", "held", "foreign", "foreign_dropped",
     "telephone_events", "send_errors", "sip_rtcp_rx_packets", "sip_rtcp_rx_bytes", "sip_rtcp_packets",
     "browser_rtcp_tx_packets", "browser_rtcp_tx_bytes", "sip_rtcp_tx_packets", "sip_rtcp_tx_bytes",
+    "recording_dropped",
 };
 
 typedef struct {
@@ -188,6 +200,16 @@ typedef struct {
     uint8_t used;
     uint8_t data[RX_BUF];
 } held_t;
+
+/* A call being recorded: each leg's samples until the tick takes them, and the stereo ring for Python. */
+typedef struct {
+    int16_t leg[2][REC_LEG];
+    int fill[2], refilling[2];
+    int16_t ring[2 * REC_RING];
+    int head, count; /* in stereo samples, whole frames */
+    double start;
+    uint64_t done; /* stereo samples made since start */
+} recording_t;
 
 typedef struct {
     uint64_t handle;
@@ -234,6 +256,9 @@ typedef struct {
     int dtmf_npending, dtmf_event, dtmf_frames_left, dtmf_ends_left;
     uint32_t dtmf_ts;
     uint16_t dtmf_duration;
+    recording_t *rec; /* NULL while not recording */
+    int16_t *play;    /* mixed into what goes to SIP, play_pos up to play_len */
+    int play_len, play_pos;
 } call_t;
 
 typedef struct {
@@ -472,6 +497,62 @@ static void hand_to_python(Relay *r, call_t *c, int kind, const uint8_t *data, i
     c->stat[ST_FOREIGN]++;
 }
 
+/* ---- recording ---- */
+static void rec_push(call_t *c, int leg, const int16_t *pcm, int n)
+{
+    recording_t *rec = c->rec;
+    if (!rec)
+        return;
+    int16_t *buf = rec->leg[leg];
+    int fill = rec->fill[leg];
+    if (fill + n > REC_LEG) { /* the tick fell behind: keep the newest */
+        int drop = fill + n - REC_LEG < fill ? fill + n - REC_LEG : fill;
+        memmove(buf, buf + drop, (size_t)(fill - drop) * sizeof *buf);
+        fill -= drop;
+        if (n > REC_LEG) {
+            pcm += n - REC_LEG;
+            n = REC_LEG;
+        }
+    }
+    memcpy(buf + fill, pcm, (size_t)n * sizeof *buf);
+    rec->fill[leg] = fill + n;
+}
+
+/* One frame of a leg into the stereo frame `out` (silence where it has none). */
+static void rec_take(recording_t *rec, int leg, int16_t *out)
+{
+    int fill = rec->fill[leg];
+    if (rec->refilling[leg] && fill >= REC_CUSHION)
+        rec->refilling[leg] = 0;
+    int k = rec->refilling[leg] ? 0 : fill < FRAME_8K ? fill : FRAME_8K;
+    for (int i = 0; i < FRAME_8K; i++)
+        out[2 * i + leg] = i < k ? rec->leg[leg][i] : 0;
+    memmove(rec->leg[leg], rec->leg[leg] + k, (size_t)(fill - k) * sizeof rec->leg[leg][0]);
+    rec->fill[leg] = fill - k;
+    if (k < FRAME_8K)
+        rec->refilling[leg] = 1;
+}
+
+/* As many stereo frames as the clock says are due since the recording started. */
+static void rec_tick(Relay *r, call_t *c)
+{
+    recording_t *rec = c->rec;
+    int16_t dropped[2 * FRAME_8K];
+    uint64_t due = (uint64_t)((r->now - rec->start) * G711_CLOCK);
+    while (rec->done + FRAME_8K <= due) {
+        rec->done += FRAME_8K;
+        int16_t *out = dropped;
+        if (rec->count < REC_RING) {
+            out = rec->ring + 2 * ((rec->head + rec->count) % REC_RING);
+            rec->count += FRAME_8K;
+        } else {
+            c->stat[ST_RECORDING_DROPPED]++; /* Python did not drain it: the timeline goes on */
+        }
+        rec_take(rec, 0, out);
+        rec_take(rec, 1, out);
+    }
+}
+
 /* ---- browser -> SIP ---- */
 
 /* One RFC 4733 packet in place of a frame of audio: the event's start timestamp, the duration so far;
@@ -505,8 +586,13 @@ static void emit_dtmf(Relay *r, call_t *c, int n)
     }
 }
 
-static void emit_to_sip(Relay *r, call_t *c, const int16_t *pcm, int n)
+static void emit_to_sip(Relay *r, call_t *c, int16_t *pcm, int n)
 {
+    for (int i = 0; i < n && c->play_pos < c->play_len; i++) {
+        int mixed = pcm[i] + c->play[c->play_pos++];
+        pcm[i] = (int16_t)(mixed > 32767 ? 32767 : mixed < -32768 ? -32768 : mixed);
+    }
+    rec_push(c, 0, pcm, n);
     if (c->sip_send && c->dtmf_pt >= 0 && (c->dtmf_event >= 0 || c->dtmf_npending > 0)) {
         emit_dtmf(r, c, n);
         rtcp_sent(&c->sip_rtcp, c->sip_ts, 4, r->now);
@@ -685,6 +771,7 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
 /* ---- SIP -> browser ---- */
 static void emit_to_browser(Relay *r, call_t *c)
 {
+    rec_push(c, 1, c->acc, FRAME_8K);
     uint8_t *p = tx_slot(r);
     int32_t n = lib.encode(c->encoder, c->acc, FRAME_8K, p + 12, OPUS_MAX_PAYLOAD);
     uint32_t ts = c->browser_ts;
@@ -862,6 +949,8 @@ static void tick(Relay *r)
         }
         if (c && r->now >= c->next_report)
             send_reports(r, c);
+        if (c && c->rec)
+            rec_tick(r, c);
     }
 }
 
@@ -1057,6 +1146,8 @@ static void free_call(call_t *c)
         close(c->sip_fd);
     if (c->sip_rtcp_fd >= 0)
         close(c->sip_rtcp_fd);
+    PyMem_RawFree(c->rec);
+    PyMem_RawFree(c->play);
     PyMem_RawFree(c);
 }
 
@@ -1402,6 +1493,105 @@ static PyObject *relay_remove_call(Relay *r, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* The ring's stereo samples as bytes, emptying it (the relay's lock is held). */
+static PyObject *take_recorded(recording_t *rec)
+{
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)rec->count * 2 * (Py_ssize_t)sizeof(int16_t));
+    if (!out)
+        return NULL;
+    char *dst = PyBytes_AS_STRING(out);
+    int first = rec->count < REC_RING - rec->head ? rec->count : REC_RING - rec->head;
+    memcpy(dst, rec->ring + 2 * rec->head, (size_t)first * 2 * sizeof(int16_t));
+    memcpy(dst + (size_t)first * 2 * sizeof(int16_t), rec->ring, (size_t)(rec->count - first) * 2 * sizeof(int16_t));
+    rec->head = (rec->head + rec->count) % REC_RING;
+    rec->count = 0;
+    return out;
+}
+
+static PyObject *relay_record(Relay *r, PyObject *args)
+{
+    unsigned long long handle;
+    int on;
+    if (!PyArg_ParseTuple(args, "Kp", &handle, &on))
+        return NULL;
+    if (closed_error(r))
+        return NULL;
+    recording_t *fresh = on ? PyMem_RawCalloc(1, sizeof *fresh) : NULL, *old = NULL;
+    if (on && !fresh)
+        return PyErr_NoMemory();
+    PyObject *rest = NULL;
+    relay_lock(r);
+    call_t *c = lookup(r, handle);
+    if (c) {
+        old = c->rec;
+        rest = old ? take_recorded(old) : PyBytes_FromStringAndSize(NULL, 0);
+        if (rest) {
+            if (fresh)
+                fresh->start = monotonic_now();
+            c->rec = fresh;
+            fresh = NULL;
+        } else {
+            old = NULL;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    PyMem_RawFree(fresh);
+    PyMem_RawFree(old);
+    if (!c)
+        return PyErr_Format(PyExc_KeyError, "no call %llu", handle);
+    return rest;
+}
+
+static PyObject *relay_recorded(Relay *r, PyObject *args)
+{
+    unsigned long long handle;
+    if (!PyArg_ParseTuple(args, "K", &handle))
+        return NULL;
+    if (closed_error(r))
+        return NULL;
+    relay_lock(r);
+    call_t *c = lookup(r, handle);
+    PyObject *out = !c ? NULL : c->rec ? take_recorded(c->rec) : PyBytes_FromStringAndSize(NULL, 0);
+    pthread_mutex_unlock(&r->lock);
+    if (!c)
+        return PyErr_Format(PyExc_KeyError, "no call %llu", handle);
+    return out;
+}
+
+static PyObject *relay_play(Relay *r, PyObject *args)
+{
+    unsigned long long handle;
+    const char *pcm;
+    Py_ssize_t len;
+    if (!PyArg_ParseTuple(args, "Ky#", &handle, &pcm, &len))
+        return NULL;
+    if (closed_error(r))
+        return NULL;
+    if (len % 2 || len / 2 > PLAY_MAX) {
+        PyErr_Format(PyExc_ValueError, "play takes 8 kHz s16 samples, at most %d", PLAY_MAX);
+        return NULL;
+    }
+    int16_t *fresh = PyMem_RawMalloc(len ? (size_t)len : 1), *old = NULL;
+    if (!fresh)
+        return PyErr_NoMemory();
+    memcpy(fresh, pcm, (size_t)len);
+    relay_lock(r);
+    call_t *c = lookup(r, handle);
+    if (c) {
+        old = c->play;
+        c->play = fresh;
+        c->play_len = (int)(len / 2);
+        c->play_pos = 0;
+        fresh = NULL;
+    }
+    pthread_mutex_unlock(&r->lock);
+    PyMem_RawFree(fresh);
+    PyMem_RawFree(old);
+    if (!c)
+        return PyErr_Format(PyExc_KeyError, "no call %llu", handle);
+    Py_RETURN_NONE;
+}
+
 /* d[prefix + name] = value, taking the reference; -1 (with the error set) if value is NULL or d refuses. */
 static int put_item(PyObject *d, const char *prefix, const char *name, PyObject *value)
 {
@@ -1583,6 +1773,11 @@ static PyMethodDef relay_methods[] = {
     {"send_dtmf", (PyCFunction)relay_send_dtmf, METH_VARARGS,
      "send_dtmf(handle, events): RFC 4733 events 0..15 towards SIP; False without telephone-event or room."},
     {"remove_call", (PyCFunction)relay_remove_call, METH_VARARGS, "Stop carrying a call; False if unknown."},
+    {"record", (PyCFunction)relay_record, METH_VARARGS,
+     "record(handle, on): start (again) or stop recording; returns the stereo samples still queued."},
+    {"recorded", (PyCFunction)relay_recorded, METH_VARARGS,
+     "recorded(handle): the recording's stereo s16 8 kHz samples so far (browser left, SIP right)."},
+    {"play", (PyCFunction)relay_play, METH_VARARGS, "play(handle, pcm): mix 8 kHz s16 samples into what goes to SIP."},
     {"stats", (PyCFunction)relay_stats, METH_VARARGS,
      "The call's counters, last-media times and each leg's RTCP figures (browser_*, sip_*)."},
     {"drain", (PyCFunction)relay_drain, METH_NOARGS,

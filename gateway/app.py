@@ -11,11 +11,12 @@ from aiohttp import WSCloseCode, web
 
 from . import signalling
 from .admission import Admission
-from .config import Config, worker_count
+from .config import Config, recording_dir, worker_count
 from .control import CallControl
 from .engineapi import LocalLink, SipRole
 from .front import Front
 from .metrics import Metrics
+from .recordings import RecordingsApi, RecordingStore
 from .restapi import PREFIX, RestApi
 from .supervisor import Supervisor
 from .userdata import UserData
@@ -34,6 +35,7 @@ class Services:
     admission: Admission
     webhooks: Webhooks
     metrics: Metrics
+    recordings: RecordingStore
     control: CallControl | None = None
     sip_tls: str = ""
     """Where phones and trunks send SIP over TLS (the front's address), or ""."""
@@ -49,9 +51,11 @@ def create_app(config: Config) -> web.Application:
     app = web.Application()
     app[CONFIG] = config
     metrics = Metrics()
-    services = app[SERVICES] = Services(Admission(config.http, metrics), Webhooks(config.api), metrics)
+    recordings = RecordingStore(recording_dir(config))
+    services = app[SERVICES] = Services(Admission(config.http, metrics), Webhooks(config.api), metrics, recordings)
     app[FILES] = WebFiles(WEB_DIR)
     api = RestApi(config.api, lambda: services.control)
+    recordings_api = RecordingsApi(recordings)
     app.cleanup_ctx.append(_webhooks)  # before the calls, so it outlives them and reports their end
     app.cleanup_ctx.append(_calls)
     app.on_shutdown.append(_close_sockets)
@@ -65,6 +69,8 @@ def create_app(config: Config) -> web.Application:
             web.delete(f"{PREFIX}/calls/{{id}}", api.end_call),
             web.get(f"{PREFIX}/openapi.json", api.description),
             web.get("/metrics", _metrics),
+            web.get("/recordings", recordings_api.list),
+            web.get("/recordings/{name}", recordings_api.file),
             web.get("/", _index),
             web.get("/{name:.+}", _file),
         ]
@@ -97,7 +103,8 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
     # The embedded default: one engine in this process, behind the same interface a worker has.
     from .pjsipleg import media_engine  # only here: a supervisor's process never loads pjsua2
 
-    control = _install(app, CallControl(config, metrics=app[SERVICES].metrics, userdata=_userdata(config)))
+    services = app[SERVICES]
+    control = _install(app, CallControl(config, metrics=services.metrics, userdata=_userdata(config), recordings=services.recordings))
     link = LocalLink(lambda command: engine.send(command))
     engine = media_engine(config, lambda event: control.on_event(link, event), SipRole())
     control.attach(link)
@@ -111,8 +118,13 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
 async def _workers(app: web.Application, count: int) -> AsyncIterator[None]:
     config = app[CONFIG]
     front = Front(config)
+    services = app[SERVICES]
     control = _install(
-        app, CallControl(config, sip_host=front.address, presence=front, metrics=app[SERVICES].metrics, userdata=_userdata(config))
+        app,
+        CallControl(
+            config, sip_host=front.address, presence=front, metrics=services.metrics,
+            userdata=_userdata(config), recordings=services.recordings,
+        ),
     )
     app[SERVICES].sip_tls = front.tls_address
     supervisor = Supervisor(config, control, front, count)

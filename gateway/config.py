@@ -181,6 +181,24 @@ class ApiConfig:
     """Tries per event, 1, 2, 4... seconds apart, while the receiver fails (no answer, 5xx, 408, 429)."""
 
 
+RECORDING_FORMATS = ("wav", "mp3", "opus")
+
+
+@dataclasses.dataclass
+class RecordingConfig:
+    """Call recording, started and stopped from the page; files per user under ``dir``."""
+
+    enabled: bool = False
+    dir: str = ""
+    """Where recordings go, one folder per user; empty: ``state_dir/recordings``. Relative to the file."""
+    formats: list[str] = dataclasses.field(default_factory=lambda: ["wav"])
+    """WAV is always written; "mp3" and "opus" add those (with ffmpeg installed)."""
+    max_minutes: float = 60.0
+    """A call's recording stops by itself at this length (all its segments together)."""
+    beep: bool = True
+    """The far end hears a beep when recording starts."""
+
+
 @dataclasses.dataclass
 class Config:
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
@@ -190,6 +208,7 @@ class Config:
     engines: EnginesConfig = dataclasses.field(default_factory=EnginesConfig)
     front: FrontConfig = dataclasses.field(default_factory=FrontConfig)
     api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
+    recording: RecordingConfig = dataclasses.field(default_factory=RecordingConfig)
     users: dict[str, str] | None = None
     """User name -> password hash; None means open sign-in (any name, no password)."""
     plan: Dialplan = dataclasses.field(default_factory=lambda: load_plan({}))
@@ -201,7 +220,7 @@ class Config:
 
 _SECTIONS = {
     "http": HttpConfig, "sip": SipConfig, "webrtc": WebRtcConfig, "calls": CallsConfig,
-    "engines": EnginesConfig, "front": FrontConfig, "api": ApiConfig,
+    "engines": EnginesConfig, "front": FrontConfig, "api": ApiConfig, "recording": RecordingConfig,
 }
 _DIALPLAN_SECTIONS = frozenset({"dialplan", "groups", "users", "trunks", "routes", "inbound"})
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -240,6 +259,8 @@ def load(path: Path | None) -> Config:
                 for name in _SIP_FILES:
                     if getattr(config.sip, name):
                         setattr(config.sip, name, str((path.parent / getattr(config.sip, name)).resolve()))
+            if key == "recording" and config.recording.dir:
+                config.recording.dir = str((path.parent / config.recording.dir).resolve())
         elif key == "state_dir":
             config.state_dir = (path.parent / str(value)).resolve()
         elif key == "contacts":
@@ -333,6 +354,7 @@ def validate(config: Config, origin: str) -> None:
     _validate_http(config.http, origin)
     _validate_api(config.api, origin)
     _validate_sip_tls(config, origin)
+    _validate_recording(config.recording, origin)
     if config.webrtc.ice_transport_policy not in ("all", "relay"):
         raise ConfigError(f"{origin}: webrtc.ice_transport_policy must be \"all\" or \"relay\"")
     if bool(config.webrtc.turn_urls) != bool(config.webrtc.turn_secret):
@@ -402,6 +424,19 @@ def _validate_api(api: ApiConfig, origin: str) -> None:
         names.add(token.name)
         hashes.add(token.hash)
         _validate_webhook(token.webhook_url, token.webhook_secret, where)
+
+
+def _validate_recording(recording: RecordingConfig, origin: str) -> None:
+    unknown = [name for name in recording.formats if name not in RECORDING_FORMATS]
+    if unknown:
+        raise ConfigError(f"{origin}: recording.formats: {unknown[0]!r} is not one of {', '.join(RECORDING_FORMATS)}")
+    if not 0 < recording.max_minutes <= 24 * 60:
+        raise ConfigError(f"{origin}: recording.max_minutes must be above 0 and at most 1440")
+
+
+def recording_dir(config: Config) -> Path:
+    """Where recordings are kept: ``[recording] dir``, else ``state_dir/recordings``."""
+    return Path(config.recording.dir) if config.recording.dir else config.state_dir / "recordings"
 
 
 def _validate_webhook(url: str, secret: str, where: str) -> None:

@@ -28,6 +28,7 @@ from .endcause import EndCause
 from .metrics import Metrics
 from .passwords import PasswordChecker
 from .requesterror import RequestError
+from .recordings import RecordingStore
 from .turn import turn_server
 from .userdata import UserData
 from .userfiles import UserFiles
@@ -113,6 +114,9 @@ class ControlCall:
     """The From display name of an incoming call."""
     history: tuple[str, ...] = ()
     """The web users whose call history records this call when it ends."""
+    recording: str = ""
+    """Where the call's recording goes (without extension), once its page has started one."""
+    recording_on: bool = False
 
     def sessions(self) -> set[Session]:
         return self.ringing | ({self.owner} if self.owner is not None else set())
@@ -138,6 +142,7 @@ class CallControl:
         presence: Presence | None = None,
         metrics: Metrics | None = None,
         userdata: UserData | None = None,
+        recordings: RecordingStore | None = None,
     ) -> None:
         self._config = config
         self.userdata = userdata or UserData(config.plan.country, config.contacts, UserFiles(None))
@@ -157,6 +162,9 @@ class CallControl:
         self._trunks: dict[str, api.TrunkState] = {}
         self._signed_in: dict[str, set[Session]] = {}
         self._calls: dict[str, ControlCall] = {}
+        self._recordings = recordings if config.recording.enabled else None
+        self._saving: dict[str, Session] = {}
+        """Calls that ended while recording: the page told when the last save is done."""
         http = config.http
         self._backoff = SignInBackoff(http.sign_in_delay, http.sign_in_lockout_after, http.sign_in_lockout)
         self._passwords = PasswordChecker(config.users, http.password_checks) if config.users is not None else None
@@ -194,6 +202,7 @@ class CallControl:
             "ice_servers": self._ice_servers(user),
             "ice_transport_policy": self._config.webrtc.ice_transport_policy,
             "sip_uri": f"sip:{user}@{self._sip_host}",
+            "recording": self._recordings is not None,
         }
 
     async def _check_password(self, session: Session, user: str, password: str | None) -> None:
@@ -227,6 +236,7 @@ class CallControl:
                     call.ringing.discard(session)
                     if not call.ringing and call.owner is None:
                         self._reject(call, endcause.UNAVAILABLE)
+        self._saving = {call_id: page for call_id, page in self._saving.items() if page is not session}
         if session.user is not None:
             sessions = self._signed_in.get(session.user, set())
             sessions.discard(session)
@@ -389,6 +399,30 @@ class CallControl:
         call = self._answered_call(session, call_id, "Only an answered call can be held")
         call.engine.link.send(api.Hold(call_id, hold))
 
+    def record(self, session: Session, call_id: str, on: bool) -> None:
+        """Start or stop recording the page's call; the engine's answer comes as a ``recording`` message."""
+        store = self._require_recording()
+        call = self._answered_call(session, call_id, "Only an answered call can be recorded")
+        if on and not call.recording:
+            call.recording = str(store.new_path(call.user))
+        meta = (
+            ("call", call.call_id), ("user", call.user), ("started_by", session.user or call.user),
+            ("caller", call.caller), ("callee", call.callee), ("direction", call.direction),
+        )
+        call.engine.link.send(api.Record(call_id, on, call.recording, meta if on else ()))
+
+    def recordings(self, session: Session) -> dict[str, Any]:
+        """The user's recordings, and a token that opens them over HTTP (``/recordings``)."""
+        store = self._require_recording()
+        user = self._require_user(session)
+        token, seconds = store.issue_token(user)
+        return {"type": "recordings", "token": token, "expires_in": seconds, "recordings": store.list(user)}
+
+    def _require_recording(self) -> RecordingStore:
+        if self._recordings is None:
+            raise RequestError("not_enabled", "Recording is not enabled on this gateway")
+        return self._recordings
+
     def _answered_call(self, session: Session, call_id: str, otherwise: str) -> ControlCall:
         call = self._calls.get(call_id)
         if call is None or call.owner is not session:
@@ -417,6 +451,7 @@ class CallControl:
             call.local_cause = call.local_cause or cause
             with logs.for_call(call.call_id):
                 self._ended(call, call.local_cause)
+            self._saving.pop(call.call_id, None)  # that engine saves nothing more
 
     def on_event(self, link: api.EngineLink, event: api.Event) -> None:
         with logs.for_call(getattr(event, "call_id", "")):
@@ -446,6 +481,9 @@ class CallControl:
         if isinstance(event, api.Incoming):
             self._incoming(engine, event)
             return
+        if isinstance(event, api.RecordingSaved):
+            self._recording_saved(event)
+            return
         call = self._calls.get(event.call_id)
         if call is None:
             return
@@ -474,6 +512,9 @@ class CallControl:
             self._tell_owner(call, reply)
         elif isinstance(event, api.HoldChanged):
             self._tell_owner(call, {"type": "hold", "call": call.call_id, "local": event.local, "remote": event.remote})
+        elif isinstance(event, api.RecordingChanged):
+            call.recording_on = event.on
+            self._tell_owner(call, _recording(event))
         elif isinstance(event, api.Ended):
             self._ended(call, EndCause(event.cause, event.code, event.reason))
 
@@ -507,6 +548,19 @@ class CallControl:
         else:
             self.metrics.sip_refused.labels("dialplan", str(route.code)).inc()
             self._reject(call, EndCause(endcause.from_sip(route.code).cause, route.code, route.reason))
+
+    def _recording_saved(self, event: api.RecordingSaved) -> None:
+        """Tell the page that recorded the call (it may have ended meanwhile) that the files are there."""
+        call = self._calls.get(event.call_id)
+        page = self._saving.pop(event.call_id, None) if event.final else self._saving.get(event.call_id)
+        page = page or (call.owner if call is not None else None)
+        if page is None:
+            return
+        message: dict[str, Any] = {"type": "recording_saved", "call": event.call_id, "recording": event.recording,
+                                   "duration": round(event.seconds, 2)}
+        if event.error:
+            message["reason"] = event.error
+        page.send(message)
 
     # -- inside -----------------------------------------------------------------
 
@@ -578,6 +632,8 @@ class CallControl:
         log.info("call %s ended: %s, %s %s", call.call_id, cause.cause, cause.code, cause.reason)
         for session in call.sessions():
             session.send(_ended(call, cause))
+        if call.recording_on and call.owner is not None:
+            self._saving[call.call_id] = call.owner
         del self._calls[call.call_id]
         call.engine.calls -= 1
         self.metrics.calls_in_progress.labels(call.direction).dec()
@@ -667,6 +723,13 @@ def _sip_user(uri: str) -> str:
 
 def _new_id() -> str:
     return uuid.uuid4().hex[:16]
+
+
+def _recording(event: api.RecordingChanged) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "recording", "call": event.call_id, "on": event.on}
+    if event.error:
+        message["reason"] = event.error
+    return message
 
 
 def _ended(call: ControlCall, cause: EndCause) -> dict[str, Any]:

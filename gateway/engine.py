@@ -23,6 +23,7 @@ from .config import Config
 from .endcause import EndCause
 from .enginecall import EngineCall, Phase
 from .nativemedia import NativeMedia
+from .recorder import Recorders, Tap
 from .sipapi import (
     CallAudio, Caller, Disconnected, MediaReady, MediaTimeout, NativeSocket, Responded, SipError, SipEvent, SipLeg,
 )
@@ -74,6 +75,7 @@ class MediaEngine:
         self._native = native
         """Calls' media carried by the native relay; None: through Python (:mod:`gateway.bridge`)."""
         self._calls: dict[str, EngineCall] = {}
+        self._recorders = Recorders(config.recording, emit)
         self._background = Background(log, "engine task")
         self._ticker: asyncio.Task[None] | None = None
 
@@ -98,6 +100,7 @@ class MediaEngine:
         await self._sip.stop()
         for call in list(self._calls.values()):
             await self._finish(call, call.cause or endcause.SHUTDOWN)
+        await self._recorders.close()
         if self._native is not None:
             self._native.close()
 
@@ -148,6 +151,8 @@ class MediaEngine:
             spawn(self._sip.hold(call.call_id, command.hold))
         elif isinstance(command, api.GetStats):
             spawn(self._report_stats(call, command.request))
+        elif isinstance(command, api.Record):
+            self._recorders.record(command, lambda: self._tap(call))
 
     async def _dial(self, call: EngineCall, offer: str) -> None:
         if await self._answer_browser(call, offer):
@@ -232,6 +237,10 @@ class MediaEngine:
         """Where the SIP leg's audio goes: the native relay's socket, or the Python bridge."""
         return call.bridge.audio if self._native is None else self._native.open_call(call.call_id)
 
+    def _tap(self, call: EngineCall) -> Tap:
+        """Where a recording takes the call's audio: the native relay, or the Python bridge."""
+        return call.bridge.tap if self._native is None else self._native.tap(call.call_id)
+
     async def _hand_off(self, call: EngineCall) -> None:
         """The browser's ICE and DTLS are up: from now on the native relay carries the packets."""
         assert self._native is not None and call.browser is not None
@@ -312,6 +321,7 @@ class MediaEngine:
         call.stop_timers()
         call.ended.set()
         self._calls.pop(call.call_id, None)
+        self._recorders.ended(call.call_id)  # its last audio, before the media path closes
         if self._native is not None:
             self._native.close_call(call.call_id)  # before aiortc closes the browser's socket under the relay
         await call.bridge.close()
@@ -382,6 +392,7 @@ class MediaEngine:
             await asyncio.sleep(_TICK_SECONDS)
             if self._native is not None:
                 self._native.report_timeouts()
+            self._recorders.tick()
             try:
                 await self._sip.tick()
             except SipError as exc:

@@ -27,6 +27,9 @@ Commands (control -> engine):
 - ``SendDtmf``: send RFC 4733 digits on the SIP leg.
 - ``Hold``: put the SIP leg on hold (re-INVITE ``a=sendonly``) or take it off.
 - ``GetStats``: report the SIP leg's quality, answered by ``CallStats``.
+- ``Record``: start (``on``) or stop recording the call into ``path`` (a file name without its
+  extension, the same for every start of one call); ``meta`` is what the recording's metadata
+  file says about the call (user, caller, callee...).
 
 Events (engine -> control):
 
@@ -49,6 +52,10 @@ Events (engine -> control):
 - ``SipRefused``: the SIP side refused a request call control never hears of
   (``reason``: ``malformed`` INVITE, ``transfer`` (REFER), ``replaces``,
   ``error``), for the operator's count.
+- ``RecordingChanged``: recording started or stopped (``error``: why it stopped by itself, or could
+  not start).
+- ``RecordingSaved``: the files of a recording were written (at each stop: every segment so far), as
+  ``recording`` (its id), or ``error``; ``final`` once the call is over.
 - ``Ended``: the call is over on both legs, with its cause; sent exactly once.
 """
 
@@ -134,6 +141,14 @@ class GetStats:
 
 
 @dataclasses.dataclass(frozen=True)
+class Record:
+    call_id: str
+    on: bool
+    path: str = ""
+    meta: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class EngineReady:
     sip_host: str
     capacity: int
@@ -208,6 +223,22 @@ class SipRefused:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecordingChanged:
+    call_id: str
+    on: bool
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingSaved:
+    call_id: str
+    recording: str
+    seconds: float
+    final: bool
+    error: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Ended:
     call_id: str
     cause: str
@@ -215,18 +246,18 @@ class Ended:
     reason: str
 
 
-Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats]
+Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record]
 Event = Union[
     EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats, SipRefused,
-    Ended,
+    RecordingChanged, RecordingSaved, Ended,
 ]
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats,
+        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record,
         EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
-        SipRefused, Ended,
+        SipRefused, RecordingChanged, RecordingSaved, Ended,
     )
 }
 
@@ -261,7 +292,7 @@ def decode_event(line: str) -> Event:
     return message
 
 
-_COMMANDS = (Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats)
+_COMMANDS = (Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record)
 
 
 def _tuples(value: object) -> object:

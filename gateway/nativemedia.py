@@ -31,6 +31,7 @@ import numpy as np
 from . import audioformat, engineapi as api
 from .config import Config
 from .nativerelay import BrowserMedia, Foreign, NativeRelay, SipMedia, load_error
+from .recorder import RATE as RECORDING_RATE, beep_pcm
 from .rtpsockets import bind_pair
 from .sipapi import MediaReady, MediaTimeout, NativePort, Quality, SipEventSink
 
@@ -186,6 +187,13 @@ class NativeMedia:
         self._handles[call.handle] = call_id
         log.info("call %s: media carried natively (SIP %s %s)", call_id, _CODECS.get(sip.payload_type), sip.remote)
 
+    def tap(self, call_id: str) -> NativeTap:
+        """The call's recording tap: the relay paces both legs into stereo itself (LookupError: not carried yet)."""
+        call = self._calls.get(call_id)
+        if call is None or call.handle is None:
+            raise LookupError("the call's audio is not flowing yet")
+        return NativeTap(self._relay, call.handle)
+
     # -- what the relay reports -----------------------------------------------------
 
     def report_timeouts(self) -> None:
@@ -258,6 +266,33 @@ class NativeMedia:
             data = b"".join(bytes(packet) for packet in [*codec.encode(frame), *codec.encode(None)])
             self._tones[payload_type] = [data[i : i + _FRAME_SAMPLES] for i in range(0, len(data), _FRAME_SAMPLES)]
         return self._tones[payload_type]
+
+
+class NativeTap:
+    """A call's recording in the relay (see :class:`gateway.recorder.Tap`); a call the relay no longer
+    carries has nothing more to give."""
+
+    def __init__(self, relay: NativeRelay, handle: int) -> None:
+        self._relay = relay
+        self._handle = handle
+
+    def start(self) -> None:
+        self._relay.record(self._handle, True)
+
+    def take(self) -> bytes:
+        try:
+            return self._relay.recorded(self._handle)
+        except KeyError:
+            return b""
+
+    def stop(self) -> bytes:
+        try:
+            return self._relay.record(self._handle, False)
+        except KeyError:
+            return b""
+
+    def beep(self) -> None:
+        self._relay.play(self._handle, beep_pcm(RECORDING_RATE))
 
 
 def _loss_pct(stats: dict[str, Any], leg: str) -> float:

@@ -199,6 +199,23 @@ class NativeRelay:
         False when telephone-event was not negotiated (or too many wait). KeyError if unknown."""
         return bool(self._relay.send_dtmf(handle, events))
 
+    def record(self, handle: int, on: bool) -> bytes:
+        """Start (or start again) or stop recording the call; returns what was recorded and not yet taken.
+
+        The recording is 8 kHz 16-bit stereo, browser left (as sent to SIP, with what :meth:`play`
+        mixed in), SIP right, paced by the relay's clock. KeyError if unknown."""
+        return self._relay.record(handle, on)
+
+    def recorded(self, handle: int) -> bytes:
+        """The recording's samples since last taken (b"" while not recording); the relay keeps 5 s for this,
+        counting what it had to drop as ``recording_dropped`` in :meth:`stats`. KeyError if unknown."""
+        return self._relay.recorded(handle)
+
+    def play(self, handle: int, pcm: bytes) -> None:
+        """Mix 8 kHz 16-bit mono samples (at most 5 s, a beep) into what goes to SIP, in place of any sound
+        still playing. KeyError if unknown."""
+        self._relay.play(handle, pcm)
+
     def remove_call(self, handle: int) -> bool:
         """Stop carrying a call and free it; False if it was not carried (so safe twice)."""
         return self._relay is not None and self._relay.remove_call(handle)

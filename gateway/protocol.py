@@ -89,6 +89,8 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
     },
     "delete_contact": {"contact": (_text(32), True, "a contact id")},
     "clear_history": {},
+    "record": {"call": (_call_id, True, "a call id"), "on": (lambda v: isinstance(v, bool), True, "true or false")},
+    "recordings": {},
     "ping": {},
 }
 

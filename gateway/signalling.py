@@ -144,6 +144,10 @@ async def _dispatch(
     elif kind == "stats":
         browser = fields.get("browser")
         control.request_stats(session, fields["call"], request_id, None if browser is None else LegQuality(**browser))
+    elif kind == "record":
+        control.record(session, fields["call"], fields["on"])
+    elif kind == "recordings":
+        return control.recordings(session)
     elif kind == "ping":
         return {"type": "pong"}
     elif kind in userdata.REQUESTS:

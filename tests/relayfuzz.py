@@ -5,7 +5,9 @@
 both tones, sends COUNT malformed, truncated, oversized and random datagrams at
 the relay's browser and SIP sockets (half each), and RTCP compounds whose
 counts and lengths lie at its SIP RTCP socket (one for every eight), while
-adding and removing a second call and reporting every 50 ms; checks the tones
+adding and removing a second call (recorded as it goes), reporting every 50 ms,
+recording the call (drained each batch, restarted now and then) and playing
+random sounds into it; checks the tones
 again, and prints a JSON summary as its last line.
 """
 
@@ -178,7 +180,10 @@ def fuzz(call: Call, count: int) -> int:
     """
     fuzzer = Fuzzer(call, seed=7)
     relay, sent = call.relay, 0
+    relay.record(call.handle, True)
     while sent < count:
+        sound = fuzzer.noise(0, 3200)
+        relay.play(call.handle, sound[: len(sound) // 2 * 2])  # 8 kHz s16: an even length
         for i in range(BATCH // 2):
             call.send_from_browser(fuzzer.to_browser_side())
             call.send_from_phone(fuzzer.to_sip_side())
@@ -189,8 +194,12 @@ def fuzz(call: Call, count: int) -> int:
             with relay_call() as other:
                 other.relay.close()
             second = Call(relay, 8, Policy.SRTP_PROFILE_AEAD_AES_128_GCM)
-            relay.remove_call(second.add())
+            relay.record(second.add(), True)
+            relay.remove_call(second.handle)
             second.close()
+            relay.record(call.handle, False)
+            relay.record(call.handle, True)
+        relay.recorded(call.handle)
 
         def taken() -> bool:
             stats = relay.stats(call.handle)
@@ -202,6 +211,8 @@ def fuzz(call: Call, count: int) -> int:
             )
 
         assert wait_for(taken, timeout=30), relay.stats(call.handle)
+    relay.play(call.handle, b"")  # nothing mixed into the tone checked next
+    relay.record(call.handle, False)
     call.browser_seq = call.phone_seq = SEQ_SPAN + 1000
     return sent
 

@@ -9,7 +9,7 @@ import pytest
 from gateway import endcause, engineapi
 from gateway.apitokens import TokenChecker, hash_token, new_token
 from gateway.callstate import CallState, can_move
-from gateway.config import ConfigError, load, worker_count
+from gateway.config import ConfigError, load, recording_dir, worker_count
 from gateway.control import CallControl, RequestError
 from gateway.passwords import hash_password, is_password_hash, verify_password
 from gateway.supervisor import Supervisor
@@ -125,6 +125,9 @@ def test_password_hashes_are_salted_and_checked() -> None:
         ("[api]\nwebhook_url = 'crm.example.org'\nwebhook_secret = 'sixteen-chars-long'\n", "is not a URL"),
         ("[api]\nwebhook_url = 'https://crm.example.org/'\nwebhook_secret = 'short'\n", "at least 16 characters"),
         ("[api]\nwebhook_queue = 0\n", "api.webhook_queue, api.webhook_timeout and api.webhook_attempts must be positive"),
+        ("[recording]\nformats = ['wav', 'flac']\n", "recording.formats: 'flac' is not one of wav, mp3, opus"),
+        ("[recording]\nmax_minutes = 0\n", "recording.max_minutes must be above 0"),
+        ("[recording]\nenabled = 'yes'\n", "recording.enabled must be bool"),
     ],
 )
 def test_configuration_errors_name_file_and_key(tmp_path: Path, text: str, says: str) -> None:
@@ -342,3 +345,11 @@ async def test_click_to_call_keeps_the_dialplan_and_needs_the_user_signed_in(tmp
             control.click_to_call(user, to, "crm")
         assert refused.value.code == code
     assert link.sent == [] and reported == [] and page.messages == []
+
+
+def test_recording_dir_is_read_relative_to_the_file_and_defaults_to_the_state_dir(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[recording]\nenabled = true\n")
+    assert recording_dir(load(path)) == Path(".gateway") / "recordings"
+    path.write_text("[recording]\ndir = 'calls'\n")
+    assert recording_dir(load(path)) == tmp_path / "calls"

@@ -10,6 +10,7 @@ import { startQualityPanel } from "./quality.js";
 import { startHistory } from "./history.js";
 import { startContacts } from "./contacts.js";
 import { startAudioSettings, startNotifications } from "./devices.js";
+import { startRecording } from "./recording.js";
 
 const { els } = ui;
 const DIAL_KEYS = new Set(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "+"]);
@@ -80,6 +81,8 @@ function backAtThePage() {
 }
 for (const type of ["pointerdown", "keydown", "focus"]) window.addEventListener(type, backAtThePage, { capture: true });
 document.addEventListener("visibilitychange", backAtThePage);
+
+const recording = startRecording({ sig, onError: (err) => showFailure(err) });
 
 const audioSettings = startAudioSettings({
   audio: els.remoteAudio,
@@ -154,6 +157,7 @@ async function signIn(creds, { again = false } = {}) {
     }
     if (!again) ui.clearError();
     ui.renderAccount(reply);
+    recording.signedIn(reply);
     if (!again) els.number.focus();
   } catch (err) {
     // A lost connection retries by itself on the next `hello`.
@@ -340,6 +344,7 @@ function render() {
   ui.renderCall(view);
   ui.renderTitle(view, missedFrom);
   updateQuality(view);
+  recording.update(view);
   callHistory.refresh();
   contactList.refresh();
   if (view.incoming) {
