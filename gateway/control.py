@@ -403,6 +403,8 @@ class CallControl:
         """Start or stop recording the page's call; the engine's answer comes as a ``recording`` message."""
         store = self._require_recording()
         call = self._answered_call(session, call_id, "Only an answered call can be recorded")
+        if call.direct:
+            raise RequestError("not_possible", "A call straight between two browsers does not pass the gateway: it cannot record it")
         if on and not call.recording:
             call.recording = str(store.new_path(call.user))
         meta = (

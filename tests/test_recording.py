@@ -35,7 +35,8 @@ MEDIA = {"native": "", "python": '[engines]\nmedia = "python"\n', "worker": "[en
 
 
 def _config(media: str, directory: Path, formats: str = '["wav", "mp3"]') -> str:
-    return f'{MEDIA[media]}[recording]\nenabled = true\ndir = "{directory}"\nformats = {formats}\n'
+    # alice and bob are both web users: without direct = false their call would not cross the gateway's media.
+    return f'{MEDIA[media]}[calls]\ndirect = false\n[recording]\nenabled = true\ndir = "{directory}"\nformats = {formats}\n'
 
 
 async def _wait(condition: Any, timeout: float = 10.0, what: str = "") -> None:
