@@ -18,7 +18,9 @@ Commands (control -> engine):
   ``caller`` is the web user; trunks that present their callers name them
   ``caller_user`` (their extension, else their name) and ``caller_name``.
 - ``Accept``: answer the browser's offer and answer the ringing SIP call.
-- ``Serve``: answer a SIP call with a built-in application (``echo``, ``tone``).
+- ``Serve``: answer a SIP call with a built-in application (``echo``, ``tone``,
+  ``voicemail``: play ``greeting`` (a file; "" the default one) and a beep, then
+  record the caller into the WAV file ``record``, in the state directory).
 - ``Ring``: send 180 Ringing for an incoming SIP call.
 - ``Reject``: refuse an incoming SIP call with ``code``; ``users`` (behind a
   front) names the users this host has no page for, so the front can try
@@ -47,6 +49,8 @@ Events (engine -> control):
 - ``SipRefused``: the SIP side refused a request call control never hears of
   (``reason``: ``malformed`` INVITE, ``transfer`` (REFER), ``replaces``,
   ``error``), for the operator's count.
+- ``VoicemailSaved``: the caller of a ``voicemail`` call left a message of
+  ``seconds``, now in its ``record`` file; sent before its ``Ended``.
 - ``Ended``: the call is over on both legs, with its cause; sent exactly once.
 """
 
@@ -93,6 +97,8 @@ class Accept:
 class Serve:
     call_id: str
     app: str
+    record: str = ""
+    greeting: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +211,12 @@ class SipRefused:
 
 
 @dataclasses.dataclass(frozen=True)
+class VoicemailSaved:
+    call_id: str
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Ended:
     call_id: str
     cause: str
@@ -215,7 +227,7 @@ class Ended:
 Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats]
 Event = Union[
     EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats, SipRefused,
-    Ended,
+    VoicemailSaved, Ended,
 ]
 
 _TYPES: dict[str, type] = {
@@ -223,7 +235,7 @@ _TYPES: dict[str, type] = {
     for cls in (
         Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats,
         EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
-        SipRefused, Ended,
+        SipRefused, VoicemailSaved, Ended,
     )
 }
 

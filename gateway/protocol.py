@@ -75,6 +75,9 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
         "browser": (_figures, False, "an object of jitter_ms, loss_pct (0-100) and rtt_ms, numbers from 0"),
     },
     "resume": {"call": (_call_id, True, "a call id")},
+    "mailbox_play": {"entry": (_call_id, True, "a mailbox entry id")},
+    "mailbox_heard": {"entry": (_call_id, True, "a mailbox entry id")},
+    "mailbox_delete": {"entry": (_call_id, True, "a mailbox entry id")},
     "ping": {},
 }
 

@@ -139,6 +139,12 @@ async def _dispatch(
     elif kind == "stats":
         browser = fields.get("browser")
         control.request_stats(session, fields["call"], request_id, None if browser is None else LegQuality(**browser))
+    elif kind == "mailbox_play":
+        return control.play_message(session, fields["entry"])
+    elif kind == "mailbox_heard":
+        control.mark_heard(session, fields["entry"])
+    elif kind == "mailbox_delete":
+        control.delete_entry(session, fields["entry"])
     elif kind == "ping":
         return {"type": "pong"}
     return None
