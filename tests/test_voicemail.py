@@ -130,6 +130,14 @@ def test_open_sign_in_gives_mailboxes_only_to_names_that_signed_in(tmp_path: Pat
     assert not (tmp_path / "alice").exists(), "nothing is written before there is something to keep"
 
 
+def test_a_users_own_greeting_comes_before_the_configured_one(tmp_path: Path) -> None:
+    boxes = Mailboxes(tmp_path, ["alice", "bob"], max_seconds=120, greeting="/etc/gateway/greeting.wav")
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "greeting.wav").write_bytes(b"RIFF")
+    assert boxes.record_to("alice", "0123456789abcdef") == (tmp_path / "alice" / "0123456789abcdef.wav", str(tmp_path / "alice" / "greeting.wav"))
+    assert boxes.record_to("bob", "0123456789abcdef") == (tmp_path / "bob" / "0123456789abcdef.wav", "/etc/gateway/greeting.wav")
+
+
 def test_a_mailbox_that_cannot_be_written_takes_no_message(tmp_path: Path) -> None:
     (tmp_path / "voicemail").write_text("in the way")
     assert Mailboxes(tmp_path / "voicemail", ["alice"], max_seconds=120).record_to("alice", "0123456789abcdef") is None
@@ -278,7 +286,7 @@ def _wav_samples(data: bytes) -> tuple[np.ndarray, int]:
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2"), wav.getframerate()
 
 
-async def _message_left(phone: Baresip, gateway: GatewayProcess) -> None:
+async def _message_left(phone: Baresip) -> None:
     """The caller is answered by voicemail, hears greeting and beep, and talks until the gateway hangs up."""
     await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED", 15)
     await asyncio.to_thread(phone.wait_event, "CALL_CLOSED", 20)
@@ -299,7 +307,7 @@ async def test_an_unanswered_caller_leaves_a_message_that_only_its_user_can_play
     incoming = await alice.next("incoming")
     ended = await alice.next("ended")
     assert (ended["call"], ended["cause"]) == (incoming["call"], "no_answer")
-    await _message_left(phone, gateway)
+    await _message_left(phone)
 
     added = (await alice.next("mailbox", timeout=10))["added"]
     assert added["from"].startswith("sip:bob@") and added["new"]
@@ -324,7 +332,7 @@ async def test_a_user_signed_in_nowhere_gets_voicemail_when_configured(
         f"{QUICK}when_signed_out = true\n"
     )
     phone.dial(gateway.uri("alice"))
-    await _message_left(phone, gateway)
+    await _message_left(phone)
     index = gateway.workdir / "state" / "voicemail" / "alice" / "index.json"
     await asyncio.to_thread(wait_for, lambda: index.exists() and json.loads(index.read_text())["entries"], 10)
     signed_in = await (await connect_client(gateway, None)).sign_in("alice", "change-me")
@@ -389,7 +397,7 @@ async def test_the_page_shows_the_badge_notifies_and_plays_the_message(
         phone.dial(gateway.uri("alice"))
         await page_phone.wait_state("incoming")
         await page.evaluate("window.__hidden = true")
-        await _message_left(phone, gateway)
+        await _message_left(phone)
 
         await expect(badge).to_have_text("1", timeout=10_000)
         item = page.locator(".mailbox-item")
