@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -71,6 +72,7 @@ def create_app(config: Config) -> web.Application:
             web.get("/metrics", _metrics),
             web.get("/recordings", recordings_api.list),
             web.get("/recordings/{name}", recordings_api.file),
+            web.get("/voicemail/{user}/{entry}.wav", _voicemail),
             web.get("/", _index),
             web.get("/{name:.+}", _file),
         ]
@@ -172,6 +174,17 @@ async def _metrics(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(text="metrics are for status_from or the status_token\n")
     body, content_type = services.metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def _voicemail(request: web.Request) -> web.StreamResponse:
+    """A voicemail message, for the URL its user's page was given (``mailbox_play``)."""
+    control = request.app[SERVICES].control
+    assert control is not None
+    query, match = request.query, request.match_info
+    path = control.mailboxes.message_file(match["user"], match["entry"], query.get("expires", ""), query.get("sig", ""), time.time())
+    if path is None:
+        raise web.HTTPNotFound(text="no such message, or its link has expired\n")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, no-store"})
 
 
 async def _index(request: web.Request) -> web.Response:

@@ -110,6 +110,28 @@ class CallsConfig:
 
 
 @dataclasses.dataclass
+class VoicemailConfig:
+    """Calls to a web user that nobody answers: a greeting, a beep and a recording in state_dir/voicemail/<user>."""
+
+    enabled: bool = True
+    after_seconds: float = 0.0
+    """Seconds the pages ring before the call goes to voicemail; 0: ``calls.ring_timeout``."""
+    max_seconds: float = 120.0
+    """The longest message; the call is ended then."""
+    greeting: str = ""
+    """The greeting (WAV; other formats need ffmpeg); empty: the built-in one. A user's own
+    state_dir/voicemail/<user>/greeting.wav comes first."""
+    when_signed_out: bool = False
+    """Also take calls for a user signed in nowhere (one in [users], or who signed in here before)."""
+    when_busy: bool = False
+    """Also take calls for a user whose pages are in two calls each (instead of 486 Busy Here)."""
+
+    def ring_seconds(self, calls: CallsConfig) -> float:
+        """How long a call for a user rings before it goes to voicemail (or ends unanswered)."""
+        return self.after_seconds if self.enabled and self.after_seconds else calls.ring_timeout
+
+
+@dataclasses.dataclass
 class EnginesConfig:
     """Where media engines run: one inside this process, or worker processes behind a SIP front.
 
@@ -205,6 +227,7 @@ class Config:
     sip: SipConfig = dataclasses.field(default_factory=SipConfig)
     webrtc: WebRtcConfig = dataclasses.field(default_factory=WebRtcConfig)
     calls: CallsConfig = dataclasses.field(default_factory=CallsConfig)
+    voicemail: VoicemailConfig = dataclasses.field(default_factory=VoicemailConfig)
     engines: EnginesConfig = dataclasses.field(default_factory=EnginesConfig)
     front: FrontConfig = dataclasses.field(default_factory=FrontConfig)
     api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
@@ -219,7 +242,7 @@ class Config:
 
 
 _SECTIONS = {
-    "http": HttpConfig, "sip": SipConfig, "webrtc": WebRtcConfig, "calls": CallsConfig,
+    "http": HttpConfig, "sip": SipConfig, "webrtc": WebRtcConfig, "calls": CallsConfig, "voicemail": VoicemailConfig,
     "engines": EnginesConfig, "front": FrontConfig, "api": ApiConfig, "recording": RecordingConfig,
 }
 _DIALPLAN_SECTIONS = frozenset({"dialplan", "groups", "users", "trunks", "routes", "inbound"})
@@ -261,6 +284,8 @@ def load(path: Path | None) -> Config:
                         setattr(config.sip, name, str((path.parent / getattr(config.sip, name)).resolve()))
             if key == "recording" and config.recording.dir:
                 config.recording.dir = str((path.parent / config.recording.dir).resolve())
+            if key == "voicemail" and config.voicemail.greeting:
+                config.voicemail.greeting = str((path.parent / config.voicemail.greeting).resolve())
         elif key == "state_dir":
             config.state_dir = (path.parent / str(value)).resolve()
         elif key == "contacts":
@@ -367,6 +392,7 @@ def validate(config: Config, origin: str) -> None:
         raise ConfigError(f"{origin}: sip.max_invites_per_second must be above 0 and at most 50 (pjlib aborts near 60)")
     if config.calls.ring_timeout <= 0 or config.sip.media_timeout <= 0:
         raise ConfigError(f"{origin}: calls.ring_timeout and sip.media_timeout must be positive")
+    _validate_voicemail(config.voicemail, origin)
     if not 0 < config.sip.no_response_timeout <= TIMER_B:
         raise ConfigError(f"{origin}: sip.no_response_timeout must be above 0 and at most {TIMER_B:.0f} (SIP's own timeout)")
     engines, front = config.engines, config.front
@@ -390,6 +416,15 @@ def validate(config: Config, origin: str) -> None:
     for index, server in enumerate(config.webrtc.ice_servers):
         if not isinstance(server, dict) or "urls" not in server:
             raise ConfigError(f"{origin}: webrtc.ice_servers[{index}] needs urls = [\"stun:host:port\", ...]")
+
+
+def _validate_voicemail(voicemail: VoicemailConfig, origin: str) -> None:
+    if voicemail.after_seconds < 0:
+        raise ConfigError(f"{origin}: voicemail.after_seconds must not be negative (0: calls.ring_timeout)")
+    if not 1 <= voicemail.max_seconds <= 3600:
+        raise ConfigError(f"{origin}: voicemail.max_seconds must be 1-3600")
+    if voicemail.greeting and not Path(voicemail.greeting).is_file():
+        raise ConfigError(f"{origin}: voicemail.greeting: no such file {voicemail.greeting}")
 
 
 def _validate_http(http: HttpConfig, origin: str) -> None:

@@ -2,7 +2,9 @@
 
 It asks :mod:`dialplan` what to do, tells the media engine through
 :mod:`gateway.engineapi` commands, and turns engine events into page
-messages.  It holds no pjsua2 or aiortc object.  The REST API asks it for
+messages.  It holds no pjsua2 or aiortc object.  A call for a user that
+nobody answers goes to the engine's voicemail when it may, and is noted in
+the user's mailbox (:mod:`gateway.mailbox`) as missed.  The REST API asks it for
 click-to-call and for the calls in progress; it reports each call ringing,
 answered and ended to one listener (the webhooks).
 """
@@ -25,6 +27,7 @@ from .config import Config
 from .dialplan import Route
 from .directcalls import DIRECT, DirectCalls
 from .endcause import EndCause
+from .mailbox import Entry, Mailboxes
 from .metrics import Metrics
 from .passwords import PasswordChecker
 from .requesterror import RequestError
@@ -92,10 +95,18 @@ class ControlCall:
     """The web user who calls, or the SIP From URI."""
     callee: str
     """What was dialled, or the user, group or extension a SIP call is for."""
+    caller_name: str = ""
+    """The SIP caller's display name."""
     user: str = ""
     """The web user whose page has the call (while a SIP call rings: the user or group it is for); "" for a built-in."""
     operator: str = ""
     """The API operator who placed it (click-to-call)."""
+    mailbox: str = ""
+    """The user whose mailbox notes this SIP call if no page answers it ("": a group, or no mailbox)."""
+    entry: str = ""
+    """Its id in the mailbox, once it went to voicemail (the message's file name)."""
+    message: float = 0.0
+    """Seconds of the voicemail message the caller left."""
     dial: tuple[tuple[str, str], ...] = ()
     """Click-to-call: the targets the page that answers dials (:class:`api.Dial`)."""
     owner: Session | None = None
@@ -168,6 +179,8 @@ class CallControl:
         http = config.http
         self._backoff = SignInBackoff(http.sign_in_delay, http.sign_in_lockout_after, http.sign_in_lockout)
         self._passwords = PasswordChecker(config.users, http.password_checks) if config.users is not None else None
+        voicemail = config.voicemail
+        self.mailboxes = Mailboxes(config.state_dir / "voicemail", config.users, voicemail.max_seconds, voicemail.greeting)
 
     @property
     def sip_host(self) -> str:
@@ -196,6 +209,7 @@ class CallControl:
             self._presence.signed_in(user)
         self._signed_in.setdefault(user, set()).add(session)
         log.info("%s signed in", user)
+        self.mailboxes.signed_in(user)
         return {
             "type": "signed_in",
             "user": user,
@@ -203,6 +217,7 @@ class CallControl:
             "ice_transport_policy": self._config.webrtc.ice_transport_policy,
             "sip_uri": f"sip:{user}@{self._sip_host}",
             "recording": self._recordings is not None,
+            "mailbox": [entry.for_page() for entry in self.mailboxes.entries(user)],
         }
 
     async def _check_password(self, session: Session, user: str, password: str | None) -> None:
@@ -235,7 +250,7 @@ class CallControl:
                 elif session in call.ringing:
                     call.ringing.discard(session)
                     if not call.ringing and call.owner is None:
-                        self._reject(call, endcause.UNAVAILABLE)
+                        self._unanswered(call, endcause.UNAVAILABLE)
         self._saving = {call_id: page for call_id, page in self._saving.items() if page is not session}
         if session.user is not None:
             sessions = self._signed_in.get(session.user, set())
@@ -424,6 +439,24 @@ class CallControl:
         if self._recordings is None:
             raise RequestError("not_enabled", "Recording is not enabled on this gateway")
         return self._recordings
+    def play_message(self, session: Session, entry_id: str) -> dict[str, Any]:
+        """A URL that plays a voicemail message of the session's user for a while (see :mod:`gateway.mailbox`)."""
+        user = self._require_user(session)
+        if not any(entry.id == entry_id and entry.seconds for entry in self.mailboxes.entries(user)):
+            raise RequestError("no_such_entry", "No such voicemail message")
+        return {"type": "mailbox_play", "entry": entry_id, "url": self.mailboxes.url(user, entry_id, time.time())}
+
+    def mark_heard(self, session: Session, entry_id: str) -> None:
+        user = self._require_user(session)
+        if not self.mailboxes.mark_heard(user, entry_id):
+            raise RequestError("no_such_entry", "No such missed call or message")
+        self._tell_mailbox(user)
+
+    def delete_entry(self, session: Session, entry_id: str) -> None:
+        user = self._require_user(session)
+        if not self.mailboxes.delete(user, entry_id):
+            raise RequestError("no_such_entry", "No such missed call or message")
+        self._tell_mailbox(user)
 
     def _answered_call(self, session: Session, call_id: str, otherwise: str) -> ControlCall:
         call = self._calls.get(call_id)
@@ -517,11 +550,15 @@ class CallControl:
         elif isinstance(event, api.RecordingChanged):
             call.recording_on = event.on
             self._tell_owner(call, _recording(event))
+        elif isinstance(event, api.VoicemailSaved):
+            call.message = event.seconds
         elif isinstance(event, api.Ended):
             self._ended(call, EndCause(event.cause, event.code, event.reason))
 
     def _incoming(self, engine: Engine, event: api.Incoming) -> None:
-        call = self._add_call(ControlCall(event.call_id, CallState.INCOMING, engine, "inbound", event.from_uri, event.to_user))
+        call = self._add_call(
+            ControlCall(event.call_id, CallState.INCOMING, engine, "inbound", event.from_uri, event.to_user, caller_name=event.from_name)
+        )
         source = None if event.from_gateway else event.source
         route: Route = self._dialplan.inbound(event.to_user, trunk=event.trunk or None, source=source)
         log.info(
@@ -534,15 +571,20 @@ class CallControl:
         elif route.action in ("user", "group"):
             users = [route.target] if route.action == "user" else list(route.targets)
             call.user = route.target
+            call.mailbox = route.target if route.action == "user" and self.mailboxes.known(route.target) else ""
             signed_in = {session for user in users for session in self._signed_in.get(user, ())}
             call.ringing = {session for session in signed_in if self._calls_of(session) < CALLS_PER_PAGE}
             call.peer = _sip_user(event.from_uri) if event.from_gateway else event.from_uri
             call.peer_name, call.history = event.from_name, self._keeping_history(users)
+            voicemail = self._config.voicemail
             if not call.ringing:
                 if signed_in:
-                    self._reject(call, endcause.BUSY_HERE)
+                    self._unanswered(call, endcause.BUSY_HERE, voicemail.when_busy)
+                elif self._presence is not None:
+                    call.mailbox = ""  # the front looks for the users on other hosts: the call may be answered there
+                    self._reject(call, endcause.UNAVAILABLE, tuple(users))
                 else:
-                    self._reject(call, endcause.UNAVAILABLE, tuple(users) if self._presence is not None else ())
+                    self._unanswered(call, endcause.UNAVAILABLE, voicemail.when_signed_out)
                 return
             engine.link.send(api.Ring(call.call_id))
             incoming = {"type": "incoming", "call": call.call_id, "from": event.from_uri, "from_name": event.from_name, "to": event.to_user}
@@ -567,16 +609,36 @@ class CallControl:
     # -- inside -----------------------------------------------------------------
 
     def _ring(self, call: ControlCall, incoming: dict[str, Any]) -> None:
-        """Tell the ringing pages, until they answer or ``ring_timeout`` passes.
+        """Tell the ringing pages, until they answer or ``ring_timeout`` (voicemail's ``after_seconds``) passes.
 
         A SIP caller who is one of a user's contacts is shown by the contact's name on that user's pages.
         """
         for session in call.ringing:
             known = None if call.dial or session.user is None else self.userdata.caller_name(session.user, call.peer)
             session.send(incoming if known is None else {**incoming, "from_name": known[0], "contact": known[1]})
-        loop = asyncio.get_running_loop()
-        call.ring_timer = loop.call_later(self._config.calls.ring_timeout, self._reject, call, endcause.NO_ANSWER)
+        calls = self._config.calls
+        seconds = self._config.voicemail.ring_seconds(calls) if call.mailbox else calls.ring_timeout
+        call.ring_timer = asyncio.get_running_loop().call_later(seconds, self._unanswered, call, endcause.NO_ANSWER)
         self._report("ringing", call)
+
+    def _unanswered(self, call: ControlCall, cause: EndCause, may_record: bool = True) -> None:
+        """No page answers a call: the user's voicemail takes it when it is on and ``may_record``, else it is
+        refused with ``cause``; pages still ringing hear ``cause`` either way."""
+        voicemail = self._config.voicemail
+        entry = self.mailboxes.new_id()
+        target = self.mailboxes.record_to(call.mailbox, entry) if voicemail.enabled and may_record and call.mailbox else None
+        if target is None:
+            self._reject(call, cause)
+            return
+        if not self._move(call, CallState.ANSWERING):
+            return
+        self._cancel_ring_timer(call)
+        for session in call.ringing:
+            session.send(_ended(call, cause))
+        call.ringing, call.entry = set(), entry
+        record, greeting = target
+        log.info("call %s: %s, so to %s's voicemail", call.call_id, cause.reason, call.mailbox)
+        call.engine.link.send(api.Serve(call.call_id, "voicemail", str(record), greeting))
 
     def _report(self, event: str, call: ControlCall) -> None:
         if self.on_call is not None:
@@ -646,6 +708,8 @@ class CallControl:
         if call.engine.calls == call.engine.capacity - 1:
             self._tell_load(call.engine)
         self._keep_history(call)
+        if call.mailbox and call.owner is None and cause.cause != endcause.DECLINED.cause:
+            self._note_missed(call)
         self._report("ended", call)
 
     def _keeping_history(self, users: list[str]) -> tuple[str, ...]:
@@ -667,6 +731,20 @@ class CallControl:
         for session in self._signed_in.get(user, ()):
             if session is not but:
                 session.send(message)
+
+    def _note_missed(self, call: ControlCall) -> None:
+        entry = Entry(call.entry or self.mailboxes.new_id(), call.created, call.caller, call.caller_name, call.message)
+        self.mailboxes.add(call.mailbox, entry)
+        log.info("call %s: missed by %s%s", call.call_id, call.mailbox, f", message of {call.message:.1f} s" if call.message else "")
+        self._tell_mailbox(call.mailbox, entry)
+
+    def _tell_mailbox(self, user: str, added: Entry | None = None) -> None:
+        """Every page of ``user`` gets the whole list again (it is short), and the entry just ``added``."""
+        message: dict[str, Any] = {"type": "mailbox", "entries": [entry.for_page() for entry in self.mailboxes.entries(user)]}
+        if added is not None:
+            message["added"] = added.for_page()
+        for session in self._signed_in.get(user, ()):
+            session.send(message)
 
     def _add_call(self, call: ControlCall) -> ControlCall:
         self._calls[call.call_id] = call

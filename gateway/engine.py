@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 
 from aiortc.mediastreams import MediaStreamTrack
 from .dialplan import CallerId
 
-from . import endcause, engineapi as api, logs
+from . import audioformat, endcause, engineapi as api, g711, logs
 from .background import Background
 from .config import Config
 from .endcause import EndCause
@@ -25,13 +26,17 @@ from .enginecall import EngineCall, Phase
 from .nativemedia import NativeMedia
 from .recorder import Recorders, Tap
 from .sipapi import (
-    CallAudio, Caller, Disconnected, MediaReady, MediaTimeout, NativeSocket, Responded, SipError, SipEvent, SipLeg,
+    AudioIO, CallAudio, Caller, Disconnected, MediaReady, MediaTimeout, NativeSocket, Responded, SipError, SipEvent,
+    SipLeg,
 )
+from .voicemail import Recording, load_greeting
 
 log = logging.getLogger(__name__)
 
 _TICK_SECONDS = 1.0
 _SIP_GONE_SECONDS = 5.0
+_MEDIA_START_SECONDS = 1.0
+"""Voicemail: how much later than the answer the caller's audio may start; the message may still be whole."""
 FAILOVER_CODES = frozenset({0, 408, 500, 502, 503, 504})
 """A target that answers these (or nothing) is skipped for the next one."""
 
@@ -135,7 +140,7 @@ class MediaEngine:
                 spawn(self._accept(call, command.offer))
         elif isinstance(command, api.Serve):
             if call.move(Phase.SERVING):
-                spawn(self._or_end(call, self._serve(call, command.app)))
+                spawn(self._or_end(call, self._serve(call, command)))
         elif isinstance(command, api.Ring):
             if call.move(Phase.RINGING):
                 spawn(self._or_end(call, self._sip.ring(call.call_id)))
@@ -229,9 +234,42 @@ class MediaEngine:
         if await self._answer_browser(call, offer):
             await self._or_end(call, self._sip.answer(call.call_id, call.audio))
 
-    async def _serve(self, call: EngineCall, app: str) -> None:
-        port = None if self._native is None else await self._native.serve(call.call_id, app)
-        await self._sip.serve(call.call_id, app, port)
+    async def _serve(self, call: EngineCall, command: api.Serve) -> None:
+        recording = await self._record(call, command) if command.app == "voicemail" else None
+        audio: CallAudio | None = None
+        if self._native is not None:
+            audio = await self._native.serve(call.call_id, command.app, recording)
+        elif recording is not None:
+            audio = AudioIO(recording, recording.receive)
+        await self._sip.serve(call.call_id, command.app, audio)
+
+    async def _record(self, call: EngineCall, command: api.Serve) -> Recording:
+        """Voicemail: the greeting to play and the message to keep, ended by a hang-up once it is full."""
+        greeting = await asyncio.to_thread(load_greeting, command.greeting)
+        rate = audioformat.RATE if self._native is None else g711.RATE
+        limit = self._config.voicemail.max_seconds
+        call.recording = recording = Recording(greeting, rate, limit)
+        call.record_to = Path(command.record)
+        seconds = recording.prompt_seconds + limit + _MEDIA_START_SECONDS
+        call.timers.append(asyncio.get_running_loop().call_later(seconds, self._message_full, call))
+        return recording
+
+    def _message_full(self, call: EngineCall) -> None:
+        if not call.ending:
+            log.info("call %s: the voicemail message is %.0f s long, the most it may be", call.call_id, self._config.voicemail.max_seconds)
+            self._background.spawn(self._hangup(call))
+
+    async def _save_message(self, call: EngineCall) -> None:
+        """Write the caller's message (if it is one: not silence) and tell call control."""
+        assert call.recording is not None and call.record_to is not None
+        try:
+            seconds = await asyncio.to_thread(call.recording.save, call.record_to)
+        except OSError as exc:
+            log.warning("call %s: the voicemail message cannot be written to %s: %s", call.call_id, call.record_to, exc)
+            return
+        if seconds:
+            log.info("call %s: voicemail message of %.1f s saved in %s", call.call_id, seconds, call.record_to)
+            self._emit(api.VoicemailSaved(call.call_id, seconds))
 
     def _audio(self, call: EngineCall) -> CallAudio:
         """Where the SIP leg's audio goes: the native relay's socket, or the Python bridge."""
@@ -327,6 +365,8 @@ class MediaEngine:
         await call.bridge.close()
         if call.browser is not None:
             await call.browser.close()
+        if call.recording is not None:
+            await self._save_message(call)
         self._emit(api.Ended(call.call_id, cause.cause, cause.code, cause.reason))
 
     # -- SIP events, on the loop ----------------------------------------------

@@ -18,7 +18,9 @@ Commands (control -> engine):
   ``caller`` is the web user; trunks that present their callers name them
   ``caller_user`` (their extension, else their name) and ``caller_name``.
 - ``Accept``: answer the browser's offer and answer the ringing SIP call.
-- ``Serve``: answer a SIP call with a built-in application (``echo``, ``tone``).
+- ``Serve``: answer a SIP call with a built-in application (``echo``, ``tone``,
+  ``voicemail``: play ``greeting`` (a file; "" the default one) and a beep, then
+  record the caller into the WAV file ``record``, in the state directory).
 - ``Ring``: send 180 Ringing for an incoming SIP call.
 - ``Reject``: refuse an incoming SIP call with ``code``; ``users`` (behind a
   front) names the users this host has no page for, so the front can try
@@ -56,6 +58,8 @@ Events (engine -> control):
   not start).
 - ``RecordingSaved``: the files of a recording were written (at each stop: every segment so far), as
   ``recording`` (its id), or ``error``; ``final`` once the call is over.
+- ``VoicemailSaved``: the caller of a ``voicemail`` call left a message of
+  ``seconds``, now in its ``record`` file; sent before its ``Ended``.
 - ``Ended``: the call is over on both legs, with its cause; sent exactly once.
 """
 
@@ -102,6 +106,8 @@ class Accept:
 class Serve:
     call_id: str
     app: str
+    record: str = ""
+    greeting: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +245,12 @@ class RecordingSaved:
 
 
 @dataclasses.dataclass(frozen=True)
+class VoicemailSaved:
+    call_id: str
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Ended:
     call_id: str
     cause: str
@@ -249,7 +261,7 @@ class Ended:
 Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record]
 Event = Union[
     EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats, SipRefused,
-    RecordingChanged, RecordingSaved, Ended,
+    RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
 ]
 
 _TYPES: dict[str, type] = {
@@ -257,7 +269,7 @@ _TYPES: dict[str, type] = {
     for cls in (
         Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record,
         EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
-        SipRefused, RecordingChanged, RecordingSaved, Ended,
+        SipRefused, RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
     )
 }
 

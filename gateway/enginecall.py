@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .dialplan import CallerId
@@ -23,6 +24,7 @@ from .sipapi import CallAudio, Caller
 
 if TYPE_CHECKING:
     from .engine import BrowserLeg
+    from .voicemail import Recording
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class Phase(enum.Enum):
     ACCEPTING = "accepting"
     """The page answered: its offer is being answered, then 200 OK goes out."""
     SERVING = "serving"
-    """Answered by a built-in application (echo, tone)."""
+    """Answered by a built-in application (echo, tone, voicemail)."""
     ANSWERED = "answered"
     ENDING = "ending"
     """Hang-up sent; waiting for the SIP leg to confirm."""
@@ -54,7 +56,7 @@ _NEXT: dict[Phase, frozenset[Phase]] = {
     Phase.INVITING: frozenset({Phase.EARLY, Phase.ANSWERED, Phase.DIALLING}) | _END,
     Phase.EARLY: frozenset({Phase.ANSWERED, Phase.DIALLING}) | _END,
     Phase.INCOMING: frozenset({Phase.RINGING, Phase.ACCEPTING, Phase.SERVING}) | _END,
-    Phase.RINGING: frozenset({Phase.ACCEPTING}) | _END,
+    Phase.RINGING: frozenset({Phase.ACCEPTING, Phase.SERVING}) | _END,  # serving: nobody answered, voicemail did
     Phase.ACCEPTING: frozenset({Phase.ANSWERED}) | _END,
     Phase.SERVING: frozenset({Phase.ANSWERED}) | _END,
     Phase.ANSWERED: _END,
@@ -89,6 +91,9 @@ class EngineCall:
         self.audio: CallAudio = self.bridge.audio
         """Where the SIP leg's audio goes: the bridge, or (native media) the relay's socket."""
         self.browser: BrowserLeg | None = None
+        self.recording: Recording | None = None
+        """Voicemail: the caller's message, written to ``record_to`` when the call ends."""
+        self.record_to: Path | None = None
         self.ended = asyncio.Event()
 
     @property

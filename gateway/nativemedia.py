@@ -10,9 +10,9 @@ media timeout is read from the relay's counters, the SIP leg's quality
 (jitter, loss, round trip) from its RTCP figures.  Each call has an RTCP
 socket on the SIP side too, on the port after RTP's (:mod:`gateway.rtpsockets`).
 
-The built-in applications (600 echo, 601 tone) are served by small asyncio
-endpoints here: pjsua2 runs without a conference clock in this mode, and
-those are test extensions, not calls worth a native path.
+The built-in applications (600 echo, 601 tone, voicemail) are served by
+small asyncio endpoints here: pjsua2 runs without a conference clock in this
+mode, and they are not calls worth a native path.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ import logging
 import secrets
 import socket
 import time
-from typing import Any
+from typing import Any, Callable
 
-import av
 import numpy as np
 
-from . import audioformat, engineapi as api
+from . import audioformat, engineapi as api, g711
 from .config import Config
 from .nativerelay import BrowserMedia, Foreign, NativeRelay, SipMedia, load_error
 from .recorder import RATE as RECORDING_RATE, beep_pcm
 from .rtpsockets import bind_pair
 from .sipapi import MediaReady, MediaTimeout, NativePort, Quality, SipEventSink
+from .voicemail import Recording
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +130,19 @@ class NativeMedia:
         """An incoming call's sockets, made by the SIP leg before pjsua2 wrote its SDP answer."""
         self._calls[call_id] = _Call(sock, rtcp)
 
-    async def serve(self, call_id: str, app: str) -> NativePort:
-        """A built-in application on its own socket: ``echo`` returns what it gets, ``tone`` plays 440 Hz."""
+    async def serve(self, call_id: str, app: str, recording: Recording | None = None) -> NativePort:
+        """A built-in application on its own socket: ``echo`` returns what it gets, ``tone`` plays 440 Hz,
+        and with a ``recording``, voicemail plays its greeting and records the caller."""
         port = self.open_call(call_id)
         call = self._calls[call_id]
         loop = asyncio.get_running_loop()
-        protocol = _Echo() if app == "echo" else _Tone(lambda: call.sip, self._tone)
+        protocol: asyncio.DatagramProtocol
+        if recording is not None:
+            protocol = _Voicemail(lambda: call.sip, recording)
+        elif app == "echo":
+            protocol = _Echo()
+        else:
+            protocol = _Player(lambda: call.sip, self._tone_frame)
         call.app, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=call.sock)
         return port
 
@@ -255,17 +262,14 @@ class NativeMedia:
             call.dtmf = timestamp
             self._events(api.DtmfReceived(call_id, _DTMF[packet[offset]]))
 
-    def _tone(self, payload_type: int) -> list[bytes]:
-        """One second of 440 Hz as G.711 frames, made once per codec."""
+    def _tone_frame(self, payload_type: int, seq: int) -> bytes:
+        """Frame ``seq`` of 440 Hz in G.711, from one second of it made once per codec."""
         if payload_type not in self._tones:
-            samples = (np.sin(2 * np.pi * _TONE_HZ * np.arange(8000) / 8000) * 8000).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-            frame.sample_rate = 8000
-            codec = av.CodecContext.create("pcm_mulaw" if payload_type == 0 else "pcm_alaw", "w")
-            codec.sample_rate, codec.format, codec.layout = 8000, "s16", "mono"
-            data = b"".join(bytes(packet) for packet in [*codec.encode(frame), *codec.encode(None)])
+            samples = (np.sin(2 * np.pi * _TONE_HZ * np.arange(8000) / 8000) * 8000).astype("<i2")
+            data = g711.encode(samples.tobytes(), payload_type)
             self._tones[payload_type] = [data[i : i + _FRAME_SAMPLES] for i in range(0, len(data), _FRAME_SAMPLES)]
-        return self._tones[payload_type]
+        frames = self._tones[payload_type]
+        return frames[seq % len(frames)]
 
 
 class NativeTap:
@@ -316,12 +320,12 @@ class _Echo(asyncio.DatagramProtocol):
         self._transport.sendto(data, addr)
 
 
-class _Tone(asyncio.DatagramProtocol):
-    """601: 440 Hz as RTP every 20 ms to where the SIP side negotiated."""
+class _Player(asyncio.DatagramProtocol):
+    """RTP every 20 ms to where the SIP side negotiated: ``payload(payload_type, seq)`` says what (601's tone)."""
 
-    def __init__(self, media: Any, frames: Any) -> None:
+    def __init__(self, media: Callable[[], MediaReady | None], payload: Callable[[int, int], bytes]) -> None:
         self._media = media
-        self._frames = frames
+        self._payload = payload
         self._ssrc = secrets.randbits(32)
         self._seq = secrets.randbits(16)
         self._timer: asyncio.TimerHandle | None = None
@@ -336,12 +340,28 @@ class _Tone(asyncio.DatagramProtocol):
             self._timer.cancel()
 
     def _send(self) -> None:
-        media: MediaReady | None = self._media()
+        media = self._media()
         if media is not None and media.send:
-            frames = self._frames(media.payload_type)
             header = bytes([0x80, media.payload_type]) + self._seq.to_bytes(2, "big")
             header += (self._seq * _FRAME_SAMPLES & 0xFFFFFFFF).to_bytes(4, "big") + self._ssrc.to_bytes(4, "big")
-            self._transport.sendto(header + frames[self._seq % len(frames)], media.remote)
+            self._transport.sendto(header + self._payload(media.payload_type, self._seq), media.remote)
             self._seq = (self._seq + 1) & 0xFFFF
         self._next += audioformat.PTIME_MS / 1000
         self._timer = asyncio.get_running_loop().call_at(self._next, self._send)
+
+
+class _Voicemail(_Player):
+    """Voicemail: plays the recording's greeting and beep, and gives it the caller's G.711 as PCM."""
+
+    def __init__(self, media: Callable[[], MediaReady | None], recording: Recording) -> None:
+        super().__init__(media, lambda payload_type, seq: g711.encode(recording.take(), payload_type))
+        self._recording = recording
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        media = self._media()
+        if media is None or len(data) < 12 or data[1] & 0x7F != media.payload_type:
+            return  # not yet negotiated, or RFC 4733 and the like
+        offset = 12 + 4 * (data[0] & 0x0F)
+        if data[0] & 0x10 and len(data) >= offset + 4:
+            offset += 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
+        self._recording.receive(g711.decode(data[offset:], media.payload_type))

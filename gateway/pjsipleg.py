@@ -13,7 +13,7 @@ from .config import Config, SipConfig
 from .dialplan import Trunk
 from .engine import MediaEngine
 from .engineapi import SipRole
-from .sipapi import CallAudio, Caller, NativePort, Quality, SipEventSink
+from .sipapi import CallAudio, Caller, Quality, SipEventSink
 from .sipthread import SipThread
 from .sipua import SipUserAgent
 
@@ -60,8 +60,8 @@ class PjsipLeg:
     async def answer(self, call_id: str, audio: CallAudio) -> None:
         await self._thread.run(self._user_agent().answer, call_id, audio)
 
-    async def serve(self, call_id: str, app: str, port: NativePort | None) -> None:
-        await self._thread.run(self._user_agent().serve, call_id, app, port)
+    async def serve(self, call_id: str, app: str, audio: CallAudio | None) -> None:
+        await self._thread.run(self._user_agent().serve, call_id, app, audio)
 
     async def reject(self, call_id: str, code: int, reason: str, users: Sequence[str]) -> None:
         await self._thread.run(self._user_agent().reject, call_id, code, reason, users)

@@ -91,6 +91,9 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
     "clear_history": {},
     "record": {"call": (_call_id, True, "a call id"), "on": (lambda v: isinstance(v, bool), True, "true or false")},
     "recordings": {},
+    "mailbox_play": {"entry": (_call_id, True, "a mailbox entry id")},
+    "mailbox_heard": {"entry": (_call_id, True, "a mailbox entry id")},
+    "mailbox_delete": {"entry": (_call_id, True, "a mailbox entry id")},
     "ping": {},
 }
 

@@ -148,6 +148,12 @@ async def _dispatch(
         control.record(session, fields["call"], fields["on"])
     elif kind == "recordings":
         return control.recordings(session)
+    elif kind == "mailbox_play":
+        return control.play_message(session, fields["entry"])
+    elif kind == "mailbox_heard":
+        control.mark_heard(session, fields["entry"])
+    elif kind == "mailbox_delete":
+        control.delete_entry(session, fields["entry"])
     elif kind == "ping":
         return {"type": "pong"}
     elif kind in userdata.REQUESTS:

@@ -142,11 +142,18 @@ class FrameQueue:
             return self._silence
 
 
+class FrameSource(Protocol):
+    """What the SIP side plays: a 20 ms frame whenever pjsua2's clock asks (on its thread, so never blocking)."""
+
+    def take(self) -> bytes: ...
+
+
 @dataclasses.dataclass
 class AudioIO:
-    """Where a call's audio goes: frames to the SIP side, and a sink for frames from it."""
+    """Where a call's audio goes: frames to the SIP side (a :class:`FrameQueue`, or a built-in application
+    such as voicemail), and a sink for frames from it."""
 
-    to_sip: FrameQueue
+    to_sip: FrameSource
     from_sip: Callable[[bytes], None]
 
 
@@ -174,8 +181,9 @@ class SipLeg(Protocol):
         """INVITE ``target`` (through ``trunk``, or a URI with no trunk); raises :class:`SipError`."""
     async def ring(self, call_id: str) -> None: ...
     async def answer(self, call_id: str, audio: CallAudio) -> None: ...
-    async def serve(self, call_id: str, app: str, port: NativePort | None) -> None:
-        """Answer with a built-in application: pjsua2's own, or ``port``'s (native media)."""
+    async def serve(self, call_id: str, app: str, audio: CallAudio | None) -> None:
+        """Answer with a built-in application: pjsua2's own (``audio`` None), one in Python on the
+        conference bridge (:class:`AudioIO`), or ``audio``'s port (native media)."""
     async def reject(self, call_id: str, code: int, reason: str, users: Sequence[str]) -> None: ...
     async def hangup(self, call_id: str) -> None: ...
     async def send_dtmf(self, call_id: str, digits: str) -> None: ...

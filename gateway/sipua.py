@@ -273,11 +273,11 @@ class SipUserAgent:
             call.audio = audio
             self._answer_with(call_id, 200)
 
-    def serve(self, call_id: str, app: str, port: NativePort | None) -> None:
+    def serve(self, call_id: str, app: str, audio: CallAudio | None) -> None:
         call = self.calls.get(call_id)
         if call is not None:
             call.app = app
-            call.audio = port
+            call.audio = audio
             self._answer_with(call_id, 200)
 
     def reject(self, call_id: str, code: int, reason: str, users: Sequence[str]) -> None:

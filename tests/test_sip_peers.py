@@ -56,7 +56,7 @@ async def test_sip_phone_calls_a_page_and_hangs_up(gateway, web_client, phone: B
     [
         ("", False, "alice", 480),
         ('[dialplan]\ntrusted_sources = ["127.0.0.1"]\n[users.alice]\npassword = "scrypt$16384$8$1$c2FsdA==$aGFzaA=="\n', False, "nobody", 404),
-        ("[calls]\nring_timeout = 2.0\n", True, "alice", 480),
+        ("[calls]\nring_timeout = 2.0\n[voicemail]\nenabled = false\n", True, "alice", 480),
     ],
     ids=["nobody-signed-in", "unknown-user", "no-answer"],
 )

@@ -60,7 +60,7 @@ async def test_user_not_signed_in_gives_480(web_client) -> None:
 async def test_no_answer_within_ring_time_gives_480(start_gateway) -> None:
     from .webclient import WebClient
 
-    gateway = start_gateway("[calls]\nring_timeout = 2.0\n")
+    gateway = start_gateway("[calls]\nring_timeout = 2.0\n[voicemail]\nenabled = false\n")
     alice, bob = WebClient(gateway.url), WebClient(gateway.url)
     try:
         for client, name in ((alice, "alice"), (bob, "bob")):

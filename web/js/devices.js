@@ -124,7 +124,7 @@ export function startNotifications({ onActivate }) {
     state.hidden = permission === "default";
     state.textContent =
       permission === "granted"
-        ? "Notifications are on: incoming calls are announced while this tab is in the background."
+        ? "Notifications are on: incoming calls and voicemail are announced while this tab is in the background."
         : "Notifications are blocked in this browser's site settings.";
   }
 
@@ -139,6 +139,20 @@ export function startNotifications({ onActivate }) {
   render();
 
   return {
+    /** A one-off notice (a missed call, new voicemail), only while the tab is hidden. */
+    notify(title, body, tag) {
+      if (!supported || Notification.permission !== "granted" || document.visibilityState !== "hidden") return;
+      try {
+        const note = new Notification(title, { body, tag });
+        note.onclick = () => {
+          window.focus();
+          document.getElementById("mailbox")?.scrollIntoView();
+          note.close();
+        };
+      } catch {
+        // some browsers allow notifications only from a service worker
+      }
+    },
     /** incoming: {id, from, fromName} or null; notify only while the tab is hidden. */
     incoming(incoming, words) {
       if (!incoming) {

@@ -11,6 +11,7 @@ import { startHistory } from "./history.js";
 import { startContacts } from "./contacts.js";
 import { startAudioSettings, startNotifications } from "./devices.js";
 import { startRecording } from "./recording.js";
+import { startMailbox } from "./mailbox.js";
 
 const { els } = ui;
 const DIAL_KEYS = new Set(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "+"]);
@@ -97,6 +98,13 @@ const notifications = startNotifications({
   },
 });
 
+const mailbox = startMailbox({
+  request: (msg) => sig.request(msg),
+  send: (msg) => sig.send(msg, showFailure),
+  notify: (title, body, tag) => notifications.notify(title, body, tag),
+  onError: (err) => showFailure(err),
+});
+
 // --- gateway --------------------------------------------------------------
 
 sig.on("state", ({ state }) => {
@@ -131,6 +139,8 @@ sig.on("error", (err) => {
   showFailure(err);
 });
 
+sig.on("mailbox", (msg) => mailbox.show(msg.entries, msg.added));
+
 // --- sign in / out --------------------------------------------------------
 
 async function signIn(creds, { again = false } = {}) {
@@ -158,6 +168,7 @@ async function signIn(creds, { again = false } = {}) {
     if (!again) ui.clearError();
     ui.renderAccount(reply);
     recording.signedIn(reply);
+    mailbox.show(reply.mailbox);
     if (!again) els.number.focus();
   } catch (err) {
     // A lost connection retries by itself on the next `hello`.
@@ -195,6 +206,7 @@ els.signOut.addEventListener("click", () => {
   account = null;
   phone.signedOut("normal", "Signed out");
   phone.clearEnded();
+  mailbox.show([]);
   // Failing because we were not signed in on this socket yet changes nothing.
   sig.send({ type: "sign_out" }, () => {});
   els.password.value = "";
