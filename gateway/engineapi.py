@@ -27,6 +27,10 @@ Commands (control -> engine):
 - ``SendDtmf``: send RFC 4733 digits on the SIP leg.
 - ``Hold``: put the SIP leg on hold (re-INVITE ``a=sendonly``) or take it off.
 - ``GetStats``: report the SIP leg's quality, answered by ``CallStats``.
+- ``Transfer``: ask the SIP far end to call ``target`` (a REFER; ``trunk`` as in
+  ``Dial``) or, with ``replacing``, to take over that other call of this engine
+  (a REFER with Replaces: attended transfer); answered by ``TransferStatus``.
+- ``TransferVerdict``: call control's answer to ``TransferAsked``.
 
 Events (engine -> control):
 
@@ -44,9 +48,15 @@ Events (engine -> control):
 - ``HoldChanged``: the SIP leg is held by us (``local``) and/or the far end (``remote``).
 - ``CallStats``: the SIP leg's codec, jitter, loss and round trip, for ``request``
   (each None where it was not measured: the native relay measures no jitter or round trip).
+- ``TransferAsked``: the SIP far end asks (REFER) that this call go on with
+  ``target`` (a URI); the SIP side waits for ``TransferVerdict``.
+- ``Transferred``: after an accepted ``TransferAsked``, the call's page now
+  talks to ``peer`` (``peer_name``), the old dialog is ended.
+- ``TransferStatus``: a transfer ended without that (``code`` >= 300), or the
+  far end reported a ``Transfer`` done (2xx).
 - ``SipRefused``: the SIP side refused a request call control never hears of
-  (``reason``: ``malformed`` INVITE, ``transfer`` (REFER), ``replaces``,
-  ``error``), for the operator's count.
+  (``reason``: ``malformed`` INVITE, ``transfer`` (a REFER refused),
+  ``replaces``, ``error``), for the operator's count.
 - ``Ended``: the call is over on both legs, with its cause; sent exactly once.
 """
 
@@ -132,6 +142,21 @@ class GetStats:
 
 
 @dataclasses.dataclass(frozen=True)
+class Transfer:
+    call_id: str
+    trunk: str = ""
+    target: str = ""
+    replacing: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferVerdict:
+    call_id: str
+    allowed: bool
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class EngineReady:
     sip_host: str
     capacity: int
@@ -199,6 +224,26 @@ class CallStats:
 
 
 @dataclasses.dataclass(frozen=True)
+class TransferAsked:
+    call_id: str
+    target: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Transferred:
+    call_id: str
+    peer: str
+    peer_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferStatus:
+    call_id: str
+    code: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class SipRefused:
     reason: str
     code: int
@@ -212,18 +257,18 @@ class Ended:
     reason: str
 
 
-Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats]
+Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Transfer, TransferVerdict]
 Event = Union[
-    EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats, SipRefused,
-    Ended,
+    EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
+    TransferAsked, Transferred, TransferStatus, SipRefused, Ended,
 ]
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats,
+        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Transfer, TransferVerdict,
         EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
-        SipRefused, Ended,
+        TransferAsked, Transferred, TransferStatus, SipRefused, Ended,
     )
 }
 
@@ -258,7 +303,7 @@ def decode_event(line: str) -> Event:
     return message
 
 
-_COMMANDS = (Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats)
+_COMMANDS = (Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Transfer, TransferVerdict)
 
 
 def _tuples(value: object) -> object:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .dialplan import CallerId
 
@@ -43,6 +43,8 @@ class Phase(enum.Enum):
     SERVING = "serving"
     """Answered by a built-in application (echo, tone)."""
     ANSWERED = "answered"
+    TRANSFERRING = "transferring"
+    """The far end's REFER was accepted: the gateway calls the new party, the old dialog may be gone."""
     ENDING = "ending"
     """Hang-up sent; waiting for the SIP leg to confirm."""
     ENDED = "ended"
@@ -57,7 +59,8 @@ _NEXT: dict[Phase, frozenset[Phase]] = {
     Phase.RINGING: frozenset({Phase.ACCEPTING}) | _END,
     Phase.ACCEPTING: frozenset({Phase.ANSWERED}) | _END,
     Phase.SERVING: frozenset({Phase.ANSWERED}) | _END,
-    Phase.ANSWERED: _END,
+    Phase.ANSWERED: frozenset({Phase.TRANSFERRING}) | _END,
+    Phase.TRANSFERRING: frozenset({Phase.ANSWERED}) | _END,
     Phase.ENDING: frozenset({Phase.ENDED}),
     Phase.ENDED: frozenset(),
 }
@@ -89,6 +92,8 @@ class EngineCall:
         self.audio: CallAudio = self.bridge.audio
         """Where the SIP leg's audio goes: the bridge, or (native media) the relay's socket."""
         self.browser: BrowserLeg | None = None
+        self.verdict: Callable[[tuple[bool, str]], None] | None = None
+        """Where call control's verdict on the far end's REFER goes, while the SIP side waits for it."""
         self.ended = asyncio.Event()
 
     @property

@@ -75,6 +75,11 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
         "browser": (_figures, False, "an object of jitter_ms, loss_pct (0-100) and rtt_ms, numbers from 0"),
     },
     "resume": {"call": (_call_id, True, "a call id")},
+    "transfer": {
+        "call": (_call_id, True, "a call id"),
+        "to": (_text(256), False, "a number, user name or sip: URI"),
+        "to_call": (_call_id, False, "a call id"),
+    },
     "ping": {},
 }
 
