@@ -76,7 +76,7 @@ def asked(call: SipCall, prm: pj.OnCallTransferRequestParam) -> None:
         _refuse(call, prm, "a transfer is under way" if busy else "the call is not answered")
         return
     reply: Reply[tuple[bool, str]] = Reply()
-    ua.emit(TransferRequest(call.call_id, prm.dstUri, reply.give))
+    ua.emit(TransferRequest(call.call_id, name_and_uri(prm.dstUri)[1], reply.give))
     allowed, reason = reply.wait(VERDICT_SECONDS, (False, "no verdict in time"))
     if not allowed:
         _refuse(call, prm, reason)

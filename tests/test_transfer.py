@@ -13,7 +13,9 @@ from gateway.passwords import hash_password
 
 from .audio import has_tone, read_wav, tone, write_wav
 from .gatewayprocess import GatewayProcess
+from .peers import sipp
 from .peers.baresip import Baresip
+from .peers.net import free_udp_port
 from .webclient import RATE, WebClient
 
 A_HZ, B_HZ, PAGE_HZ = 1000, 1500, 700
@@ -69,3 +71,133 @@ async def test_blind_transfer_from_the_page_connects_the_two_phones(
     heard_by_b, _ = read_wav(b.recording())
     assert has_tone(heard_by_a[-rate * 2 :], rate, B_HZ), "A does not hear B"
     assert has_tone(heard_by_b[-rate * 2 :], rate, A_HZ), "B does not hear A"
+
+
+def users_and_pbx(pbx_port: int, extra: str = "") -> str:
+    """alice (who may call national numbers and sip: addresses, not international numbers), and a PBX
+    peered by address as trunk ``pbx``, which takes every phone number."""
+    return f"""
+[dialplan]
+country = "GB"
+
+[users.alice]
+password = "{hash_password(PASSWORD)}"
+allow = ["national", "sip_uri"]
+
+[[trunks]]
+name = "pbx"
+host = "127.0.0.1:{pbx_port}"
+
+[[routes]]
+prefix = "+"
+trunks = ["pbx"]
+{extra}
+"""
+
+
+def refer_answer(transferor: sipp.Sipp) -> str:
+    """What the gateway answered the transferor's REFER ("" while none came), from sipp's short log."""
+    log = transferor.log_path("_shortmessages.log")
+    text = log.read_text() if log.exists() else ""
+    for code in ("202", "403"):
+        if f"SIP/2.0 {code}" in text:
+            return code
+    return ""
+
+
+async def test_a_trunks_refer_gives_the_page_the_new_party(
+    start_gateway: Callable[..., GatewayProcess], connect_client, tmp_path: Path
+) -> None:
+    """The PBX transfers alice's call to the built-in 601: the page hears its 440 Hz and is told the new peer."""
+    pbx_port = free_udp_port()
+    gateway = start_gateway(users_and_pbx(pbx_port))
+    alice = await connect_client(gateway, password=PASSWORD)
+    with sipp.refer_attempt(tmp_path / "sipp", gateway.uri("alice"), gateway.uri("601"), port=pbx_port) as pbx:
+        incoming = await alice.next("incoming")
+        await alice.answer(incoming["call"], tone_hz=PAGE_HZ)
+        await alice.next("answered")
+        transferring = await alice.next("transferring")
+        assert transferring["to"] == gateway.uri("601")
+        transferred = await alice.next("transferred")
+        assert transferred["call"] == incoming["call"]
+        assert transferred["peer"].startswith("sip:601@")
+        await hears(alice, 440)
+        assert (await asyncio.to_thread(pbx.result, 15)).returncode == 0, "the old call was not ended with BYE"
+        assert refer_answer(pbx) == "202"
+        await alice.send({"type": "hangup", "call": incoming["call"]})
+        assert (await alice.next("ended"))["cause"] == "normal"
+
+
+async def refused_refer_leaves_the_call(alice: WebClient, transferor: sipp.Sipp, call: str, words: str) -> None:
+    """The REFER got 403, the page was told why (``words``), and the call goes on: the echo still returns its tone."""
+    failed = await alice.next("transfer_failed")
+    assert (failed["call"], failed["code"]) == (call, 403)
+    assert words in failed["reason"]
+    assert refer_answer(transferor) == "403"
+    alice.received.clear()
+    await hears(alice, PAGE_HZ)
+    await alice.send({"type": "hangup", "call": call})
+    assert (await alice.next("ended"))["cause"] == "normal"
+    assert (await asyncio.to_thread(transferor.result, 15)).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("target", "words"),
+    [("sip:+12125550123@127.0.0.1:{pbx}", "may not call +12125550123"), ("sip:nobody@{gateway}", "no user called nobody")],
+    ids=["forbidden", "unknown"],
+)
+async def test_a_trunks_refer_to_what_the_user_may_not_call_gets_403(
+    start_gateway: Callable[..., GatewayProcess], connect_client, tmp_path: Path, target: str, words: str
+) -> None:
+    pbx_port = free_udp_port()
+    gateway = start_gateway(users_and_pbx(pbx_port))
+    alice = await connect_client(gateway, password=PASSWORD)
+    refer_to = target.format(pbx=pbx_port, gateway=gateway.uri("x").split("@")[1])
+    with sipp.refer_attempt(tmp_path / "sipp", gateway.uri("alice"), refer_to, port=pbx_port) as pbx:
+        incoming = await alice.next("incoming")
+        await alice.answer(incoming["call"], tone_hz=PAGE_HZ)
+        await refused_refer_leaves_the_call(alice, pbx, incoming["call"], words)
+
+
+async def test_a_strangers_refer_of_a_page_call_gets_403(
+    start_gateway: Callable[..., GatewayProcess], connect_client, tmp_path: Path
+) -> None:
+    """Open sign-in lets anyone ring alice, but not transfer her call anywhere."""
+    gateway = start_gateway()
+    alice = await connect_client(gateway)
+    with sipp.refer_attempt(tmp_path / "sipp", gateway.uri("alice"), gateway.uri("601")) as stranger:
+        incoming = await alice.next("incoming")
+        await alice.answer(incoming["call"], tone_hz=PAGE_HZ)
+        await refused_refer_leaves_the_call(alice, stranger, incoming["call"], "only from trunks")
+
+
+async def test_the_page_cannot_transfer_to_a_number_it_may_not_call(
+    start_gateway: Callable[..., GatewayProcess], connect_client
+) -> None:
+    gateway = start_gateway(users_and_pbx(free_udp_port()))
+    alice = await connect_client(gateway, password=PASSWORD)
+    call = await talking(alice, "601")
+    await alice.send({"type": "transfer", "call": call, "to": "+12125550123", "id": "t1"})
+    error = await alice.next("error")
+    assert (error["code"], error["call"], error["id"]) == ("rejected", call, "t1")
+    assert "international" in error["message"]
+    await alice.send({"type": "transfer", "call": "no-such-call", "to": "601", "id": "t2"})
+    assert (await alice.next("error"))["code"] == "no_such_call"
+    await hears(alice, 440)
+    await alice.send({"type": "hangup", "call": call})
+    assert (await alice.next("ended"))["cause"] == "normal"
+
+
+async def test_a_call_not_yet_answered_cannot_be_transferred(
+    start_gateway: Callable[..., GatewayProcess], connect_client, tmp_path: Path
+) -> None:
+    gateway = start_gateway()
+    alice = await connect_client(gateway)
+    with sipp.trying_uas(tmp_path / "sipp") as callee:
+        call = await alice.call(callee.uri("bob"), tone_hz=PAGE_HZ)
+        await alice.send({"type": "transfer", "call": call, "to": "601", "id": "t1"})
+        error = await alice.next("error")
+        assert (error["code"], error["call"]) == ("wrong_state", call)
+        assert error["message"] == "Only an answered call can be transferred"
+        await alice.send({"type": "hangup", "call": call})
+        assert (await alice.next("ended"))["cause"] == "cancelled"
