@@ -105,12 +105,17 @@ def refer_answer(transferor: sipp.Sipp) -> str:
     return ""
 
 
+SHAPES = {"native": "", "python": '[engines]\nmedia = "python"\n', "workers": "[engines]\nworkers = 2\n"}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
 async def test_a_trunks_refer_gives_the_page_the_new_party(
-    start_gateway: Callable[..., GatewayProcess], connect_client, tmp_path: Path
+    start_gateway: Callable[..., GatewayProcess], connect_client, tmp_path: Path, shape: str
 ) -> None:
-    """The PBX transfers alice's call to the built-in 601: the page hears its 440 Hz and is told the new peer."""
+    """The PBX transfers alice's call to the built-in 601: the page hears its 440 Hz and is told the new peer;
+    with the media carried natively or in Python, and behind the front with workers."""
     pbx_port = free_udp_port()
-    gateway = start_gateway(users_and_pbx(pbx_port))
+    gateway = start_gateway(users_and_pbx(pbx_port, SHAPES[shape]))
     alice = await connect_client(gateway, password=PASSWORD)
     with sipp.refer_attempt(tmp_path / "sipp", gateway.uri("alice"), gateway.uri("601"), port=pbx_port) as pbx:
         incoming = await alice.next("incoming")
@@ -201,3 +206,27 @@ async def test_a_call_not_yet_answered_cannot_be_transferred(
         assert error["message"] == "Only an answered call can be transferred"
         await alice.send({"type": "hangup", "call": call})
         assert (await alice.next("ended"))["cause"] == "cancelled"
+
+
+async def test_attended_transfer_from_the_page_joins_its_two_calls(
+    start_gateway: Callable[..., GatewayProcess], connect_client, phones: tuple[Baresip, Baresip]
+) -> None:
+    """alice holds her call with A, asks B (a consultation call), then joins A and B and leaves."""
+    a, b = phones
+    gateway = start_gateway()
+    alice = await connect_client(gateway)
+    first = await talking(alice, a.uri)
+    await alice.send({"type": "hold", "call": first})
+    assert (await alice.next("hold"))["local"] is True
+    second = await alice.call(b.uri, tone_hz=PAGE_HZ)
+    await alice.next("answered")
+    await alice.send({"type": "transfer", "call": first, "to_call": second})
+    ended = {message["call"]: message["cause"] for message in [await alice.next("ended", 15), await alice.next("ended", 15)]}
+    assert ended == {first: "transferred", second: "transferred"}
+    await asyncio.sleep(2.5)
+    a.hangup()
+    await asyncio.to_thread(b.wait_event, "CALL_CLOSED", 10)
+    heard_by_a, rate = read_wav(a.recording())
+    heard_by_b, _ = read_wav(b.recording())
+    assert has_tone(heard_by_a[-rate * 2 :], rate, B_HZ), "A does not hear B"
+    assert has_tone(heard_by_b[-rate * 2 :], rate, A_HZ), "B does not hear A"
