@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.async_api import expect
 
 from gateway.passwords import hash_password
 
 from .audio import has_tone, read_wav, tone, write_wav
+from .browser import DESKTOP, PHONE, OpenPhone
 from .gatewayprocess import GatewayProcess
 from .peers import sipp
 from .peers.baresip import Baresip
@@ -230,3 +232,40 @@ async def test_attended_transfer_from_the_page_joins_its_two_calls(
     heard_by_b, _ = read_wav(b.recording())
     assert has_tone(heard_by_a[-rate * 2 :], rate, B_HZ), "A does not hear B"
     assert has_tone(heard_by_b[-rate * 2 :], rate, A_HZ), "B does not hear A"
+
+
+@pytest.mark.timeout(150)
+async def test_attended_transfer_on_the_page_in_chromium(
+    start_gateway: Callable[..., GatewayProcess], browser: OpenPhone, tmp_path: Path
+) -> None:
+    """Transfer…, Ask first (the call with A is held, B is called), Complete transfer: A and B talk, the page is idle."""
+    gateway = start_gateway()
+    a_hz, b_hz = 650, 1450  # the page's microphone plays MIC_HZ
+    with baresip_phone(tmp_path, "a", a_hz) as a, baresip_phone(tmp_path, "b", b_hz) as b:
+        async with browser(gateway) as phone:
+            page = phone.page
+            await phone.sign_in("alice")
+            await phone.dial(a.uri)
+            await phone.wait_state("answered")
+            await phone.wait_tone(a_hz)
+            await page.click("#transfer-open")
+            await page.fill("#transfer-to", b.uri)
+            for size in (DESKTOP, PHONE):
+                await phone.screenshot("transfer-form", size)
+            await page.click("#transfer-consult")
+            await expect(page.locator("#transfer-complete")).to_be_visible(timeout=10_000)
+            await phone.wait_tone(b_hz)
+            for size in (DESKTOP, PHONE):
+                await phone.screenshot("transfer-consulting", size)
+            await page.click("#transfer-complete")
+            await phone.wait_state("ended", timeout=15)
+            await expect(page.locator("#status")).to_have_text("Call transferred")
+            for size in (DESKTOP, PHONE):
+                await phone.screenshot("transfer-done", size)
+            await asyncio.sleep(2.5)
+            a.hangup()
+            await asyncio.to_thread(b.wait_event, "CALL_CLOSED", 10)
+        heard_by_a, rate = read_wav(a.recording())
+        heard_by_b, _ = read_wav(b.recording())
+    assert has_tone(heard_by_a[-rate * 2 :], rate, b_hz), "A does not hear B"
+    assert has_tone(heard_by_b[-rate * 2 :], rate, a_hz), "B does not hear A"

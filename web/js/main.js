@@ -9,6 +9,7 @@ import * as tones from "./tones.js";
 import { startQualityPanel } from "./quality.js";
 import { startHistory } from "./history.js";
 import { startAudioSettings, startNotifications } from "./devices.js";
+import { startTransfer } from "./transfer.js";
 
 const { els } = ui;
 const DIAL_KEYS = new Set(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "+"]);
@@ -49,6 +50,8 @@ const updateQuality = startQualityPanel({
   getPc: () => phone.pc,
   ask: (call, browser) => sig.request({ type: "stats", call, ...(browser ? { browser } : {}) }, 5000),
 });
+
+const renderTransfer = startTransfer({ phone, onError: (err) => showFailure(err) });
 
 const callHistory = startHistory({
   canDial: () => !!account && !phone.inCall,
@@ -333,6 +336,7 @@ function isActivatable(el) {
 function render() {
   const view = phone.view();
   ui.renderCall(view);
+  renderTransfer(view);
   ui.renderTitle(view, missedFrom);
   updateQuality(view);
   callHistory.refresh();
