@@ -491,7 +491,7 @@ class CallControl:
 
     def _transfer_asked(self, call: ControlCall, target: str) -> None:
         """The far end REFERs the call to ``target``: obey (the engine calls it) or refuse (403), and tell the page."""
-        gateway = {self._sip_host, *(engine.sip_host for engine in self._engines.values())}
+        gateway = {host for host in (self._sip_host, *(engine.sip_host for engine in self._engines.values())) if host}
         refusal = (
             "the call is not answered on a page" if call.state is not CallState.ANSWERED or call.owner is None
             else "a transfer is under way" if call.transfer

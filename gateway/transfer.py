@@ -13,9 +13,11 @@ itself (another web user's call), and the target is one the dialplan lets
 the page's user call, dialled the way the dialplan would dial it.  pjsua2
 dials a REFER's target itself, as the Refer-To URI on the call's own
 account, so that URI must be the dialplan's own way there: a web user or
-built-in extension at the gateway's address, a number on the trunk the call
-came through at that trunk's address, or a sip: address the user may call
-as it is.  Everything else is refused with 403, and the page is told.
+built-in extension at the gateway's address, a number the dialplan sends
+through the very trunk the call came through, at that trunk's address (any
+trunk's address is read this way, so a sip: address cannot reach a trunk
+around the user's permissions), or a sip: address the user may call as it
+is.  Everything else is refused with 403, and the page is told.
 """
 
 from __future__ import annotations
@@ -67,11 +69,11 @@ def refer_refusal(plan: Dialplan, far_end: FarEnd, user: str, target: str, gatew
     match = _URI.match(target)
     if match is None or not match["user"]:
         return f"{target} is not a sip: address with a user part"
-    number, host, port = unquote(match["user"]), match["host"].lower().strip("[]"), int(match["port"] or 5060)
-    trunk = plan.trunks.get(far_end.trunk)
-    if (host, port) in {_address(text) for text in gateway}:
+    number, address = unquote(match["user"]), (match["host"].lower().strip("[]"), int(match["port"] or 5060))
+    trunk = next((name for name, trunk in plan.trunks.items() if address == (trunk.hostname.lower(), trunk.port or 5060)), "")
+    if address in {_address(text) for text in gateway}:
         dialled, way = number, "local"
-    elif trunk is not None and (host, port) == (trunk.hostname.lower(), trunk.port or 5060):
+    elif trunk:
         dialled, way = number, "trunk"
     else:
         dialled, way = f"sip:{number}@{match['host']}" + (f":{match['port']}" if match["port"] else ""), "sip"
@@ -79,12 +81,14 @@ def refer_refusal(plan: Dialplan, far_end: FarEnd, user: str, target: str, gatew
     if route.action == "reject":
         return f"{user} may not call {dialled}: {route.reason}"
     first = route.targets[0] if route.targets else None
-    if route.action != way or (way == "trunk" and not (isinstance(first, Target) and first.trunk == far_end.trunk)):
+    if route.action != way or (way == "trunk" and not (isinstance(first, Target) and first.trunk == trunk)):
         return f"the dialplan would call {dialled} another way"
+    if way == "trunk" and trunk != far_end.trunk:
+        return f"only trunk {trunk} itself may transfer calls to its numbers"
     return None
 
 
 def _address(text: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port``) as a lower-case host without brackets and a port."""
+    """The gateway's ``host:port`` (``[v6]:port``) as a lower-case host without brackets and a port."""
     host, _, port = text.rpartition(":")
     return host.lower().strip("[]"), int(port) if port.isdigit() else 5060

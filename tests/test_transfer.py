@@ -44,6 +44,18 @@ async def talking(page: WebClient, to: str) -> str:
     return call
 
 
+async def talk_to_each_other(a: Baresip, b: Baresip, a_hz: int, b_hz: int) -> None:
+    """A and B are in a call: after 2.5 s A hangs up, and each recording ends with the other's tone."""
+    await asyncio.to_thread(b.wait_event, "CALL_ESTABLISHED", 10)
+    await asyncio.sleep(2.5)
+    a.hangup()
+    await asyncio.to_thread(b.wait_event, "CALL_CLOSED", 10)
+    heard_by_a, rate = read_wav(a.recording())
+    heard_by_b, _ = read_wav(b.recording())
+    assert has_tone(heard_by_a[-rate * 2 :], rate, b_hz), "A does not hear B"
+    assert has_tone(heard_by_b[-rate * 2 :], rate, a_hz), "B does not hear A"
+
+
 async def hears(page: WebClient, hz: int, timeout: float = 8) -> None:
     """The page hears ``hz`` within ``timeout`` seconds (polled, a second of audio at a time)."""
     loop = asyncio.get_running_loop()
@@ -65,14 +77,7 @@ async def test_blind_transfer_from_the_page_connects_the_two_phones(
     await alice.send({"type": "transfer", "call": call, "to": b.uri})
     ended = await alice.next("ended", timeout=15)
     assert (ended["call"], ended["cause"]) == (call, "transferred")
-    await asyncio.to_thread(b.wait_event, "CALL_ESTABLISHED", 10)
-    await asyncio.sleep(2.5)
-    a.hangup()
-    await asyncio.to_thread(b.wait_event, "CALL_CLOSED", 10)
-    heard_by_a, rate = read_wav(a.recording())
-    heard_by_b, _ = read_wav(b.recording())
-    assert has_tone(heard_by_a[-rate * 2 :], rate, B_HZ), "A does not hear B"
-    assert has_tone(heard_by_b[-rate * 2 :], rate, A_HZ), "B does not hear A"
+    await talk_to_each_other(a, b, A_HZ, B_HZ)
 
 
 def users_and_pbx(pbx_port: int, extra: str = "") -> str:
@@ -225,13 +230,7 @@ async def test_attended_transfer_from_the_page_joins_its_two_calls(
     await alice.send({"type": "transfer", "call": first, "to_call": second})
     ended = {message["call"]: message["cause"] for message in [await alice.next("ended", 15), await alice.next("ended", 15)]}
     assert ended == {first: "transferred", second: "transferred"}
-    await asyncio.sleep(2.5)
-    a.hangup()
-    await asyncio.to_thread(b.wait_event, "CALL_CLOSED", 10)
-    heard_by_a, rate = read_wav(a.recording())
-    heard_by_b, _ = read_wav(b.recording())
-    assert has_tone(heard_by_a[-rate * 2 :], rate, B_HZ), "A does not hear B"
-    assert has_tone(heard_by_b[-rate * 2 :], rate, A_HZ), "B does not hear A"
+    await talk_to_each_other(a, b, A_HZ, B_HZ)
 
 
 @pytest.mark.timeout(150)
@@ -262,10 +261,4 @@ async def test_attended_transfer_on_the_page_in_chromium(
             await expect(page.locator("#status")).to_have_text("Call transferred")
             for size in (DESKTOP, PHONE):
                 await phone.screenshot("transfer-done", size)
-            await asyncio.sleep(2.5)
-            a.hangup()
-            await asyncio.to_thread(b.wait_event, "CALL_CLOSED", 10)
-        heard_by_a, rate = read_wav(a.recording())
-        heard_by_b, _ = read_wav(b.recording())
-    assert has_tone(heard_by_a[-rate * 2 :], rate, b_hz), "A does not hear B"
-    assert has_tone(heard_by_b[-rate * 2 :], rate, a_hz), "B does not hear A"
+        await talk_to_each_other(a, b, a_hz, b_hz)
