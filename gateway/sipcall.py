@@ -56,7 +56,7 @@ class SipCall(pj.Call):
         self.native_media: MediaReady | None = None
         """What was last negotiated for a :class:`~gateway.sipapi.NativePort` call."""
         self.rx_packets = -1
-        self.rx_changed = time.monotonic()
+        self.created = self.rx_changed = time.monotonic()
         self.responded = False
         """Whether the far end has answered an INVITE we sent (see :class:`~gateway.sipapi.Responded`)."""
         self.transfer: SipCall | None = None

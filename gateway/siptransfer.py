@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 VERDICT_SECONDS = 2.0
 """How long the SIP thread waits for call control's verdict on a REFER (it answers in milliseconds)."""
+_START_SECONDS = 2.0
 _NEW = "/transfer"
 _OLD = "/transferred"
 """Suffixes of a call id while its dialog is being replaced: events under them reach no engine call."""
@@ -101,6 +102,13 @@ def new_party(new: SipCall, ci: pj.CallInfo) -> None:
         _take_over(new, ci)
     elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
         _failed(new, ci.lastStatusCode, ci.lastReason)
+
+
+def check_started(new: SipCall, now: float) -> None:
+    """Once a second for a dialog a REFER made: pjsua2 may have failed to send its INVITE at all (it then
+    NOTIFYs the transferor itself), leaving an object with no call behind it: that transfer failed."""
+    if new.getId() == pj.PJSUA_INVALID_ID and now - new.created > _START_SECONDS:
+        _failed(new, 500, "The transfer target could not be called")
 
 
 def old_party_gone(old: SipCall, code: int, reason: str) -> None:

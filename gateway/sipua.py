@@ -326,7 +326,10 @@ class SipUserAgent:
         now = time.monotonic()
         for trunk in self.trunks.values():
             trunk.retry_registration(now)
-        for call in self.calls.values():
+        for call in list(self.calls.values()):
+            if call.transfer_of is not None:
+                siptransfer.check_started(call, now)
+                continue
             packets = call.received_packets()
             if packets is None or packets != call.rx_packets:
                 call.rx_packets = -1 if packets is None else packets

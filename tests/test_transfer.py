@@ -195,6 +195,8 @@ async def test_the_page_cannot_transfer_to_a_number_it_may_not_call(
     assert "international" in error["message"]
     await alice.send({"type": "transfer", "call": "no-such-call", "to": "601", "id": "t2"})
     assert (await alice.next("error"))["code"] == "no_such_call"
+    await alice.send({"type": "transfer", "call": call, "to": "601", "to_call": call, "id": "t3"})
+    assert (await alice.next("error"))["code"] == "bad_message"
     await hears(alice, 440)
     await alice.send({"type": "hangup", "call": call})
     assert (await alice.next("ended"))["cause"] == "normal"
