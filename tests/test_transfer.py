@@ -17,7 +17,7 @@ from .browser import DESKTOP, PHONE, OpenPhone
 from .gatewayprocess import GatewayProcess
 from .peers import sipp
 from .peers.baresip import Baresip
-from .peers.net import free_udp_port
+from .peers.net import free_udp_port, wait_for_async
 from .webclient import RATE, WebClient
 
 A_HZ, B_HZ, PAGE_HZ = 1000, 1500, 700
@@ -145,7 +145,7 @@ async def refused_refer_leaves_the_call(alice: WebClient, transferor: sipp.Sipp,
     failed = await alice.next("transfer_failed")
     assert (failed["call"], failed["code"]) == (call, 403)
     assert words in failed["reason"]
-    assert refer_answer(transferor) == "403"
+    await wait_for_async(lambda: refer_answer(transferor) == "403", 5)
     alice.received.clear()
     await hears(alice, PAGE_HZ)
     await alice.send({"type": "hangup", "call": call})
