@@ -1,5 +1,7 @@
-"""Call transfer with real peers: the page's blind and attended transfers (REFER to baresip phones), and REFERs
-from the SIP side (a sipp PBX peered as a trunk, and a stranger)."""
+"""Call transfer with real peers: the page's blind and attended transfers (REFERs to baresip phones, which
+then talk to each other, checked by FFT of what each recorded), REFERs from the SIP side (a sipp PBX peered
+as a trunk: the page hears the new party; a stranger's, and targets the user may not call: 403), refused
+requests, and both flows on the real page in Chromium."""
 
 from __future__ import annotations
 
@@ -264,3 +266,25 @@ async def test_attended_transfer_on_the_page_in_chromium(
             for size in (DESKTOP, PHONE):
                 await phone.screenshot("transfer-done", size)
         await talk_to_each_other(a, b, a_hz, b_hz)
+
+
+@pytest.mark.timeout(120)
+async def test_a_pbx_transfer_shows_the_new_party_in_chromium(
+    start_gateway: Callable[..., GatewayProcess], browser: OpenPhone, tmp_path: Path
+) -> None:
+    """The page answers the PBX's call; the PBX transfers it to 601: the page plays 440 Hz and names 601."""
+    pbx_port = free_udp_port()
+    gateway = start_gateway(f'[dialplan]\ncountry = "GB"\n\n[[trunks]]\nname = "pbx"\nhost = "127.0.0.1:{pbx_port}"\n')
+    async with browser(gateway) as phone:
+        await phone.sign_in("alice")
+        with sipp.refer_attempt(tmp_path / "sipp", gateway.uri("alice"), gateway.uri("601"), port=pbx_port) as pbx:
+            await phone.wait_state("incoming")
+            await phone.answer()
+            await phone.wait_state("answered")
+            await expect(phone.page.locator("#peer")).to_have_text("601", timeout=10_000)
+            await phone.wait_tone(440)
+            for size in (DESKTOP, PHONE):
+                await phone.screenshot("transferred-by-pbx", size)
+            assert (await asyncio.to_thread(pbx.result, 15)).returncode == 0
+            await phone.hang_up()
+            await phone.wait_state("ended")
