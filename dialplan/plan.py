@@ -131,6 +131,10 @@ class Dialplan:
         """``anyone`` or ``trunks``: who may ring web users (see :mod:`dialplan.sources`)."""
         return self._sources.inbound_from
 
+    def trusts(self, source: str) -> bool:
+        """Whether ``source`` (``ip:port``) is one of ``trusted_sources``: a PBX peered by address."""
+        return self._sources.trusts(source)
+
     def inbound(self, to_user: str, trunk: str | None = None, source: str | None = None) -> Route:
         """What a SIP call addressed to ``to_user`` at the gateway rings; ``trunk`` names the trunk it came from.
 

@@ -26,8 +26,10 @@ class InboundSources:
 
     def admits(self, source: str) -> bool:
         """``source`` is ``ip:port`` (``[v6]:port``) or a bare address; anything unreadable is refused."""
-        if self.inbound_from == "anyone":
-            return True
+        return self.inbound_from == "anyone" or self.trusts(source)
+
+    def trusts(self, source: str) -> bool:
+        """Whether ``source`` is in ``trusted_sources``, whoever may ring users (a REFER needs that)."""
         host = source.rsplit(":", 1)[0] if source.count(":") == 1 or source.startswith("[") else source
         try:
             address = ipaddress.ip_address(host.strip("[]"))

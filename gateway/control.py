@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .passwords import PasswordChecker
 from .requesterror import RequestError
 from .recordings import RecordingStore
+from .transfer import FarEnd, far_end_of_incoming, far_end_of_route, refer_refusal
 from .turn import turn_server
 from .userdata import UserData
 from .userfiles import UserFiles
@@ -128,6 +129,12 @@ class ControlCall:
     recording: str = ""
     """Where the call's recording goes (without extension), once its page has started one."""
     recording_on: bool = False
+    far_end: FarEnd = FarEnd()
+    """Whose REFERs the call's SIP side may obey (:mod:`gateway.transfer`)."""
+    transfer: str = ""
+    """A transfer under way: ``page`` (the page asked), ``far_end`` (a REFER obeyed), or ""."""
+    transfer_with: str = ""
+    """An attended transfer's other call, which ends with this one."""
 
     def sessions(self) -> set[Session]:
         return self.ringing | ({self.owner} if self.owner is not None else set())
@@ -273,7 +280,7 @@ class CallControl:
         call = self._add_call(
             ControlCall(
                 _new_id(), CallState.CALLING, engine, "outbound-dial", user, to,
-                user=user, owner=session, peer=to, history=(user,),
+                user=user, owner=session, peer=to, history=(user,), far_end=far_end_of_route(route),
             )
         )
         with logs.for_call(call.call_id):
@@ -302,7 +309,7 @@ class CallControl:
             ControlCall(
                 _new_id(), CallState.INCOMING, engine, "outbound-api", user, to,
                 user=user, operator=operator, dial=self._targets(route), ringing=set(sessions),
-                peer=to, history=(user,),
+                peer=to, history=(user,), far_end=far_end_of_route(route),
             )
         )
         with logs.for_call(call.call_id):
@@ -458,6 +465,35 @@ class CallControl:
             raise RequestError("no_such_entry", "No such missed call or message")
         self._tell_mailbox(user)
 
+    def transfer(self, session: Session, call_id: str, to: str) -> None:
+        """Blind transfer: REFER the far end of an answered call to ``to``, which the user must be allowed to dial."""
+        call = self._transferable(session, call_id)
+        route = self._dialplan.outbound(to, call.user)
+        if route.action == "reject":
+            raise RequestError("rejected", route.reason)
+        (trunk, target), *_ = self._targets(route)
+        log.info("call %s: %s transfers it to %s (%s %s)", call_id, call.user, to, trunk, target)
+        call.transfer = "page"
+        call.engine.link.send(api.Transfer(call_id, trunk, target))
+
+    def transfer_to_call(self, session: Session, call_id: str, other_id: str) -> None:
+        """Attended transfer: REFER the far end of ``call_id`` to take over ``other_id``'s far end (with Replaces)."""
+        call = self._transferable(session, call_id)
+        other = self._transferable(session, other_id)
+        if other is call:
+            raise RequestError("wrong_state", "A call cannot be transferred to itself")
+        if other.engine is not call.engine:
+            raise RequestError("wrong_state", "These two calls are carried by different media engines: transfer one blind")
+        log.info("call %s: %s transfers it to the far end of call %s", call_id, call.user, other_id)
+        call.transfer, call.transfer_with = "page", other_id
+        call.engine.link.send(api.Transfer(call_id, replacing=other_id))
+
+    def _transferable(self, session: Session, call_id: str) -> ControlCall:
+        call = self._answered_call(session, call_id, "Only an answered call can be transferred")
+        if call.transfer:
+            raise RequestError("wrong_state", "This call is being transferred already")
+        return call
+
     def _answered_call(self, session: Session, call_id: str, otherwise: str) -> ControlCall:
         call = self._calls.get(call_id)
         if call is None or call.owner is not session:
@@ -552,12 +588,53 @@ class CallControl:
             self._tell_owner(call, _recording(event))
         elif isinstance(event, api.VoicemailSaved):
             call.message = event.seconds
+        elif isinstance(event, api.TransferAsked):
+            self._transfer_asked(call, event.target)
+        elif isinstance(event, api.Transferred):
+            call.transfer, call.callee = "", event.peer
+            self._tell_owner(call, {"type": "transferred", "call": call.call_id, "peer": event.peer, "peer_name": event.peer_name})
+        elif isinstance(event, api.TransferStatus):
+            self._transfer_status(call, event)
         elif isinstance(event, api.Ended):
             self._ended(call, EndCause(event.cause, event.code, event.reason))
 
+    def _transfer_asked(self, call: ControlCall, target: str) -> None:
+        """The far end REFERs the call to ``target``: obey (the engine calls it) or refuse (403), and tell the page."""
+        gateway = {host for host in (self._sip_host, *(engine.sip_host for engine in self._engines.values())) if host}
+        refusal = (
+            "the call is not answered on a page" if call.state is not CallState.ANSWERED or call.owner is None
+            else "a transfer is under way" if call.transfer
+            else refer_refusal(self._dialplan, call.far_end, call.user, target, gateway)
+        )
+        call.engine.link.send(api.TransferVerdict(call.call_id, refusal is None, refusal or ""))
+        if refusal is None:
+            log.info("call %s: the far end transfers it to %s", call.call_id, target)
+            call.transfer = "far_end"
+            self._tell_owner(call, {"type": "transferring", "call": call.call_id, "to": target})
+        else:
+            log.warning("call %s: REFER to %s refused: %s", call.call_id, target, refusal)
+            reason = f"The other side's transfer to {target} was refused: {refusal}"
+            self._tell_owner(call, {"type": "transfer_failed", "call": call.call_id, "code": 403, "reason": reason})
+
+    def _transfer_status(self, call: ControlCall, event: api.TransferStatus) -> None:
+        """A transfer's outcome: the page's call ends once its far end has the new party, else it goes on."""
+        asked_by, other = call.transfer, self._calls.get(call.transfer_with)
+        call.transfer = call.transfer_with = ""
+        if 200 <= event.code < 300 and asked_by == "page":
+            for ended in (call, other):
+                if ended is not None and ended.owner is call.owner:
+                    self._end(ended, endcause.TRANSFERRED)
+            return
+        reason = event.reason if asked_by == "far_end" else f"The other side did not take the transfer ({event.reason})"
+        self._tell_owner(call, {"type": "transfer_failed", "call": call.call_id, "code": event.code, "reason": reason})
+
     def _incoming(self, engine: Engine, event: api.Incoming) -> None:
+        far_end = far_end_of_incoming(self._dialplan, event.trunk, event.source, event.from_gateway)
         call = self._add_call(
-            ControlCall(event.call_id, CallState.INCOMING, engine, "inbound", event.from_uri, event.to_user, caller_name=event.from_name)
+            ControlCall(
+                event.call_id, CallState.INCOMING, engine, "inbound", event.from_uri, event.to_user,
+                caller_name=event.from_name, far_end=far_end,
+            )
         )
         source = None if event.from_gateway else event.source
         route: Route = self._dialplan.inbound(event.to_user, trunk=event.trunk or None, source=source)

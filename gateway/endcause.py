@@ -45,6 +45,8 @@ UNAVAILABLE = EndCause("unavailable", 480, "Not available: nobody is signed in a
 BUSY_HERE = EndCause("busy", 486, "Busy Here: already in two calls")
 NO_FREE_LINE = EndCause("busy", 503, "All lines of this gateway are busy")
 ANSWERED_ELSEWHERE = EndCause("answered_elsewhere", 200, "Answered on another device")
+TRANSFERRED = EndCause("transferred", 200, "Transferred")
+"""The page transferred the call and its far end has the new party."""
 MEDIA_TIMEOUT = EndCause("network_error", 408, "The phone stopped sending audio")
 NOT_RESPONDING = EndCause("not_responding", 408, "Not responding")
 """Nothing at all came back for the INVITE (not even 100 Trying): nothing ever rang."""

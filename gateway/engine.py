@@ -27,7 +27,7 @@ from .nativemedia import NativeMedia
 from .recorder import Recorders, Tap
 from .sipapi import (
     AudioIO, CallAudio, Caller, Disconnected, MediaReady, MediaTimeout, NativeSocket, Responded, SipError, SipEvent,
-    SipLeg,
+    SipLeg, TransferRequest,
 )
 from .voicemail import Recording, load_greeting
 
@@ -132,6 +132,9 @@ class MediaEngine:
             spawn(self._dial(call, command.offer))
             return
         call = self._calls.get(command.call_id)
+        if isinstance(command, api.TransferVerdict):
+            self._verdict(call, command)
+            return
         if call is None or call.ending:
             log.debug("engine: %s for a call that is gone", type(command).__name__)
             return
@@ -158,6 +161,33 @@ class MediaEngine:
             spawn(self._report_stats(call, command.request))
         elif isinstance(command, api.Record):
             self._recorders.record(command, lambda: self._tap(call))
+        elif isinstance(command, api.Transfer):
+            spawn(self._transfer(call, command))
+
+    async def _transfer(self, call: EngineCall, command: api.Transfer) -> None:
+        """REFER the far end; a REFER pjsua2 cannot send is a failed transfer, the call goes on."""
+        try:
+            await self._sip.transfer(call.call_id, command.trunk, command.target, command.replacing)
+        except SipError as exc:
+            log.warning("call %s: cannot transfer: %s", call.call_id, exc.reason)
+            self._emit(api.TransferStatus(call.call_id, 500, f"Cannot transfer: {exc.reason}"))
+
+    def _asked_to_transfer(self, call: EngineCall | None, event: TransferRequest) -> None:
+        """The far end REFERs an answered call: call control decides, the SIP side waits for it."""
+        if call is None or call.phase is not Phase.ANSWERED or call.verdict is not None:
+            event.answer((False, "the call is not answered"))
+            return
+        call.verdict = event.answer
+        self._emit(api.TransferAsked(call.call_id, event.target))
+
+    def _verdict(self, call: EngineCall | None, command: api.TransferVerdict) -> None:
+        if call is None or call.verdict is None:
+            return
+        answer, call.verdict = call.verdict, None
+        if command.allowed and not call.move(Phase.TRANSFERRING):
+            answer((False, "the call is ending"))
+            return
+        answer((command.allowed, command.reason))
 
     async def _dial(self, call: EngineCall, offer: str) -> None:
         if await self._answer_browser(call, offer):
@@ -356,6 +386,9 @@ class MediaEngine:
         """Close the browser leg and report the end; runs once per call."""
         if not call.move(Phase.ENDED):
             return
+        if call.verdict is not None:
+            call.verdict((False, "the call ended"))
+            call.verdict = None
         call.stop_timers()
         call.ended.set()
         self._calls.pop(call.call_id, None)
@@ -395,6 +428,9 @@ class MediaEngine:
             self._emit(event)
             return
         call = self._calls.get(event.call_id)
+        if isinstance(event, TransferRequest):
+            self._asked_to_transfer(call, event)
+            return
         if call is None:
             return
         if isinstance(event, Disconnected):
@@ -414,6 +450,10 @@ class MediaEngine:
         elif isinstance(event, api.Answered):
             if call.move(Phase.ANSWERED):
                 self._emit(event)
+        elif isinstance(event, (api.Transferred, api.TransferStatus)):
+            if call.phase is Phase.TRANSFERRING:
+                call.move(Phase.ANSWERED)
+            self._emit(event)
         else:
             self._emit(event)
 

@@ -32,6 +32,10 @@ Commands (control -> engine):
 - ``Record``: start (``on``) or stop recording the call into ``path`` (a file name without its
   extension, the same for every start of one call); ``meta`` is what the recording's metadata
   file says about the call (user, caller, callee...).
+- ``Transfer``: ask the SIP far end to call ``target`` (a REFER; ``trunk`` as in
+  ``Dial``) or, with ``replacing``, to take over that other call of this engine
+  (a REFER with Replaces: attended transfer); answered by ``TransferStatus``.
+- ``TransferVerdict``: call control's answer to ``TransferAsked``.
 
 Events (engine -> control):
 
@@ -51,8 +55,14 @@ Events (engine -> control):
 - ``HoldChanged``: the SIP leg is held by us (``local``) and/or the far end (``remote``).
 - ``CallStats``: the SIP leg's codec, jitter, loss and round trip, for ``request``
   (each None where it was not measured: the native relay measures no jitter or round trip).
+- ``TransferAsked``: the SIP far end asks (REFER) that this call go on with
+  ``target`` (a URI); the SIP side waits for ``TransferVerdict``.
+- ``Transferred``: after an accepted ``TransferAsked``, the call's page now
+  talks to ``peer`` (``peer_name``), the old dialog is ended.
+- ``TransferStatus``: a transfer ended without that (``code`` >= 300), or the
+  far end reported a ``Transfer`` done (2xx).
 - ``SipRefused``: the SIP side refused a request call control never hears of
-  (``reason``: ``malformed`` INVITE, ``transfer`` (REFER), ``replaces``,
+  (``reason``: ``malformed`` INVITE, ``transfer`` (a REFER refused), ``replaces``,
   ``error``), for the operator's count.
 - ``RecordingChanged``: recording started or stopped (``error``: why it stopped by itself, or could
   not start).
@@ -155,6 +165,21 @@ class Record:
 
 
 @dataclasses.dataclass(frozen=True)
+class Transfer:
+    call_id: str
+    trunk: str = ""
+    target: str = ""
+    replacing: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferVerdict:
+    call_id: str
+    allowed: bool
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class EngineReady:
     sip_host: str
     capacity: int
@@ -223,6 +248,26 @@ class CallStats:
 
 
 @dataclasses.dataclass(frozen=True)
+class TransferAsked:
+    call_id: str
+    target: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Transferred:
+    call_id: str
+    peer: str
+    peer_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferStatus:
+    call_id: str
+    code: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class SipRefused:
     reason: str
     code: int
@@ -258,18 +303,18 @@ class Ended:
     reason: str
 
 
-Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record]
+Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict]
 Event = Union[
-    EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats, SipRefused,
-    RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
+    EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
+    TransferAsked, Transferred, TransferStatus, SipRefused, RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
 ]
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record,
+        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict,
         EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
-        SipRefused, RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
+        TransferAsked, Transferred, TransferStatus, SipRefused, RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
     )
 }
 
@@ -304,7 +349,7 @@ def decode_event(line: str) -> Event:
     return message
 
 
-_COMMANDS = (Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record)
+_COMMANDS = (Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict)
 
 
 def _tuples(value: object) -> object:

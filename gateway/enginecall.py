@@ -14,7 +14,7 @@ import asyncio
 import enum
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .dialplan import CallerId
 
@@ -45,6 +45,8 @@ class Phase(enum.Enum):
     SERVING = "serving"
     """Answered by a built-in application (echo, tone, voicemail)."""
     ANSWERED = "answered"
+    TRANSFERRING = "transferring"
+    """The far end's REFER was accepted: the gateway calls the new party, the old dialog may be gone."""
     ENDING = "ending"
     """Hang-up sent; waiting for the SIP leg to confirm."""
     ENDED = "ended"
@@ -59,7 +61,8 @@ _NEXT: dict[Phase, frozenset[Phase]] = {
     Phase.RINGING: frozenset({Phase.ACCEPTING, Phase.SERVING}) | _END,  # serving: nobody answered, voicemail did
     Phase.ACCEPTING: frozenset({Phase.ANSWERED}) | _END,
     Phase.SERVING: frozenset({Phase.ANSWERED}) | _END,
-    Phase.ANSWERED: _END,
+    Phase.ANSWERED: frozenset({Phase.TRANSFERRING}) | _END,
+    Phase.TRANSFERRING: frozenset({Phase.ANSWERED}) | _END,
     Phase.ENDING: frozenset({Phase.ENDED}),
     Phase.ENDED: frozenset(),
 }
@@ -94,6 +97,8 @@ class EngineCall:
         self.recording: Recording | None = None
         """Voicemail: the caller's message, written to ``record_to`` when the call ends."""
         self.record_to: Path | None = None
+        self.verdict: Callable[[tuple[bool, str]], None] | None = None
+        """Where call control's verdict on the far end's REFER goes, while the SIP side waits for it."""
         self.ended = asyncio.Event()
 
     @property

@@ -75,6 +75,9 @@ class PjsipLeg:
     async def hold(self, call_id: str, hold: bool) -> None:
         await self._thread.run(self._user_agent().hold, call_id, hold)
 
+    async def transfer(self, call_id: str, trunk: str, target: str, replacing: str) -> None:
+        await self._thread.run(self._user_agent().transfer, call_id, trunk, target, replacing)
+
     async def quality(self, call_id: str) -> Quality:
         return await self._thread.run(self._user_agent().quality, call_id)
 

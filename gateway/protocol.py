@@ -94,6 +94,11 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
     "mailbox_play": {"entry": (_call_id, True, "a mailbox entry id")},
     "mailbox_heard": {"entry": (_call_id, True, "a mailbox entry id")},
     "mailbox_delete": {"entry": (_call_id, True, "a mailbox entry id")},
+    "transfer": {
+        "call": (_call_id, True, "a call id"),
+        "to": (_text(256), False, "a number, user name or sip: URI"),
+        "to_call": (_call_id, False, "a call id"),
+    },
     "ping": {},
 }
 

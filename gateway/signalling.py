@@ -139,6 +139,8 @@ async def _dispatch(
         control.hangup(session, fields["call"])
     elif kind == "dtmf":
         control.send_dtmf(session, fields["call"], fields["digits"])
+    elif kind == "transfer":
+        _transfer(control, session, fields)
     elif kind in ("hold", "resume"):
         control.hold(session, fields["call"], kind == "hold")
     elif kind == "stats":
@@ -163,6 +165,16 @@ async def _dispatch(
         control.tell_user(session.user, reply, but=session)
         return {**reply}
     return None
+
+
+def _transfer(control: CallControl, session: PageSession, fields: dict[str, Any]) -> None:
+    """``to`` a number (blind) or ``to_call`` another call of the page (attended): exactly one of them."""
+    if ("to" in fields) == ("to_call" in fields):
+        raise RequestError("bad_message", "transfer: give either 'to' or 'to_call'")
+    if "to" in fields:
+        control.transfer(session, fields["call"], fields["to"])
+    else:
+        control.transfer_to_call(session, fields["call"], fields["to_call"])
 
 
 def _error(code: str, message: str, request_id: str | None = None, call: str | None = None) -> dict[str, Any]:

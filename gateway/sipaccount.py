@@ -13,6 +13,7 @@ credentials are never retried in a tight loop.  Runs on the SIP thread.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 MAX_REGISTER_RETRY = 600.0
 _REFUSED = frozenset({401, 403, 407})
 """Final REGISTER answers that pjsua does not retry by itself."""
+_DISPLAY_NAME = re.compile(r'^\s*"?([^"<]*?)"?\s*<')
+_NAME_ADDR = re.compile(r'^[^<]*<|>.*$')
 
 
 _SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL, "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
@@ -72,6 +75,12 @@ def name_addr(name: str, uri: str) -> str:
     """``"name" <uri>`` for From and P-Asserted-Identity, the name a quoted string (RFC 3261 25.1)."""
     quoted = name.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{quoted}" <{uri}>'
+
+
+def name_and_uri(text: str) -> tuple[str, str]:
+    """The display name ("" if none) and the URI of a name-addr as pjsua2 gives it (a From or a To)."""
+    name = _DISPLAY_NAME.match(text)
+    return (name.group(1).strip() if name else ""), _NAME_ADDR.sub("", text).strip()
 
 
 class _Account(pj.Account):

@@ -9,9 +9,11 @@ fake one, so the engine's call logic is tested without a SIP stack.
 Events the SIP leg emits: :class:`~gateway.engineapi.Incoming`,
 :class:`~gateway.engineapi.Progress`, :class:`~gateway.engineapi.Answered`,
 :class:`~gateway.engineapi.DtmfReceived`, :class:`~gateway.engineapi.HoldChanged`,
-:class:`~gateway.engineapi.TrunkState` and :class:`~gateway.engineapi.SipRefused`
+:class:`~gateway.engineapi.TrunkState`, :class:`~gateway.engineapi.Transferred`,
+:class:`~gateway.engineapi.TransferStatus` and :class:`~gateway.engineapi.SipRefused`
 (the engine passes them on as they are), plus :class:`Disconnected`, :class:`Responded`,
-:class:`MediaTimeout`, :class:`MediaReady` and :class:`NativeSocket`, which only the engine sees.
+:class:`MediaTimeout`, :class:`MediaReady`, :class:`NativeSocket` and :class:`TransferRequest`,
+which only the engine sees.
 
 A call's audio goes one of two ways: through pjsua2's conference bridge to
 Python (:class:`AudioIO`), or past pjsua2 altogether (:class:`NativePort`):
@@ -102,6 +104,16 @@ class NativeSocket:
 
 
 @dataclasses.dataclass(frozen=True)
+class TransferRequest:
+    """The far end of an answered call sent a REFER to ``target``: ``answer(allowed, reason)`` says
+    whether the gateway calls it.  The SIP thread waits for the answer (see :class:`gateway.sipthread.Reply`)."""
+
+    call_id: str
+    target: str
+    answer: Callable[[tuple[bool, str]], None]
+
+
+@dataclasses.dataclass(frozen=True)
 class Caller:
     """Who places an outgoing call: the web user ``name`` (the From of a direct call), and
     ``identity``, which trunks that present their callers (``caller_id = "user"``) show."""
@@ -112,7 +124,8 @@ class Caller:
 
 SipEvent = Union[
     api.Incoming, api.Progress, api.Answered, api.DtmfReceived, api.HoldChanged, api.TrunkState, api.SipRefused,
-    Disconnected, Responded, MediaTimeout, MediaReady, NativeSocket,
+    api.Transferred, api.TransferStatus, Disconnected, Responded, MediaTimeout, MediaReady, NativeSocket,
+    TransferRequest,
 ]
 SipEventSink = Callable[[SipEvent], None]
 
@@ -188,6 +201,9 @@ class SipLeg(Protocol):
     async def hangup(self, call_id: str) -> None: ...
     async def send_dtmf(self, call_id: str, digits: str) -> None: ...
     async def hold(self, call_id: str, hold: bool) -> None: ...
+    async def transfer(self, call_id: str, trunk: str, target: str, replacing: str) -> None:
+        """REFER the far end to ``target`` (``trunk`` as in :meth:`make_call`), or with ``replacing``
+        to that other call's far end (attended); the outcome comes as a TransferStatus."""
     async def quality(self, call_id: str) -> Quality:
         """Codec, jitter (ms), loss (%), round trip (ms); empty values for an unknown call."""
     async def tick(self) -> None:

@@ -1,9 +1,10 @@
 """One SIP dialog as pjsua2 sees it; runs on the SIP thread.
 
-Requests that would make the gateway place a call by itself are refused
-here: a REFER (blind transfer) gets 403 and an INVITE with Replaces for
-this dialog gets 403, and a 3xx redirect is never followed.  Only call
-control, on behalf of a signed-in user, decides where the gateway calls.
+Requests that would make the gateway place a call by itself go to call
+control or are refused: a REFER is carried out only when call control says
+so (:mod:`gateway.siptransfer`), an INVITE with Replaces for this dialog
+gets 403, and a 3xx redirect is never followed.  Only call control, on
+behalf of a signed-in user, decides where the gateway calls.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
-from . import engineapi as api
+from . import engineapi as api, siptransfer
 from .sdp import point_audio_at
 from .sipapi import CallAudio, Disconnected, MediaReady, NativePort, Quality, Responded
 from .sipport import BridgePort, tone_generator
@@ -45,6 +46,7 @@ class SipCall(pj.Call):
     def __init__(self, ua: SipUserAgent, account: pj.Account, call_id: str, pj_call_id: int = pj.PJSUA_INVALID_ID) -> None:
         super().__init__(account, pj_call_id)
         self.ua = ua
+        self.account = account
         self.call_id = call_id
         self.audio: CallAudio | None = None
         self.app: str | None = None
@@ -54,15 +56,23 @@ class SipCall(pj.Call):
         self.native_media: MediaReady | None = None
         """What was last negotiated for a :class:`~gateway.sipapi.NativePort` call."""
         self.rx_packets = -1
-        self.rx_changed = time.monotonic()
+        self.created = self.rx_changed = time.monotonic()
         self.responded = False
         """Whether the far end has answered an INVITE we sent (see :class:`~gateway.sipapi.Responded`)."""
+        self.transfer: SipCall | None = None
+        """The dialog a REFER we took made, while it has not taken this one's place."""
+        self.transfer_of: SipCall | None = None
+        """For that dialog: the one it is to take the place of."""
 
     @guarded
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         ci = self.getInfo()
         log.debug("SIP call %s: %s (%s)", self.call_id, ci.stateText, ci.lastStatusCode)
-        if ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
+        if self.transfer_of is not None:
+            siptransfer.new_party(self, ci)
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and self.transfer is not None:
+            siptransfer.old_party_gone(self, ci.lastStatusCode, ci.lastReason)
+        elif ci.state == pj.PJSIP_INV_STATE_EARLY and ci.role == pj.PJSIP_ROLE_UAC:
             self.ua.emit(api.Progress(self.call_id, ci.lastStatusCode, self._audio_index(ci) is not None))
         elif ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
             self.ua.emit(api.Answered(self.call_id))
@@ -94,9 +104,11 @@ class SipCall(pj.Call):
 
     @guarded
     def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
-        log.warning("call %s: REFER to %s refused: the gateway does not transfer calls on request", self.call_id, prm.dstUri)
-        prm.statusCode = 403
-        self.ua.emit(api.SipRefused("transfer", 403))
+        siptransfer.asked(self, prm)
+
+    @guarded
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        siptransfer.status(self, prm)
 
     @guarded
     def onCallReplaceRequest(self, prm: pj.OnCallReplaceRequestParam) -> None:
@@ -117,7 +129,12 @@ class SipCall(pj.Call):
 
     @guarded
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
-        ci = self.getInfo()
+        self.media_changed(self.getInfo())
+
+    def media_changed(self, ci: pj.CallInfo) -> None:
+        """Connect the audio as negotiated; a dialog made by a REFER waits until it takes the call over."""
+        if self.transfer_of is not None:
+            return
         self._report_hold(ci)
         if isinstance(self.audio, NativePort):
             self._report_native_media(ci)
@@ -218,6 +235,19 @@ class SipCall(pj.Call):
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 return index
         return None
+
+    def release_port(self) -> BridgePort | None:
+        """Stop this dialog's audio going to and from its bridge port, and hand the port over."""
+        port, self.port = self.port, None
+        index = self._audio_index(self.getInfo())
+        if port is not None and index is not None:
+            media = self.getAudioMedia(index)
+            try:
+                media.stopTransmit(port)
+                port.stopTransmit(media)
+            except pj.Error as exc:
+                log.debug("call %s: bridge port not disconnected: %s", self.call_id, exc.reason)
+        return port
 
     def detach_media(self) -> list[pj.AudioMedia]:
         """Give the bridge port back, silence the tone and hand it over for deletion."""

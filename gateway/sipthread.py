@@ -6,7 +6,7 @@ call/account callback happens on the single thread this module owns.  The
 conference bridge's clock thread additionally calls the audio ports'
 ``onFrameRequested``/``onFrameReceived``.
 
-Crossing happens in exactly three ways, all defined here or in
+Crossing happens in exactly four ways, all defined here or in
 :mod:`gateway.sipapi`:
 
 - asyncio -> SIP thread: ``await sip.run(fn, *args)`` queues ``fn`` and waits
@@ -14,7 +14,10 @@ Crossing happens in exactly three ways, all defined here or in
 - SIP or clock thread -> asyncio: ``sip.to_loop(fn, *args)``, a
   ``call_soon_threadsafe`` that is silently dropped once the loop is gone;
 - audio towards pjsua2: a :class:`~gateway.sipapi.FrameQueue`, a bounded
-  deque the clock thread pops and asyncio appends to.
+  deque the clock thread pops and asyncio appends to;
+- an answer asyncio must give inside a pjsua2 callback: a :class:`Reply` the
+  SIP thread waits for, briefly.  Only a REFER needs it: pjsua2 answers it
+  when ``onCallTransferRequest`` returns, and only call control may say yes.
 
 Every pjsua2 callback is wrapped in :func:`guarded`: an exception in it is
 logged and handed to the object's ``callback_failed``, never left to SWIG,
@@ -36,7 +39,7 @@ import logging
 import queue
 import socket
 import threading
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 import pjsua2 as pj
 
@@ -181,6 +184,32 @@ class SipThread:
                 # their destructors would run on an unregistered thread and crash.
                 future.set_exception(exc.with_traceback(None))
             del fn
+
+
+class Reply(Generic[T]):
+    """A value the SIP thread waits for, given from the asyncio loop (or any thread).
+
+    The SIP thread stops while it waits, so every other dialog waits too: use
+    it only where pjsua2 leaves no choice, with a short ``timeout``.
+    """
+
+    def __init__(self) -> None:
+        self._future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def give(self, value: T) -> None:
+        """Answer; an answer after the first, or after the wait gave up, is dropped."""
+        try:
+            self._future.set_result(value)
+        except concurrent.futures.InvalidStateError:
+            pass
+
+    def wait(self, timeout: float, otherwise: T) -> T:
+        """The answer, or ``otherwise`` when none came within ``timeout`` seconds (SIP thread)."""
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            self._future.cancel()
+            return otherwise
 
 
 def guarded(callback: Callback) -> Callback:

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 
 import pjsua2 as pj
 
-from . import audioformat, engineapi as api, logs
+from . import audioformat, engineapi as api, logs, siptransfer
 from .config import SipConfig
 from .engineapi import SipRole
 from .rtpsockets import bind_pair
-from .sipaccount import LocalAccount, TrunkAccount, name_addr, trunk_uri
-from .sipapi import CallAudio, Caller, MediaTimeout, NativePort, NativeSocket, Quality, SipEvent, SipEventSink
+from .sipaccount import LocalAccount, TrunkAccount, name_addr, name_and_uri, trunk_uri
+from .sipapi import CallAudio, Caller, MediaTimeout, NativePort, NativeSocket, Quality, SipError, SipEvent, SipEventSink
 from .sipcall import SipCall
 from .sipcheck import invite_problem
 from .sipport import BridgePorts
@@ -42,8 +42,6 @@ _GRAVE_SECONDS = 0.2
 _PORT_TRIES = 5
 _REQUEST_USER = re.compile(r"^[A-Z]+ sips?:([^@;>\s]+)@")
 _URI_USER = re.compile(r"sips?:([^@;>\s]+)@")
-_DISPLAY_NAME = re.compile(r'^\s*"?([^"<]*?)"?\s*<')
-_NAME_ADDR = re.compile(r'^[^<]*<|>.*$')
 _FRONT_SOURCE = re.compile(r"^X-Gateway-Source:\s*([^;\s]+)(;transport=tls)?", re.MULTILINE | re.IGNORECASE)
 """Where the front received an INVITE from, and whether over TLS: behind it, every INVITE comes from the front."""
 _SDES = re.compile(r"^a=crypto:", re.MULTILINE)
@@ -318,12 +316,23 @@ class SipUserAgent:
             prm.opt.flag = pj.PJSUA_CALL_UNHOLD
             call.reinvite(prm)
 
+    def transfer(self, call_id: str, trunk: str, target: str, replacing: str) -> None:
+        """REFER the far end of ``call_id`` to ``target`` (through ``trunk``, as :meth:`make_call`
+        would call it), or to ``replacing``'s far end; raises ``pj.Error``, or :class:`SipError` for a call gone."""
+        call, other = self.calls.get(call_id), self.calls.get(replacing) if replacing else None
+        if call is None or (replacing and other is None):
+            raise SipError(481, "That call is gone")
+        siptransfer.refer(call, trunk_uri(self.trunks[trunk].trunk, target) if trunk else target, other)
+
     def tick(self) -> None:
         """Once a second: end calls whose RTP stopped, free dead calls' objects, retry refused registrations."""
         now = time.monotonic()
         for trunk in self.trunks.values():
             trunk.retry_registration(now)
-        for call in self.calls.values():
+        for call in list(self.calls.values()):
+            if call.transfer_of is not None:
+                siptransfer.check_started(call, now)
+                continue
             packets = call.received_packets()
             if packets is None or packets != call.rx_packets:
                 call.rx_packets = -1 if packets is None else packets
@@ -389,10 +398,8 @@ class SipUserAgent:
         to_user = request.group(1) if request else ""
         if to_header and (not to_user or (trunk is not None and to_user == trunk.username)):
             to_user = to_header.group(1)
-        name = _DISPLAY_NAME.match(ci.remoteUri)
-        from_uri = _NAME_ADDR.sub("", ci.remoteUri).strip()
+        display, from_uri = name_and_uri(ci.remoteUri)
         log.info("SIP INVITE %s for %r from %s (%s)%s", call_id, to_user, from_uri, source, f" on trunk {trunk.name}" if trunk else "")
-        display = name.group(1).strip() if name else ""
         self.emit(api.Incoming(call_id, to_user, from_uri, display, trunk.name if trunk else "", source, from_gateway))
 
     def new_call_id(self) -> str:

@@ -14,7 +14,7 @@ from gateway.config import Config
 from gateway.engine import MediaEngine
 from gateway.sipapi import (
     TOO_MANY_CALLS, CallAudio, Caller, Disconnected, MediaTimeout, NativePort, Quality, Responded, SipError,
-    SipEvent, SipEventSink,
+    SipEvent, SipEventSink, TransferRequest,
 )
 
 from .peers.net import wait_for_async
@@ -71,6 +71,11 @@ class FakeSipLeg:
 
     async def hold(self, call_id: str, hold: bool) -> None:
         self.journal.append(("hold", call_id, hold))
+
+    async def transfer(self, call_id: str, trunk: str, target: str, replacing: str) -> None:
+        self.journal.append(("transfer", call_id, target or replacing))
+        if target in self.refuse:
+            raise self.refuse[target]
 
     async def quality(self, call_id: str) -> Quality:
         return ("PCMU/8000", 1.0, 0.0, 2.0)
@@ -290,6 +295,50 @@ async def test_an_answer_is_taken_only_once(rig: Rig) -> None:
     await rig.asked("answer", "in1")
     assert rig.journal.count(("answer", "in1")) == 1
     assert len(rig.browsers) == 1
+
+
+async def answered_call(rig: Rig) -> None:
+    rig.dial("c1", "first")
+    await rig.asked("invite", "c1", "first")
+    rig.sip.tell(api.Answered("c1"))
+    await rig.emitted(api.Answered)
+
+
+async def test_a_far_ends_refer_waits_for_controls_verdict_and_only_one_at_a_time(rig: Rig) -> None:
+    await answered_call(rig)
+    verdicts: list[tuple[bool, str]] = []
+    rig.sip.tell(TransferRequest("c1", "sip:601@192.0.2.1:5060", verdicts.append))
+    assert await rig.emitted(api.TransferAsked) == api.TransferAsked("c1", "sip:601@192.0.2.1:5060")
+    rig.sip.tell(TransferRequest("c1", "sip:600@192.0.2.1:5060", verdicts.append))
+    rig.engine.send(api.TransferVerdict("c1", True))
+    await wait_for_async(lambda: len(verdicts) == 2, 2)
+    assert verdicts == [(False, "the call is not answered"), (True, "")]
+    rig.sip.tell(api.Transferred("c1", "sip:601@192.0.2.1:5060", ""))
+    assert await rig.emitted(api.Transferred) == api.Transferred("c1", "sip:601@192.0.2.1:5060", "")
+    rig.sip.tell(TransferRequest("c1", "sip:600@192.0.2.1:5060", verdicts.append))
+    assert len([event for event in rig.events if isinstance(event, api.TransferAsked)]) == 2, "answered again after it"
+
+
+async def test_a_verdict_still_awaited_when_the_call_ends_is_no(rig: Rig) -> None:
+    await answered_call(rig)
+    verdicts: list[tuple[bool, str]] = []
+    rig.sip.tell(TransferRequest("c1", "sip:601@192.0.2.1:5060", verdicts.append))
+    await rig.emitted(api.TransferAsked)
+    rig.sip.tell(Disconnected("c1", 200, "Normal call clearing"))
+    await rig.emitted(api.Ended)
+    assert verdicts == [(False, "the call ended")]
+    rig.sip.tell(TransferRequest("c2", "sip:601@192.0.2.1:5060", verdicts.append))
+    await wait_for_async(lambda: len(verdicts) == 2, 2)
+    assert verdicts[1][0] is False, "a REFER for a call the engine does not know"
+
+
+async def test_a_refer_pjsua2_cannot_send_is_a_failed_transfer_and_the_call_goes_on(rig: Rig) -> None:
+    await answered_call(rig)
+    rig.sip.refuse["sip:b@192.0.2.9"] = SipError(481, "That call is gone")
+    rig.engine.send(api.Transfer("c1", "", "sip:b@192.0.2.9"))
+    status = await rig.emitted(api.TransferStatus)
+    assert (status.code, status.reason) == (500, "Cannot transfer: That call is gone")
+    assert not rig.ended()
 
 
 async def test_stop_hangs_up_every_call_then_stops_the_sip_leg() -> None:

@@ -10,9 +10,11 @@ from gateway import endcause, engineapi
 from gateway.apitokens import TokenChecker, hash_token, new_token
 from gateway.callstate import CallState, can_move
 from gateway.config import ConfigError, load, recording_dir, worker_count
+from gateway.dialplan import load_plan
 from gateway.control import CallControl, RequestError
 from gateway.passwords import hash_password, is_password_hash, verify_password
 from gateway.supervisor import Supervisor
+from gateway.transfer import FarEnd, refer_refusal
 from gateway.turn import turn_server
 
 
@@ -70,6 +72,12 @@ def test_call_state_moves(old: CallState, new: CallState, allowed: bool) -> None
         engineapi.TrunkState("carrier", False, 403, "Forbidden"),
         engineapi.Reject("c2", 480, "Not available", ("alice", "bob")),
         engineapi.EngineReady("127.0.0.1:5071", 4),
+        engineapi.Transfer("c1", "carrier", "+4420"),
+        engineapi.Transfer("c1", replacing="c3"),
+        engineapi.TransferVerdict("c1", False, "no"),
+        engineapi.TransferAsked("c1", "sip:601@h"),
+        engineapi.Transferred("c1", "sip:601@h", "Tone"),
+        engineapi.TransferStatus("c1", 603, "Declined"),
     ],
 )
 def test_engine_messages_survive_json(message: object) -> None:
@@ -353,3 +361,39 @@ def test_recording_dir_is_read_relative_to_the_file_and_defaults_to_the_state_di
     assert recording_dir(load(path)) == Path(".gateway") / "recordings"
     path.write_text("[recording]\ndir = 'calls'\n")
     assert recording_dir(load(path)) == tmp_path / "calls"
+
+
+_TRANSFER_PLAN = load_plan({
+    "dialplan": {"country": "GB"},
+    "users": {"alice": {"allow": ["national", "sip_uri"]}, "bob": {}},
+    "trunks": [{"name": "pbx", "host": "192.0.2.10:5060"}],
+    "routes": [{"prefix": "+", "trunks": ["pbx"]}],
+})
+_PBX = FarEnd(trusted=True, trunk="pbx")
+
+
+@pytest.mark.parametrize(
+    ("far_end", "user", "target", "refusal"),
+    [
+        (FarEnd(), "alice", "sip:601@192.0.2.1:5070", "only from trunks"),
+        (_PBX, "alice", "<sip:601@192.0.2.1:5070>", None),
+        (FarEnd(trusted=True), "alice", "sip:bob@192.0.2.1:5070", None),
+        (_PBX, "alice", "sip:nobody@192.0.2.1:5070", "no user called nobody"),
+        (_PBX, "alice", "sip:+441234567890@192.0.2.10", None),
+        (_PBX, "alice", "sip:+12125550123@192.0.2.10:5060;user=phone", "may not call +12125550123"),
+        (FarEnd(trusted=True, trunk="other"), "alice", "sip:+441234567890@192.0.2.10", "only trunk pbx itself"),
+        (_PBX, "alice", "sip:carol@198.51.100.1", None),
+        (_PBX, "bob", "sip:carol@198.51.100.1", "bob may not call sip:carol@198.51.100.1"),
+        (_PBX, "alice", "sip:+441234567890@192.0.2.1:5070", "another way"),
+        (_PBX, "alice", "tel:+441234567890", "not a sip: address"),
+    ],
+    ids=[
+        "stranger", "builtin", "user", "unknown-user", "trunk-number", "forbidden-number", "not-this-trunk",
+        "sip-address", "sip-not-allowed", "number-at-the-gateway", "tel",
+    ],
+)
+def test_a_far_ends_refer_is_obeyed_only_for_what_the_user_may_call_as_the_dialplan_calls_it(
+    far_end: FarEnd, user: str, target: str, refusal: str | None
+) -> None:
+    found = refer_refusal(_TRANSFER_PLAN, far_end, user, target, {"192.0.2.1:5070"})
+    assert found is None if refusal is None else refusal in (found or "")

@@ -64,9 +64,10 @@ class Sipp:
         rtp_echo: bool = False,
         ip: str = LOOPBACK,
         lifetime_s: int = 120,
+        port: int = 0,
     ) -> None:
         self.ip = ip
-        self.port = free_udp_port()
+        self.port = port or free_udp_port()
         # sipp's RTP echo binds media_port and media_port + 2 (audio and "video").
         self.media_port = free_udp_port(block=3) if rtp_echo else None
         self.log_dir = Path(log_dir)
@@ -213,13 +214,14 @@ def uac(
     return _one_request(log_dir, "uac", str(scenario), target_uri, options, rtp_echo=True, ip=ip)
 
 
-def refer_attempt(log_dir: Path, target_uri: str, refer_to: str, *, ip: str = LOOPBACK) -> Sipp:
-    """A stranger's call to `target_uri` that, once answered, REFERs the gateway to `refer_to`;
-    the scenario succeeds when the REFER gets 403 and the gateway later ends the call with BYE."""
-    host, port = uri_address(target_uri)
+def refer_attempt(log_dir: Path, target_uri: str, refer_to: str, *, ip: str = LOOPBACK, port: int = 0) -> Sipp:
+    """A call to `target_uri` that, a second after the answer, REFERs the gateway to `refer_to`; the
+    scenario succeeds when the REFER gets 403 (a stranger's) or 202 (a trunk's: NOTIFYs are answered)
+    and the gateway later ends the call with BYE. From `port` (default: a free one), to be known as a trunk."""
     scenario = ["-sf", str(SCENARIOS / "uac_refer.xml"), "-m", "1"]
     variables = {"ruri": target_uri, "refer_to": refer_to}
-    return Sipp(log_dir, "refer", scenario, remote=f"{host}:{port}", variables=variables, rtp_echo=True, ip=ip)
+    remote = "{}:{}".format(*uri_address(target_uri))
+    return Sipp(log_dir, "refer", scenario, remote=remote, variables=variables, rtp_echo=True, ip=ip, port=port)
 
 
 def malformed_request(log_dir: Path, target_uri: str, *, ip: str = LOOPBACK) -> Sipp:

@@ -14,6 +14,7 @@ export const CAUSE_WORDS = {
   not_responding: "Not responding",
   rejected: "Not allowed",
   answered_elsewhere: "Answered elsewhere",
+  transferred: "Transferred",
   network_error: "Connection lost",
   failed: "Call failed",
 };
@@ -28,6 +29,7 @@ const ENDINGS = {
   normal: { tone: "neutral", say: () => "Call ended" },
   cancelled: { tone: "neutral", say: () => "Call cancelled" },
   answered_elsewhere: { tone: "neutral", say: () => "Answered on another device" },
+  transferred: { tone: "neutral", say: () => "Call transferred" },
   busy: { tone: "notice", say: (who, end) => (BUSY_HERE.has(end.code) ? `${who} is busy` : "All lines are busy. Try again in a moment") },
   declined: { tone: "notice", say: (who) => `${who} declined the call` },
   no_answer: { tone: "notice", say: (who) => `${who} did not answer` },

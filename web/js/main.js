@@ -12,6 +12,7 @@ import { startContacts } from "./contacts.js";
 import { startAudioSettings, startNotifications } from "./devices.js";
 import { startRecording } from "./recording.js";
 import { startMailbox } from "./mailbox.js";
+import { startTransfer } from "./transfer.js";
 
 const { els } = ui;
 const DIAL_KEYS = new Set(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "+"]);
@@ -52,6 +53,8 @@ const updateQuality = startQualityPanel({
   getPc: () => phone.pc,
   ask: (call, browser) => sig.request({ type: "stats", call, ...(browser ? { browser } : {}) }, 5000),
 });
+
+const renderTransfer = startTransfer({ phone, onError: (err) => showFailure(err) });
 
 // History and contacts: the gateway keeps both; a press on an entry calls it.
 const callBack = {
@@ -354,6 +357,7 @@ function isActivatable(el) {
 function render() {
   const view = phone.view();
   ui.renderCall(view);
+  renderTransfer(view);
   ui.renderTitle(view, missedFrom);
   updateQuality(view);
   recording.update(view);

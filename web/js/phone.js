@@ -56,6 +56,8 @@ class Call {
     this.holdRemote = false; // the SIP side put us on hold
     this.holdPending = false; // a `hold`/`resume` was sent, its event not yet here
     this.holdWanted = false; // what we last asked for: the microphone goes quiet at once, not when the gateway confirms
+    this.transferTo = ""; // a transfer of ours under way: to this number, or "call" (to our other call)
+    this.transferredTo = ""; // the other side is transferring us there (the gateway calls it)
   }
 }
 
@@ -76,7 +78,7 @@ export class Phone extends EventTarget {
     this.#sig = sig;
     this.#audio = audioElement;
     sig.on("incoming", (m) => this.#onIncoming(m));
-    for (const type of ["sdp", "ringing", "early_media", "answered", "ended", "dtmf", "hold"]) {
+    for (const type of ["sdp", "ringing", "early_media", "answered", "ended", "dtmf", "hold", "transferring", "transferred", "transfer_failed"]) {
       sig.on(type, (m) => this.#route(m));
     }
     sig.on("close", () => this.signedOut("network_error", "Connection to the gateway was lost"));
@@ -154,6 +156,12 @@ export class Phone extends EventTarget {
       // Both calls, oldest first, once there are two.
       lines: other ? lines.map((c) => lineView(c, c === live)) : [],
       canSwap: !!other && live.state === "answered" && other.state === "answered" && !live.holdPending && !other.holdPending,
+      // Transfer (see transfer.js): ours under way (its target), the other side's, and what may be done now.
+      transferTo: live?.transferTo ?? "",
+      transferredTo: live?.transferredTo ?? "",
+      canTransfer: !other && live?.state === "answered" && !live.transferTo && !live.transferredTo,
+      canCompleteTransfer:
+        !!other && live?.state === "answered" && other.state === "answered" && !live.transferTo && !other.transferTo,
       // The other call ended while this one stays on hold: {peer, peerName}, until the user acts.
       endedBeside:
         live && !other && this.#endedBeside && (live.holdWanted || live.holdLocal)
@@ -162,9 +170,14 @@ export class Phone extends EventTarget {
     };
   }
 
-  /** Place a call to `to` (see dialtarget.js). Resolves when the attempt is over or under way. */
-  async dial(to) {
-    if (!to || this.#live()) return;
+  /**
+   * Place a call to `to` (see dialtarget.js). Resolves when the attempt is over or under way.
+   * `beside`: the call in progress is answered and stays, on hold (the consultation of an attended transfer).
+   */
+  async dial(to, { beside = false } = {}) {
+    const live = this.#live();
+    if (!to || (live && !(beside && live.state === "answered" && this.#lines().length === 1))) return;
+    if (live) this.#requestHold(live, true);
     const call = new Call("out");
     call.peer = to;
     this.#endedBeside = null;
@@ -280,6 +293,32 @@ export class Phone extends EventTarget {
     this.#requestHold(other, false);
     this.#focus(other);
     this.#changed();
+  }
+
+  /** Blind transfer: the far end of the call shown is connected to `to`; this call ends once it says so. */
+  transfer(to) {
+    const call = this.#live();
+    if (!to || !this.view().canTransfer) return;
+    this.#askTransfer(call, to, { to });
+  }
+
+  /** Attended transfer, once the consultation call is answered: join the far ends of both calls and leave. */
+  completeTransfer() {
+    if (!this.view().canCompleteTransfer) return;
+    const live = this.#live();
+    const held = this.#lines().find((c) => c !== live);
+    live.transferTo = "call";
+    this.#askTransfer(held, "call", { to_call: live.id });
+  }
+
+  #askTransfer(call, to, target) {
+    call.transferTo = to;
+    this.#changed();
+    this.#sig.send({ type: "transfer", call: call.id, ...target }, (err) => {
+      for (const c of this.#lines()) c.transferTo = "";
+      this.#changed();
+      this.#error(err);
+    });
   }
 
   /** Ask the gateway to hold or resume `call`; its microphone follows at once, the display on the `hold` event. */
@@ -402,7 +441,22 @@ export class Phone extends EventTarget {
         return this.#onDtmf(call, msg);
       case "hold":
         return this.#onHold(call, msg);
+      case "transferring":
+        return this.#onTransfer(call, { transferredTo: String(msg.to ?? "") });
+      case "transferred":
+        return this.#onTransfer(call, { peer: String(msg.peer ?? ""), peerName: String(msg.peer_name ?? ""), transferredTo: "" });
+      case "transfer_failed":
+        for (const c of this.#lines()) c.transferTo = "";
+        this.#onTransfer(call, { transferredTo: "" });
+        return this.#error(new Error(String(msg.reason || "The transfer failed")));
     }
+  }
+
+  /** A transfer's news for `call`: who it is with now, and what is under way. */
+  #onTransfer(call, changes) {
+    if (call.state === "ended") return;
+    Object.assign(call, changes);
+    this.#changed();
   }
 
   #onIncoming(msg) {

@@ -1,0 +1,94 @@
+"""Call transfer as call control decides it: what a page may ask for, and which REFERs are obeyed.
+
+A page transfers an answered call of its own, blind (``to``: checked by the
+dialplan exactly as if the user had dialled it) or attended (``to_call``:
+another answered call of that page).  Either way the engine REFERs the far
+end, which places the new call itself; the page's call ends with cause
+``transferred`` once the far end reports success, and stays as it was when
+it reports failure or refuses the REFER.
+
+A far end's REFER (a PBX transferring the page's call elsewhere) is obeyed
+only when the far end is a trunk, one of ``trusted_sources`` or the gateway
+itself (another web user's call), and the target is one the dialplan lets
+the page's user call, dialled the way the dialplan would dial it.  pjsua2
+dials a REFER's target itself, as the Refer-To URI on the call's own
+account, so that URI must be the dialplan's own way there: a web user or
+built-in extension at the gateway's address, a number the dialplan sends
+through the very trunk the call came through, at that trunk's address (any
+trunk's address is read this way, so a sip: address cannot reach a trunk
+around the user's permissions), or a sip: address the user may call as it
+is.  Everything else is refused with 403, and the page is told.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Collection
+from urllib.parse import unquote
+
+from .dialplan import Dialplan, Route, Target
+
+_URI = re.compile(
+    r"^\s*<?sips?:(?:(?P<user>[^@;?>]+)@)?(?P<host>\[[^\]>]+\]|[^:;?>]+)(?::(?P<port>\d+))?[^>]*>?\s*$", re.IGNORECASE
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class FarEnd:
+    """Whom a call's SIP side talks to, as far as a REFER from there is concerned."""
+
+    trusted: bool = False
+    """A trunk, a trusted source or the gateway itself: its REFERs are considered at all."""
+    trunk: str = ""
+    """The trunk the call goes through, if any."""
+
+
+def far_end_of_route(route: Route) -> FarEnd:
+    """The far end of a call the dialplan routed: the gateway itself, a trunk, or a sip: address (a stranger)."""
+    if route.action == "local":
+        return FarEnd(trusted=True)
+    first = route.targets[0] if route.targets else None
+    if route.action == "trunk" and isinstance(first, Target):
+        return FarEnd(trusted=True, trunk=first.trunk)
+    return FarEnd()
+
+
+def far_end_of_incoming(plan: Dialplan, trunk: str, source: str, from_gateway: bool) -> FarEnd:
+    """The far end of a SIP call to the gateway: its trunk, the gateway itself, or its source address."""
+    return FarEnd(trusted=bool(trunk) or from_gateway or plan.trusts(source), trunk=trunk)
+
+
+def refer_refusal(plan: Dialplan, far_end: FarEnd, user: str, target: str, gateway: Collection[str]) -> str | None:
+    """Why the far end's REFER of ``user``'s call to ``target`` is refused, or None to obey it.
+
+    ``gateway`` holds the gateway's own SIP addresses (``host:port``).
+    """
+    if not far_end.trusted:
+        return "transfers are taken only from trunks and trusted sources"
+    match = _URI.match(target)
+    if match is None or not match["user"]:
+        return f"{target} is not a sip: address with a user part"
+    number, address = unquote(match["user"]), (match["host"].lower().strip("[]"), int(match["port"] or 5060))
+    trunk = next((name for name, trunk in plan.trunks.items() if address == (trunk.hostname.lower(), trunk.port or 5060)), "")
+    if address in {_address(text) for text in gateway}:
+        dialled, way = number, "local"
+    elif trunk:
+        dialled, way = number, "trunk"
+    else:
+        dialled, way = f"sip:{number}@{match['host']}" + (f":{match['port']}" if match["port"] else ""), "sip"
+    route = plan.outbound(dialled, user)
+    if route.action == "reject":
+        return f"{user} may not call {dialled}: {route.reason}"
+    first = route.targets[0] if route.targets else None
+    if route.action != way or (way == "trunk" and not (isinstance(first, Target) and first.trunk == trunk)):
+        return f"the dialplan would call {dialled} another way"
+    if way == "trunk" and trunk != far_end.trunk:
+        return f"only trunk {trunk} itself may transfer calls to its numbers"
+    return None
+
+
+def _address(text: str) -> tuple[str, int]:
+    """The gateway's ``host:port`` (``[v6]:port``) as a lower-case host without brackets and a port."""
+    host, _, port = text.rpartition(":")
+    return host.lower().strip("[]"), int(port) if port.isdigit() else 5060
