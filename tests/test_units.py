@@ -17,6 +17,8 @@ from gateway.supervisor import Supervisor
 from gateway.transfer import FarEnd, refer_refusal
 from gateway.turn import turn_server
 
+from .fakes import FakeLink, FakePage
+
 
 @pytest.mark.parametrize(
     ("code", "cause"),
@@ -176,34 +178,15 @@ def test_worker_count_follows_capacity_and_cores(tmp_path: Path, engines: str, c
     assert worker_count(load(path), cores) == workers
 
 
-class _Link:
-    def __init__(self) -> None:
-        self.sent: list[object] = []
-
-    def send(self, command: object) -> None:
-        self.sent.append(command)
-
-
-class _Page:
-    user: str | None = None
-    source = "127.0.0.1"
-
-    def __init__(self) -> None:
-        self.messages: list[dict] = []
-
-    def send(self, message: dict) -> None:
-        self.messages.append(message)
-
-
 async def test_calls_go_to_the_engine_with_most_room_and_busy_when_none_has_any() -> None:
     control = CallControl(load(None), sip_host="front:5060")
-    links = [_Link(), _Link()]
+    links = [FakeLink(), FakeLink()]
     full: list[tuple[object, bool]] = []
     control.on_load = lambda link, is_full: full.append((link, is_full))
     for index, link in enumerate(links):
         control.attach(link)
         control.on_event(link, engineapi.EngineReady(f"engine{index}:5071", 2))
-    pages = [_Page() for _ in range(3)]  # a page has two calls at most
+    pages = [FakePage() for _ in range(3)]  # a page has two calls at most
     for page in pages:
         await control.sign_in(page, "alice", None)
     calls = [control.place_call(pages[i // 2], "600", "v=0") for i in range(4)]
@@ -221,10 +204,10 @@ async def test_calls_go_to_the_engine_with_most_room_and_busy_when_none_has_any(
 async def test_a_page_has_two_calls_at_most_and_a_third_caller_gets_busy() -> None:
     """Call waiting: a second call rings a page in a call; a third gets 486 unless another tab has room."""
     control = CallControl(load(None))
-    link = _Link()
+    link = FakeLink()
     control.attach(link)
     control.on_event(link, engineapi.EngineReady("127.0.0.1:5071", 8))
-    page, other_tab = _Page(), _Page()
+    page, other_tab = FakePage(), FakePage()
     await control.sign_in(page, "alice", None)
     control.place_call(page, "600", "v=0")
 
@@ -250,11 +233,11 @@ async def test_a_page_has_two_calls_at_most_and_a_third_caller_gets_busy() -> No
 
 async def test_a_lost_engine_ends_its_calls_for_the_page_only() -> None:
     control = CallControl(load(None))
-    first, second = _Link(), _Link()
+    first, second = FakeLink(), FakeLink()
     for link in (first, second):
         control.attach(link)
         control.on_event(link, engineapi.EngineReady("127.0.0.1:5071", 4))
-    page = _Page()
+    page = FakePage()
     await control.sign_in(page, "alice", None)
     lost, kept = control.place_call(page, "600", "v=0"), control.place_call(page, "600", "v=0")
     assert (first.sent[0].call_id, second.sent[0].call_id) == (lost, kept)
@@ -291,7 +274,7 @@ def test_api_tokens_are_found_by_their_hash_only_with_bearer() -> None:
         assert checker.operator(header) is None, header
 
 
-async def _engine_and_alice(config_text: str = "", tmp_path: Path | None = None) -> tuple[CallControl, _Link, _Page, list[tuple[str, str]]]:
+async def _engine_and_alice(config_text: str = "", tmp_path: Path | None = None) -> tuple[CallControl, FakeLink, FakePage, list[tuple[str, str]]]:
     """Call control with one ready engine, alice signed in on one page (password "x"), and the events it reports."""
     config = load(None)
     if tmp_path is not None:
@@ -300,10 +283,10 @@ async def _engine_and_alice(config_text: str = "", tmp_path: Path | None = None)
     control = CallControl(config)
     reported: list[tuple[str, str]] = []
     control.on_call = lambda event, call: reported.append((event, call.state.value))
-    link = _Link()
+    link = FakeLink()
     control.attach(link)
     control.on_event(link, engineapi.EngineReady("127.0.0.1:5071", 4))
-    page = _Page()
+    page = FakePage()
     await control.sign_in(page, "alice", "x")
     return control, link, page, reported
 

@@ -35,6 +35,7 @@ from .peers.baresip import Baresip
 from .peers.net import wait_for
 from .webclient import WebClient
 
+from .fakes import FakeLink, FakePage
 MAX_SECONDS = 3
 QUICK = f"[voicemail]\nafter_seconds = 1.5\nmax_seconds = {MAX_SECONDS}\n"
 """Voicemail after 1.5 s of ringing; the gateway ends the call once the message is 3 s long."""
@@ -153,35 +154,22 @@ def test_bad_voicemail_settings_stop_the_start(tmp_path: Path, section: str, pro
         load(tmp_path / "gateway.toml")
 
 
-class _Link:
-    def __init__(self) -> None:
-        self.sent: list[object] = []
+class _Page(FakePage):
+    """A page signed in from another machine."""
 
-    def send(self, command: object) -> None:
-        self.sent.append(command)
-
-
-class _Page:
-    user: str | None = None
     source = "192.0.2.50"
 
-    def __init__(self) -> None:
-        self.messages: list[dict] = []
 
-    def send(self, message: dict) -> None:
-        self.messages.append(message)
-
-
-async def _control(tmp_path: Path, voicemail: str = "") -> tuple[CallControl, _Link]:
+async def _control(tmp_path: Path, voicemail: str = "") -> tuple[CallControl, FakeLink]:
     (tmp_path / "gateway.toml").write_text(f'state_dir = "state"\n[voicemail]\nafter_seconds = 0.05\n{voicemail}')
     control = CallControl(load(tmp_path / "gateway.toml"))
-    link = _Link()
+    link = FakeLink()
     control.attach(link)
     control.on_event(link, api.EngineReady("127.0.0.1:5071", 4))
     return control, link
 
 
-def _incoming(control: CallControl, link: _Link, call_id: str, to: str = "alice") -> object:
+def _incoming(control: CallControl, link: FakeLink, call_id: str, to: str = "alice") -> object:
     control.on_event(link, api.Incoming(call_id, to, "sip:bob@192.0.2.1", "Bob", ""))
     return link.sent[-1]
 
