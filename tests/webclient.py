@@ -79,6 +79,7 @@ class WebClient:
         """Direct calls placed here, whose answer comes when the other page answers."""
         self.contacts: list[dict[str, Any]] = []
         self.history: list[dict[str, Any]] = []
+        self.mailbox: list[dict[str, Any]] = []
         """What the gateway kept for the user, as sent right after sign-in."""
 
     async def connect(self) -> dict[str, Any]:
@@ -111,8 +112,9 @@ class WebClient:
                 return message
 
     async def reply(self) -> dict[str, Any]:
-        """The next message that is not about the user's contacts or history, which can come at any time
-        (another page of the user changed them, or a call ended): those are kept in ``contacts``/``history``."""
+        """The next message that is not about the user's contacts, history or mailbox, which can come at any
+        time (another page of the user changed them, or a call ended): those are kept in ``contacts``,
+        ``history`` and ``mailbox``."""
         while True:
             message = await self.next()
             if message["type"] == "history_entry":
@@ -121,6 +123,8 @@ class WebClient:
                 self.history = message["entries"]
             elif message["type"] == "contacts":
                 self.contacts = message["contacts"]
+            elif message["type"] == "mailbox":
+                self.mailbox = message["entries"]
             else:
                 return message
 
