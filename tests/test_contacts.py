@@ -20,11 +20,11 @@ from gateway.userdata import UserData
 from gateway.userfiles import UserFiles
 
 from .browser import DESKTOP, PHONE, OpenPhone
+from .fakes import FakeLink, FakePage
 from .gatewayprocess import GatewayProcess
 from .pagelook import SMALL_TARGETS, contrasts
 from .peers import sipp
 from .test_browser_usability import CHANGE_ME
-from .test_units import _Link, _Page
 from .webclient import WebClient
 
 pytestmark = pytest.mark.timeout(90)
@@ -185,10 +185,10 @@ async def test_a_callers_contact_name_rings_and_every_page_of_the_user_gets_the_
     path = tmp_path / "gateway.toml"
     path.write_text(GB + SHARED)
     control = CallControl(load(path))
-    link = _Link()
+    link = FakeLink()
     control.attach(link)
     control.on_event(link, engineapi.EngineReady("127.0.0.1:5071", 4))
-    page, other_tab, bob = _Page(), _Page(), _Page()
+    page, other_tab, bob = FakePage(), FakePage(), FakePage()
     for session, user in ((page, "alice"), (other_tab, "alice"), (bob, "bob")):
         await control.sign_in(session, user, None)
     control.on_event(link, engineapi.Incoming("in1", "alice", f"sip:{OFFICE}@192.0.2.1", "Switchboard", ""))
@@ -214,10 +214,10 @@ async def test_a_group_call_is_in_every_members_history_answered_by_one(tmp_path
     path.write_text(GB + 'inbound_from = "anyone"\n[groups]\nsales = ["alice", "bob"]\n' + users
                     + '[[inbound]]\ndid = "+442079460000"\ngroup = "sales"\n')
     control = CallControl(load(path), userdata=UserData("GB", [], UserFiles(tmp_path / "users")))
-    link = _Link()
+    link = FakeLink()
     control.attach(link)
     control.on_event(link, engineapi.EngineReady("127.0.0.1:5071", 4))
-    page = _Page()
+    page = FakePage()
     await control.sign_in(page, "alice", "change-me")
     control.on_event(link, engineapi.Incoming("in1", "+442079460000", "sip:+447700900123@192.0.2.1", "", ""))
     control.answer(page, "in1", "v=0")

@@ -24,10 +24,10 @@ from gateway.control import CallControl
 
 from .audio import has_tone, tone, write_wav
 from .browser import DESKTOP, MIC_RATE, PHONE, BrowserPhone, open_phone
+from .fakes import FakeLink, FakePage
 from .gatewayprocess import GatewayProcess
 from .peers.net import wait_for_async
 from .scrape import scrape, value
-from .test_units import _Link, _Page
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -187,12 +187,12 @@ async def _settle() -> None:
 
 async def test_call_control_relays_sdp_hold_and_dtmf_and_reports_every_event() -> None:
     control = CallControl(load(None))
-    engine = _Link()
+    engine = FakeLink()
     control.attach(engine)
     control.on_event(engine, engineapi.EngineReady("127.0.0.1:5071", 4))
     reported: list[tuple[str, str, str]] = []
     control.on_call = lambda event, call: reported.append((event, call.direction, call.state.value))
-    alice, bob = _Page(), _Page()
+    alice, bob = FakePage(), FakePage()
     await control.sign_in(alice, "alice", None)
     await control.sign_in(bob, "bob", None)
 
@@ -239,10 +239,10 @@ async def test_without_direct_or_without_a_page_here_the_call_goes_to_an_engine(
     for direct, callee in ((False, "bob"), (True, "carol")):
         config.calls.direct = direct
         control = CallControl(config)
-        engine = _Link()
+        engine = FakeLink()
         control.attach(engine)
         control.on_event(engine, engineapi.EngineReady("127.0.0.1:5071", 4))
-        alice, bob = _Page(), _Page()
+        alice, bob = FakePage(), FakePage()
         await control.sign_in(alice, "alice", None)
         await control.sign_in(bob, "bob", None)
         call = control.place_call(alice, callee, "v=0 offer")
