@@ -87,14 +87,6 @@ async def answer_anna(phone: BrowserPhone, anna: Baresip, gateway: GatewayProces
     await phone.wait_tone(A_HZ)
 
 
-async def wait_heard(client: WebClient, freq: float, timeout: float = 10) -> None:
-    """Until the stand-in's last second of audio has `freq` clearly dominant."""
-    deadline = time.monotonic() + timeout
-    while not has_tone(client.last_heard(1.0), RATE, freq):
-        assert time.monotonic() < deadline, f"carol never heard {freq} Hz"
-        await asyncio.sleep(0.25)
-
-
 async def wait_not_heard(client: WebClient, freq: float, timeout: float = 10) -> None:
     """Until a whole second has passed in which the stand-in heard no `freq` (or nothing at all)."""
     start = deadline = time.monotonic()
@@ -184,7 +176,7 @@ async def test_answer_and_hold_swap_and_hang_up_each(
         await wait_for_async(lambda: any("a=sendonly" in invite for invite in anna.received("INVITE")), 10)
         await wait_for_async(lambda: holds(frames, anna_call) == [True], 10)
         await phone.wait_tone(B_HZ)
-        await wait_heard(carol, MIC_HZ)
+        await carol.wait_tone(MIC_HZ)
         await expect(page.locator("#swap")).to_be_enabled()
         await expect(page.locator("#hold")).to_be_hidden()
 
@@ -228,7 +220,7 @@ async def test_answer_and_hold_swap_and_hang_up_each(
         await expect(page.locator("#line-note")).to_be_hidden()
         assert (await carol.next("hold"))["remote"] is False
         await phone.wait_tone(B_HZ)
-        await wait_heard(carol, MIC_HZ)
+        await carol.wait_tone(MIC_HZ)
         await phone.hang_up()
         assert (await carol.next("ended"))["cause"] == "normal"
         await phone.wait_state("ended")

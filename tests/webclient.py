@@ -21,6 +21,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .audio import dominant_frequency, has_tone
+
 RATE = 48000
 FRAME = 960
 
@@ -204,6 +206,17 @@ class WebClient:
     def last_heard(self, seconds: float) -> np.ndarray:
         """The last ``seconds`` of received audio, 48 kHz mono."""
         return self.heard_since(0)[-int(seconds * RATE):]
+
+    async def wait_tone(self, freq: float, timeout: float = 10, seconds: float = 1.0) -> None:
+        """Until the last ``seconds`` heard (a whole window of them) have ``freq`` clearly dominant."""
+        deadline = time.monotonic() + timeout
+        while True:
+            heard = self.last_heard(seconds)
+            if len(heard) == int(seconds * RATE) and has_tone(heard, RATE, freq):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never heard {freq} Hz in {timeout} s; it hears {dominant_frequency(heard, RATE):.0f} Hz")
+            await asyncio.sleep(0.1)
 
     async def hang_up_media(self) -> None:
         if self._recorder is not None:
