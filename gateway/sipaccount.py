@@ -22,6 +22,7 @@ import pjsua2 as pj
 from . import engineapi as api
 from .config import SipConfig
 from .engineapi import SipRole
+from .rtpsockets import PORTS_PER_ENGINE
 from .sipthread import guarded
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ def _account(sip: SipConfig, role: SipRole, srtp: Srtp) -> pj.AccountConfig:
     if role.front:
         account.sipConfig.proxies.append(f"sip:{role.front};lr")
     account.mediaConfig.transportConfig.port = sip.rtp_port
+    # pjsua's own RTP (the Python media path) stays inside this engine's block too.
+    account.mediaConfig.transportConfig.portRange = PORTS_PER_ENGINE if sip.rtp_port else 0
     account.mediaConfig.transportConfig.boundAddress = sip.listen
     if sip.public_host:
         account.mediaConfig.transportConfig.publicAddress = sip.public_host
