@@ -258,7 +258,8 @@ async def test_dtmf_goes_as_sip_info_when_the_phone_has_no_telephone_event(
         call = await alice.call(phone.uri("bob"))
         await alice.next("answered")
         await alice.send({"type": "dtmf", "call": call, "digits": "5"})
-        await asyncio.sleep(1)
+        messages = phone.log_path("_messages.log")
+        await wait_for_async(lambda: messages.exists() and "INFO sip:" in messages.read_text(errors="replace"), 10)
         await alice.send({"type": "hangup", "call": call})
         await alice.next("ended")
         assert (await asyncio.to_thread(phone.result, 10)).returncode == 0, "the phone did not get the INFO"
@@ -268,10 +269,15 @@ async def test_the_page_can_read_the_sip_legs_quality(web_client, phone: Baresip
     alice = await web_client()
     call = await alice.call(phone.uri)
     await alice.next("answered")
-    await asyncio.sleep(2)
-    await alice.send({"type": "stats", "call": call, "id": "q1"})
-    stats = await alice.next("stats")
-    assert stats["id"] == "q1"
+
+    async def sip_stats() -> dict:
+        """The SIP leg's figures once its media runs (the codec is known from then)."""
+        await alice.send({"type": "stats", "call": call, "id": "q1"})
+        stats = await alice.next("stats")
+        assert stats["id"] == "q1"
+        return stats if stats["sip"]["codec"] else {}
+
+    stats = await wait_for_async(sip_stats, 10, interval=0.2)
     assert stats["sip"]["codec"] in ("PCMU/8000", "PCMA/8000")
     assert 0 <= stats["sip"]["loss_pct"] <= 100
 
