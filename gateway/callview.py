@@ -24,9 +24,22 @@ def describe(call: ControlCall) -> dict[str, Any]:
         "operator": call.operator or None,
         "created_at": iso_time(call.created),
         "answered_at": iso_time(call.answered),
+        "answered_by": answered_by(call),
         "ended_at": iso_time(call.ended),
         "end": None if end is None else {"cause": end.cause, "code": end.code, "reason": end.reason},
     }
+
+
+def answered_by(call: ControlCall) -> str | None:
+    """Who took the call: ``page`` (a web user), ``voicemail``, ``extension`` (a built-in one answered a SIP
+    call), ``far_end`` (the party a page or click-to-call dialled); None until it is answered."""
+    if call.answered is None:
+        return None
+    if call.direction != "inbound":
+        return "far_end"
+    if call.entry:
+        return "voicemail"
+    return "page" if call.owner is not None else "extension"
 
 
 def iso_time(moment: float | None) -> str | None:

@@ -21,6 +21,7 @@ import pytest
 from playwright.async_api import expect
 
 from gateway import endcause, engineapi as api, g711
+from gateway.callview import describe
 from gateway.config import ConfigError, load
 from gateway.control import CallControl
 from gateway.mailbox import MAX_ENTRIES, URL_SECONDS, Entry, Mailboxes
@@ -32,7 +33,7 @@ from .conftest import PHONE_HZ
 from .gatewayprocess import GatewayProcess
 from .peers import sipp
 from .peers.baresip import Baresip
-from .peers.net import wait_for
+from .peers.net import wait_for, wait_for_async
 from .webclient import WebClient
 
 from .fakes import FakeLink, FakePage
@@ -176,11 +177,13 @@ def _incoming(control: CallControl, link: FakeLink, call_id: str, to: str = "ali
 
 async def test_an_unanswered_call_goes_to_voicemail_and_the_message_reaches_every_page(tmp_path: Path) -> None:
     control, link = await _control(tmp_path)
+    reported: list[tuple[str, str | None]] = []
+    control.on_call = lambda event, call: reported.append((event, describe(call)["answered_by"]))
     pages = [_Page(), _Page()]
     for page in pages:
         await control.sign_in(page, "alice", None)
     assert _incoming(control, link, "7a3-1") == api.Ring("7a3-1")
-    await asyncio.sleep(0.1)  # after_seconds
+    await wait_for_async(lambda: isinstance(link.sent[-1], api.Serve), 5)  # after after_seconds
     serve = link.sent[-1]
     assert isinstance(serve, api.Serve) and (serve.call_id, serve.app, serve.greeting) == ("7a3-1", "voicemail", "")
     record = Path(serve.record)
@@ -190,6 +193,7 @@ async def test_an_unanswered_call_goes_to_voicemail_and_the_message_reaches_ever
     control.on_event(link, api.Answered("7a3-1"))
     control.on_event(link, api.VoicemailSaved("7a3-1", 4.5))
     control.on_event(link, api.Ended("7a3-1", "normal", 200, "Call ended"))
+    assert reported == [("ringing", None), ("answered", "voicemail"), ("ended", "voicemail")], "what webhooks tell operators"
     for page in pages:
         assert page.messages[-1]["type"] == "mailbox"
         assert page.messages[-1]["added"] == page.messages[-1]["entries"][0]
