@@ -101,6 +101,7 @@ class Front:
 
     async def start(self, workdir: Path) -> None:
         """Start our own Kamailio (when managed) and wait until its RPC answers."""
+        workdir = workdir.absolute()  # Kamailio runs in it: a relative path would be taken twice
         self._session = aiohttp.ClientSession(timeout=_RPC_TIMEOUT)
         if self.managed:
             self._process = _launch(self.write(workdir), workdir)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config import load
+from gateway.front import Front
 from . import peers, proctree
 from .audio import dominant_frequency, has_tone, tone_snr_db
 from .conftest import PHONE_HZ
@@ -196,3 +198,15 @@ async def test_the_fronts_json_rpc_wants_the_gateways_secret(start_gateway) -> N
             await asyncio.to_thread(gateway.front_rpc, "dlg.list", secret)
         assert refused.value.code == 403
     assert list(gateway.front_states().values()) == ["A"]
+
+
+async def test_the_front_starts_from_a_relative_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``state_dir`` is ".gateway" by default: Kamailio, started in its folder, must still find its files."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gateway.toml").write_text("[engines]\nworkers = 2\n")
+    front = Front(load(tmp_path / "gateway.toml"))
+    await front.start(Path(".gateway/front"))
+    try:
+        assert "kamailio" in str(await front.rpc("core.version")).lower()
+    finally:
+        await front.stop()
