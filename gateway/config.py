@@ -27,6 +27,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 TIMER_B = 32.0
 """RFC 3261's INVITE timeout (64 x T1): pjsip ends a silent INVITE with 408 by then whatever we configure."""
+PJSUA_ACCOUNTS = 8
+"""pjsua2-python's PJSUA_MAX_ACC: each engine holds its local account and one per trunk, and pjsua
+aborts the whole process (an assertion) on one more."""
 
 
 class ConfigError(Exception):
@@ -388,6 +391,11 @@ def validate(config: Config, origin: str) -> None:
         raise ConfigError(f"{origin}: webrtc.jitter_ms must be 20-300")
     if not 1 <= config.sip.max_calls <= 4:
         raise ConfigError(f"{origin}: sip.max_calls must be 1-4 (pjsua2-python is built for at most 4 calls)")
+    if len(config.plan.trunks) > PJSUA_ACCOUNTS - 1:
+        raise ConfigError(
+            f"{origin}: {len(config.plan.trunks)} trunks, but a media engine holds at most {PJSUA_ACCOUNTS - 1}"
+            f" (pjsua2 has room for {PJSUA_ACCOUNTS} accounts: its own and one per trunk)"
+        )
     if not 0 < config.sip.max_invites_per_second <= 50:
         raise ConfigError(f"{origin}: sip.max_invites_per_second must be above 0 and at most 50 (pjlib aborts near 60)")
     if config.calls.ring_timeout <= 0 or config.sip.media_timeout <= 0:
