@@ -111,7 +111,11 @@ class UserRegistrations:
             extension, user, contact_host, extension, trunk.host, "", extension, self._secrets[user], ".",
             f"sip:{trunk.host};transport={trunk.transport}", trunk.expires, 0, 0, ".", self._contact,
         )
-        await self._rpc("uac.reg_add", *record)
+        try:
+            await self._rpc("uac.reg_add", *record)
+        except OSError:  # a record left by a removal that failed: start afresh
+            await self._rpc("uac.reg_remove", extension)
+            await self._rpc("uac.reg_add", *record)
         log.info("registering %s at %s as extension %s", user, trunk.name, extension)
 
     async def _remove(self, user: str) -> None:

@@ -6,10 +6,12 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.config import ConfigError, load, worker_count
+from gateway.userregistration import UserRegistrations
 
 from .gatewayprocess import GatewayProcess
 from .peers.baresip import Baresip
@@ -91,6 +93,31 @@ async def test_a_signed_in_user_is_a_phone_at_the_pbx_until_they_sign_out(
         assert pbx.registered("202"), "bob is still signed in"
         await bob.close()
         await asyncio.to_thread(wait_for, lambda: not pbx.registered("202"), 10, "bob's registration never went")
+        await asyncio.to_thread(wait_for, lambda: gateway.front_rpc("uac.reg_dump") == [], 10, "records stayed")
+
+
+async def test_more_users_than_pjsua_has_accounts_register_at_once(
+    start_gateway: Callable[..., GatewayProcess], tmp_path: Path
+) -> None:
+    """pjsua2 aborts on a ninth account; the front's registrations have no such limit."""
+    extensions = [str(number) for number in range(211, 223)]
+    users = "".join(
+        f'[users.u{number}]\npassword = "{HASH}"\nextension = "{number}"\nsip_password = "pw{number}"\n\n'
+        for number in extensions
+    )
+    with Kamailio(tmp_path / "pbx", {number: f"pw{number}" for number in extensions}) as pbx:
+        config = f'[dialplan]\ncountry = "GB"\n\n{users}[[trunks]]\nname = "pbx"\nhost = "127.0.0.1:{pbx.port}"\nregister_users = true\n'
+        gateway = start_gateway(config)
+        pages = [await signed_in(gateway, f"u{number}") for number in extensions]
+        try:
+            for number in extensions:
+                await asyncio.to_thread(pbx.wait_registered, number, 15)
+        finally:
+            for page in pages:
+                await page.close()
+        await asyncio.to_thread(
+            wait_for, lambda: not any(pbx.registered(number) for number in extensions), 15, "registrations stayed"
+        )
 
 
 @pytest.mark.parametrize(
@@ -108,6 +135,43 @@ def test_register_users_and_sip_passwords_go_together(tmp_path: Path, users: str
     path.write_text(f'[dialplan]\ncountry = "GB"\n\n{users.replace("H", HASH)}\n{trunk}')
     with pytest.raises(ConfigError, match=says):
         load(path)
+
+
+class FakeFront:
+    """The front's JSON-RPC as UserRegistrations uses it: the calls made, records kept, flags given."""
+
+    def __init__(self, flags: int = 0) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.records: set[str] = set()
+        self.flags = flags
+
+    async def rpc(self, method: str, *params: Any) -> Any:
+        self.calls.append((method, *params))
+        if method == "uac.reg_add":
+            if params[0] in self.records:
+                raise OSError("uac.reg_add: uuid already exists")
+            self.records.add(params[0])
+        if method == "uac.reg_remove":
+            self.records.discard(params[0])
+        return {"flags": self.flags} if method == "uac.reg_info" else None
+
+
+async def test_a_leftover_record_is_replaced_and_a_refused_one_is_not_unregistered(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(pbx_config("192.0.2.10:5060"))
+    front = FakeFront(flags=1)  # uac_reg's "disabled": the PBX refused the last REGISTER
+    front.records.add("201")
+    registrations = UserRegistrations(load(path), front.rpc, "198.51.100.1:5060")
+    registrations.signed_in("alice")
+    registrations.signed_in("carol")  # no sip_password: not registered
+    registrations.signed_out("alice")
+    await registrations.close()
+    record = ("201", "alice", "198.51.100.1", "201", "192.0.2.10:5060", "", "201", "alice-secret", ".",
+              "sip:192.0.2.10:5060;transport=udp", 60, 0, 0, ".", "198.51.100.1:5060")
+    assert front.calls == [
+        ("uac.reg_add", *record), ("uac.reg_remove", "201"), ("uac.reg_add", *record),
+        ("uac.reg_info", "l_uuid", "201"), ("uac.reg_remove", "201"),
+    ]
 
 
 def test_register_users_runs_the_front_even_for_one_engine(tmp_path: Path) -> None:
