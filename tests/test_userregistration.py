@@ -79,6 +79,12 @@ async def test_a_signed_in_user_is_a_phone_at_the_pbx_until_they_sign_out(
             [contact] = await asyncio.to_thread(pbx.wait_registered, "201", 10)
             assert contact.uri.split(";")[0] == f"sip:201@{gateway.sip_address}"
             await asyncio.to_thread(wait_for, lambda: len(refusals(pbx)) >= 2, 10, "bob's REGISTER was not tried again")
+            await asyncio.to_thread(
+                wait_for, lambda: gateway.health()["registrations"]["alice"]["registered"], 5, "/health never showed alice"
+            )
+            shown = gateway.health()["registrations"]
+            assert shown["alice"] == {"extension": "201", "registered": True, "failures": 0}
+            assert not shown["bob"]["registered"] and shown["bob"]["failures"] >= 1
             pbx.rpc("htable.sets", "users", "s:202", "wrong")  # the PBX's operator takes bob's secret
             register_phone(phone, pbx, "1001")
             await phone_rings_and_is_heard(phone, pbx.user_uri("201"), alice)
