@@ -26,14 +26,16 @@ With none of these sections the plan is the built-in one: open sign-in,
     ``groups``, ``allow`` (national, mobile, international, premium,
     toll_free, sip_uri), ``extension`` (digits that reach the user),
     ``display_name`` (up to 64 characters; trunks that present the user show
-    it, with the extension). The gateway's older ``NAME = "hash"`` form is
-    read as a user with defaults.
+    it, with the extension), ``sip_password`` (read by the gateway: the
+    user's own secret at the PBX, see a trunk's ``register_users``). The
+    gateway's older ``NAME = "hash"`` form is read as a user with defaults.
     Without ``[users]`` sign-in is open, and nothing may name a user or group.
 ``[[trunks]]``
     ``name``, ``host`` ("host" or "host:port") required; ``transport`` udp|tcp|
     tls (udp), ``tls_name`` (the name its certificate carries, default the
     host), ``srtp`` off|optional|mandatory (off), ``username``/``password``
-    (together), ``register`` (false),
+    (together), ``register`` (false), ``register_users`` (false: REGISTER
+    each signed-in user with a ``sip_password`` as their extension),
     ``expires`` (300, 10-86400), ``number_format`` e164|e164_digits|
     international|national (e164), ``international_prefix`` ("00"),
     ``strip_prefix``, ``add_prefix``, ``tech_prefix`` (""), ``caller_id``
@@ -87,7 +89,7 @@ _KINDS: dict[type, str] = {str: "a string", int: "an integer", bool: "true or fa
 _DIALPLAN_KEYS = (
     "country", "emergency_numbers", "emergency_trunks", "extensions", "default_allow", "inbound_from", "trusted_sources"
 )
-_USER_KEYS = ("password", "groups", "allow", "extension", "display_name")
+_USER_KEYS = ("password", "groups", "allow", "extension", "display_name", "sip_password")
 _DISPLAY_NAME = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
 _TRUNK_KEYS = (
     "name",
@@ -98,6 +100,7 @@ _TRUNK_KEYS = (
     "username",
     "password",
     "register",
+    "register_users",
     "expires",
     "number_format",
     "international_prefix",
@@ -324,6 +327,7 @@ def _trunk(table: _Table) -> Trunk:
         username=username,
         password=password,
         register=table.get("register", bool, False),
+        register_users=table.get("register_users", bool, False),
         expires=expires,
         number_format=table.choice("number_format", NUMBER_FORMATS, "e164"),
         international_prefix=table.matching(

@@ -84,6 +84,10 @@ class Dialplan:
         """The configured user names, or None when sign-in is open."""
         return None if self._accounts is None else frozenset(self._accounts)
 
+    def extension(self, user: str) -> str | None:
+        """The extension that reaches ``user`` (their name at the PBX), if they have one."""
+        return next((number for number, name in self._extensions.items() if name == user), None)
+
     @property
     def country(self) -> str:
         """The home country (ISO 3166-1 alpha-2) in which national numbers are read."""

@@ -49,6 +49,8 @@ class Trunk:
     identity_header: IdentityHeader = "pai"
     tls_name: str = ""
     srtp: Srtp = "off"
+    register_users: bool = False
+    """REGISTER each signed-in web user who has a PBX secret as their own extension (the gateway's part)."""
 
     @property
     def hostname(self) -> str:

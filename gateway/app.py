@@ -22,6 +22,7 @@ from .restapi import PREFIX, RestApi
 from .supervisor import Supervisor
 from .userdata import UserData
 from .userfiles import UserFiles
+from .userregistration import UserRegistrations
 from .webfiles import WebFiles
 from .webhooks import Webhooks
 
@@ -40,6 +41,8 @@ class Services:
     control: CallControl | None = None
     sip_tls: str = ""
     """Where phones and trunks send SIP over TLS (the front's address), or ""."""
+    registrations: UserRegistrations | None = None
+    """Signed-in users' own registrations at the PBX (``register_users``), for /health."""
     sockets: set[web.WebSocketResponse] = dataclasses.field(default_factory=set)
 
 
@@ -129,6 +132,7 @@ async def _workers(app: web.Application, count: int) -> AsyncIterator[None]:
         ),
     )
     app[SERVICES].sip_tls = front.tls_address
+    app[SERVICES].registrations = front.registrations
     supervisor = Supervisor(config, control, front, count)
     control.on_load = supervisor.on_load
     await front.start(config.state_dir / "front")
@@ -164,6 +168,8 @@ async def _health(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     assert services.control is not None
     details = services.control.status() if services.admission.may_see_status(request) else {}
+    if details and services.registrations is not None:
+        details["registrations"] = services.registrations.status()
     return web.json_response({"status": "ok", **details})
 
 

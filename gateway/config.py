@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .dialplan import Dialplan, DialplanError, load_plan
+from .dialplan import Dialplan, DialplanError, Trunk, load_plan
 
 from . import apitokens
 from .contacts import Contact, ContactError, contact
@@ -27,6 +27,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 TIMER_B = 32.0
 """RFC 3261's INVITE timeout (64 x T1): pjsip ends a silent INVITE with 408 by then whatever we configure."""
+PJSUA_ACCOUNTS = 8
+"""pjsua2-python's PJSUA_MAX_ACC: each engine holds its local account and one per trunk, and pjsua
+aborts the whole process (an assertion) on one more."""
 
 
 class ConfigError(Exception):
@@ -234,6 +237,8 @@ class Config:
     recording: RecordingConfig = dataclasses.field(default_factory=RecordingConfig)
     users: dict[str, str] | None = None
     """User name -> password hash; None means open sign-in (any name, no password)."""
+    sip_passwords: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    """User name -> the user's own secret at the PBX (``users.NAME.sip_password``), for ``register_users``."""
     plan: Dialplan = dataclasses.field(default_factory=lambda: load_plan({}))
     """Routing, numbers, permissions, trunks: the ``dialplan`` package's part of the file."""
     state_dir: Path = Path(".gateway")
@@ -260,6 +265,7 @@ _SECRET = re.compile(r"[A-Za-z0-9_-]{16,}")
 """What ``secrets.token_urlsafe`` makes, and safe inside Kamailio's configuration."""
 _OPERATOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 _WEBHOOK_SECRET_MIN = 16
+_SIP_SECRET = re.compile(r"[\x21-\x7e]{1,64}")
 
 
 def load(path: Path | None) -> Config:
@@ -299,6 +305,7 @@ def load(path: Path | None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
     if "users" in data:
         config.users = _passwords(path, data["users"])
+        config.sip_passwords = _sip_passwords(path, data["users"])
     config.api.tokens = _tokens(path, config.api.tokens)
     validate(config, str(path))
     return config
@@ -330,6 +337,19 @@ def _passwords(path: Path, users: dict[str, Any]) -> dict[str, str]:
             )
         hashes[name] = hashed
     return hashes
+
+
+def _sip_passwords(path: Path, users: dict[str, Any]) -> dict[str, str]:
+    """Each ``sip_password``: Kamailio takes a lone "." for "none", and a PBX secret is printable."""
+    secrets = {}
+    for name, user in users.items():
+        secret = user.get("sip_password") if isinstance(user, dict) else None
+        if secret is None:
+            continue
+        if not isinstance(secret, str) or not _SIP_SECRET.fullmatch(secret) or secret == ".":
+            raise ConfigError(f"{path}: users.{name}.sip_password must be 1-64 printable characters (not \".\")")
+        secrets[name] = secret
+    return secrets
 
 
 def _tokens(path: Path, entries: list[Any]) -> list[ApiToken]:
@@ -388,11 +408,17 @@ def validate(config: Config, origin: str) -> None:
         raise ConfigError(f"{origin}: webrtc.jitter_ms must be 20-300")
     if not 1 <= config.sip.max_calls <= 4:
         raise ConfigError(f"{origin}: sip.max_calls must be 1-4 (pjsua2-python is built for at most 4 calls)")
+    if len(config.plan.trunks) > PJSUA_ACCOUNTS - 1:
+        raise ConfigError(
+            f"{origin}: {len(config.plan.trunks)} trunks, but a media engine holds at most {PJSUA_ACCOUNTS - 1}"
+            f" (pjsua2 has room for {PJSUA_ACCOUNTS} accounts: its own and one per trunk)"
+        )
     if not 0 < config.sip.max_invites_per_second <= 50:
         raise ConfigError(f"{origin}: sip.max_invites_per_second must be above 0 and at most 50 (pjlib aborts near 60)")
     if config.calls.ring_timeout <= 0 or config.sip.media_timeout <= 0:
         raise ConfigError(f"{origin}: calls.ring_timeout and sip.media_timeout must be positive")
     _validate_voicemail(config.voicemail, origin)
+    _validate_user_registration(config, origin)
     if not 0 < config.sip.no_response_timeout <= TIMER_B:
         raise ConfigError(f"{origin}: sip.no_response_timeout must be above 0 and at most {TIMER_B:.0f} (SIP's own timeout)")
     engines, front = config.engines, config.front
@@ -416,6 +442,25 @@ def validate(config: Config, origin: str) -> None:
     for index, server in enumerate(config.webrtc.ice_servers):
         if not isinstance(server, dict) or "urls" not in server:
             raise ConfigError(f"{origin}: webrtc.ice_servers[{index}] needs urls = [\"stun:host:port\", ...]")
+
+
+def _validate_user_registration(config: Config, origin: str) -> None:
+    """``register_users`` on one trunk and ``sip_password`` on users with an extension go together."""
+    registrars = [trunk.name for trunk in config.plan.trunks.values() if trunk.register_users]
+    if len(registrars) > 1:
+        raise ConfigError(f"{origin}: register_users is set on trunks {', '.join(registrars)}: one PBX at most")
+    if registrars and not config.sip_passwords:
+        raise ConfigError(f"{origin}: trunk {registrars[0]} has register_users, but no user has a sip_password")
+    for name in config.sip_passwords:
+        if not registrars:
+            raise ConfigError(f"{origin}: users.{name}.sip_password needs a trunk with register_users = true")
+        if not config.plan.extension(name):
+            raise ConfigError(f"{origin}: users.{name}.sip_password needs users.{name}.extension (the PBX's name for them)")
+
+
+def user_registrar(config: Config) -> Trunk | None:
+    """The trunk (a PBX) where each signed-in user with a ``sip_password`` registers, if any."""
+    return next((trunk for trunk in config.plan.trunks.values() if trunk.register_users), None)
 
 
 def _validate_voicemail(voicemail: VoicemailConfig, origin: str) -> None:
@@ -513,5 +558,5 @@ def worker_count(config: Config, cores: int) -> int:
     if config.engines.workers:
         return config.engines.workers
     if config.engines.capacity <= config.sip.max_calls:
-        return 1 if sip_tls(config) else 0
+        return 1 if sip_tls(config) or user_registrar(config) else 0
     return max(-(-config.engines.capacity // config.sip.max_calls), cores)

@@ -7,7 +7,8 @@ elsewhere, shared by several gateway hosts.  Either way it steers it through
 Kamailio's JSON-RPC: workers join and leave the dispatcher sets, a full
 worker is taken out of rotation, a dead worker's dialogs get their BYE, and
 who is signed in on this host is published in the ``presence`` table so an
-inbound call can be sent to the right host.
+inbound call can be sent to the right host, and, with ``register_users``,
+registered at the PBX (:mod:`gateway.userregistration`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import aiohttp
 
 from . import siptls
 from .background import Background
-from .config import Config, sip_tls
+from .config import Config, sip_tls, user_registrar
 from .hostaddr import kernel_port, own_address, own_addresses
+from .userregistration import Rpc, UserRegistrations
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,13 @@ SECRET_HEADER = "X-Gateway-Secret"
 _WILDCARD = ("0.0.0.0", "")
 _INACTIVE = 1
 """dispatcher destination flag: in the list, but given no calls."""
+_UACREG_TABLES = {
+    "version": "id(int,auto) table_name(string) table_version(int)\n0:uacreg:5\n",
+    "uacreg": "id(int,auto) l_uuid(string) l_username(string) l_domain(string) r_username(string) r_domain(string)"
+    " realm(string) auth_username(string) auth_password(string) auth_ha1(string) auth_proxy(string) expires(int)"
+    " flags(int) reg_delay(int) contact_addr(string) socket(string)\n",
+}
+"""db_text files of the uac module's (empty) table: it needs one, the gateway adds its records over JSON-RPC."""
 _DIALOG_ANSWERED = (3, 4)
 """Kamailio dialog states of an answered call (ACKed or not); 1 and 2 are still ringing, 5 is over."""
 
@@ -72,14 +81,20 @@ class Front:
         self._refresher: asyncio.Task[None] | None = None
         self._dispatcher = asyncio.Lock()
         """Kamailio refuses a dispatcher change while another one is being applied."""
-        sip, engines = config.sip, config.engines
         self.secret = config.front.rpc_secret or secrets.token_urlsafe(24)
         """Whoever reaches the JSON-RPC port may end calls and steer new ones: it must know this."""
         self.tls_port, self.tls_address = 0, ""
         if config.front.rpc_url:
             self.address = self.proxy = config.front.address
             self.rpc_url = config.front.rpc_url
-            return
+        else:
+            self._own_addresses(config)
+        self.registrations = _registrations(config, self.address, self.tls_address, self.rpc)
+        """Each signed-in user's own registration at the PBX (a trunk with ``register_users``), if wanted."""
+
+    def _own_addresses(self, config: Config) -> None:
+        """Where our own Kamailio listens and takes JSON-RPC."""
+        sip, engines = config.sip, config.engines
         bind = sip.listen if sip.listen not in _WILDCARD else "0.0.0.0"
         self.port = sip.port or kernel_port(bind)
         public = sip.public_host or (sip.listen if sip.listen not in _WILDCARD else own_address())
@@ -125,6 +140,8 @@ class Front:
             self._refresher.cancel()
         for user in list(self._users):
             self.signed_out(user)
+        if self.registrations is not None:
+            await self.registrations.close()
         await self._background.wait()
         if self._session is not None:
             await self._session.close()
@@ -136,6 +153,10 @@ class Front:
         """Kamailio's configuration and its (empty) dispatcher list in ``workdir``; returns the former."""
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "dispatcher.list").write_text("")
+        if user_registrar(self._config):
+            (workdir / "uacreg").mkdir(exist_ok=True)
+            for name, text in _UACREG_TABLES.items():
+                (workdir / "uacreg" / name).write_text(text)
         if self.tls_port:
             (workdir / "tls.cfg").write_text(siptls.kamailio_tls_config(self._config, self._tls_trunk_addresses()))
         config_path = workdir / "kamailio.cfg"
@@ -159,6 +180,7 @@ class Front:
             "RPC_PORT": self._rpc_port,
             "RPC_SECRET": self.secret,
             "DISPATCHER_LIST": workdir / "dispatcher.list",
+            "UACREG_DB": workdir / "uacreg",
         }
         # One socket per address, never 0.0.0.0: Kamailio writes the socket's
         # address into Record-Route and picks the socket facing each peer.
@@ -171,6 +193,8 @@ class Front:
         lines.append(f"listen=tcp:{self._config.engines.internal_host}:{self._rpc_port}")
         if self.tls_port:
             lines.append("#!define WITH_TLS")
+        if user_registrar(self._config):
+            lines.append("#!define WITH_USER_REGISTRATION")
         lines += [f'#!substdef "!{name}!{value}!g"' for name, value in values.items()]
         routes = _trunk_route(self._config)
         if self.tls_port:
@@ -231,10 +255,14 @@ class Front:
     def signed_in(self, user: str) -> None:
         self._users.add(user)
         self.spawn(self.rpc("htable.sets", "presence", user, str(self._set)))
+        if self.registrations is not None:
+            self.registrations.signed_in(user)
 
     def signed_out(self, user: str) -> None:
         self._users.discard(user)
         self.spawn(self.rpc("htable.delete", "presence", user))
+        if self.registrations is not None:
+            self.registrations.signed_out(user)
 
     async def _refresh_presence(self) -> None:
         """Entries expire after PRESENCE_SECONDS, so a host that vanished stops getting calls."""
@@ -258,6 +286,15 @@ class Front:
         if "error" in reply:
             raise FrontError(f"{method}: {reply['error'].get('message', reply['error'])}")
         return reply.get("result")
+
+
+def _registrations(config: Config, address: str, tls_address: str, rpc: Rpc) -> UserRegistrations | None:
+    """The PBX sends a user's calls to their Contact: the front's TLS address for a PBX reached over TLS."""
+    trunk = user_registrar(config)
+    if trunk is None:
+        return None
+    contact = f"{tls_address};transport=tls" if trunk.transport == "tls" and tls_address else address
+    return UserRegistrations(config, rpc, contact)
 
 
 def _trunk_route(config: Config) -> list[str]:

@@ -60,7 +60,7 @@ def plan_from(text: str) -> Dialplan:
         ("[users]\nalice = 5", "users.alice: expected a table, not int"),
         (
             '[users.alice]\ncolour = "red"',
-            "users.alice.colour: unknown key (known: password, groups, allow, extension, display_name)",
+            "users.alice.colour: unknown key (known: password, groups, allow, extension, display_name, sip_password)",
         ),
         ('[users.alice]\nallow = ["national", "intl"]', "users.alice.allow: unknown permission 'intl'"),
         ('[users.alice]\nallow = "national"', "users.alice.allow: expected an array, not str"),
@@ -302,6 +302,7 @@ caller_id = "user"
 identity_header = "both"
 tls_name = "sip.example.net"
 srtp = "mandatory"
+register_users = true
 """
     )
     assert list(plan.trunks.values()) == [
@@ -322,6 +323,7 @@ srtp = "mandatory"
             "both",
             "sip.example.net",
             "mandatory",
+            True,
         )
     ]
     assert "secret" not in repr(plan.trunks)
@@ -330,7 +332,7 @@ srtp = "mandatory"
 def test_trunk_defaults() -> None:
     assert plan_from(GB + CARRIER).trunks["carrier"] == Trunk("carrier", "sip.example.net")
     assert Trunk("c", "h") == Trunk(
-        "c", "h", "udp", None, None, False, 300, "e164", "00", "", "", "", "trunk", "pai", "", "off"
+        "c", "h", "udp", None, None, False, 300, "e164", "00", "", "", "", "trunk", "pai", "", "off", False
     )
 
 

@@ -110,6 +110,10 @@ def test_password_hashes_are_salted_and_checked() -> None:
         ("[http]\nprot = 1\n", "unknown key http.prot"),
         ("[sip]\nmax_calls = 9\n", "sip.max_calls must be 1-4"),
         ("[sip]\nport = 70000\n", "sip.port must be 0-65535"),
+        (
+            "[dialplan]\ncountry = 'GB'\n" + "".join(f"[[trunks]]\nname = 't{n}'\nhost = 'pbx{n}'\n" for n in range(8)),
+            "8 trunks, but a media engine holds at most 7",
+        ),
         ("[sip\n", "Expected"),
         ("colour = 1\n", "unknown key 'colour'"),
         ("[users.alice]\npassword = 'plain'\n", "users.alice.password"),
