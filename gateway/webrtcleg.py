@@ -71,6 +71,10 @@ class WebRtcLeg:
         if self._on_connected is not None:
             _gather_ipv4_only(audio[0])
         await self._pc.setLocalDescription(await self._pc.createAnswer())
+        if self._on_connected is not None:
+            from .webrtchandoff import note_arrivals
+
+            note_arrivals(self._pc)
         return self._pc.localDescription.sdp
 
     async def _state_changed(self) -> None:
