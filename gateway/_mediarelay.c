@@ -175,7 +175,7 @@ enum {
     ST_LATE, ST_CONCEALED, ST_FEC_RECOVERED, ST_HELD, ST_FOREIGN, ST_FOREIGN_DROPPED,
     ST_TELEPHONE_EVENTS, ST_SEND_ERRORS, ST_SIP_RTCP_RX_PACKETS, ST_SIP_RTCP_RX_BYTES, ST_SIP_RTCP_PACKETS,
     ST_BROWSER_RTCP_TX_PACKETS, ST_BROWSER_RTCP_TX_BYTES, ST_SIP_RTCP_TX_PACKETS, ST_SIP_RTCP_TX_BYTES,
-    ST_RECORDING_DROPPED, ST_COUNT
+    ST_RECORDING_DROPPED, ST_BROWSER_MOVED, ST_COUNT
 };
 static const char *const stat_names[ST_COUNT] = {
     "browser_rx_packets", "browser_rx_bytes", "browser_tx_packets", "browser_tx_bytes",
@@ -185,7 +185,7 @@ static const char *const stat_names[ST_COUNT] = {
     "late", "concealed", "fec_recovered", "held", "foreign", "foreign_dropped",
     "telephone_events", "send_errors", "sip_rtcp_rx_packets", "sip_rtcp_rx_bytes", "sip_rtcp_packets",
     "browser_rtcp_tx_packets", "browser_rtcp_tx_bytes", "sip_rtcp_tx_packets", "sip_rtcp_tx_bytes",
-    "recording_dropped",
+    "recording_dropped", "browser_moved",
 };
 
 typedef struct {
@@ -724,6 +724,18 @@ static void srtp_failed(call_t *c, int status)
         c->stat[ST_SRTP_ERRORS]++;
 }
 
+/* SRTP authenticated a packet from `from`: if the browser's media moved there (another of its addresses,
+ * a NAT's new mapping), send there from now on, as rtpengine and Janus latch. Never on unauthenticated
+ * packets: nobody without the keys can take the stream, and libsrtp drops a replayed one first. */
+static void follow_browser(call_t *c, const struct sockaddr_storage *from, socklen_t fromlen)
+{
+    if (same_address(&c->browser_remote, from) || fromlen > (socklen_t)sizeof c->browser_remote.addr)
+        return;
+    memcpy(&c->browser_remote.addr, from, fromlen);
+    c->browser_remote.len = fromlen;
+    c->stat[ST_BROWSER_MOVED]++;
+}
+
 static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const struct sockaddr_storage *from,
                              socklen_t fromlen)
 {
@@ -745,6 +757,7 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
         }
         c->stat[ST_RTCP_PACKETS]++;
         c->last_browser_media = r->now;
+        follow_browser(c, from, fromlen);
         if (rtcp_parse(&c->browser_rtcp, p, len, r->now, rtcp_ntp_now()) < 0)
             c->stat[ST_MALFORMED]++;
         return;
@@ -755,6 +768,7 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
         return;
     }
     c->last_browser_media = r->now;
+    follow_browser(c, from, fromlen);
     int plen, off = rtp_payload(p, len, &plen);
     if (off < 0 || plen == 0) {
         c->stat[ST_MALFORMED]++;

@@ -40,7 +40,7 @@ class BrowserMedia:
     """The WebRTC leg as the relay needs it, once DTLS has given the SRTP keys."""
 
     fd: int  # the ICE-selected UDP socket (duplicated, never closed by the relay)
-    remote: tuple[str, int]  # the selected pair's remote address
+    remote: tuple[str, int]  # where the browser's media comes from; followed to wherever SRTP authenticates from
     srtp_profile: int  # pylibsrtp.Policy.SRTP_PROFILE_*: AES128_CM_SHA1_80, AEAD_AES_128_GCM or _256_GCM
     srtp_rx_key: bytes  # master key + salt for what the browser sends
     srtp_tx_key: bytes  # master key + salt for what we send
@@ -224,7 +224,9 @@ class NativeRelay:
         """Counters of a call, and `last_browser_media`/`last_sip_media` on time.monotonic()'s clock.
 
         Both times start at add_call, so a call that never gets media times out too: the engine
-        ends a call whose media stopped from these (its media timeout). KeyError if unknown.
+        ends a call whose media stopped from these (its media timeout). ``browser_moved`` counts
+        the times the browser's media came from a new address (with valid SRTP) and the relay
+        followed it there. KeyError if unknown.
 
         Each leg's RTCP figures, prefixed ``browser_`` and ``sip_``: of the stream that arrives,
         ``jitter_ms`` (RFC 3550's interarrival jitter), ``lost`` and ``expected`` (cumulative) and
