@@ -12,7 +12,8 @@
  * back to Python, through a bounded queue signalled by an eventfd, the
  * browser socket's STUN and DTLS datagrams (aioice must keep answering
  * consent checks, DTLS alerts must reach aiortc) and the SIP side's
- * telephone-event RTP packets (kind 1, whole packets, for DTMF reporting).
+ * telephone-event RTP packets (kind 1, whole packets, for DTMF reporting),
+ * and the new address when it follows the browser's media (kind 2, no data).
  * libopus and libsrtp are dlopen'ed by init(); nothing is linked. Limits:
  * datagrams above RX_BUF bytes are dropped; the SIP source must be the
  * configured remote (no latching); the SRTP contexts start at rollover
@@ -24,7 +25,8 @@
  * the far ends' reports (_rtcp.c keeps the figures); there is no playout clock
  * (packets leave as they arrive, the far ends' jitter buffers absorb the
  * timing); SIP RTP is taken in arrival order (only older packets dropped);
- * SRTP is taken from any source (its authentication is the check).
+ * SRTP is taken from any source (its authentication is the check), and what goes to the browser
+ * follows the source of its latest authenticated packet.
  * Recording (record/recording): each leg's 8 kHz PCM as it is carried (the browser's as sent to SIP,
  * the SIP side's as sent to the browser) goes into a small buffer per leg; the tick takes 20 ms of
  * each per 20 ms of the monotonic clock (silence for a leg that has none, a leg refilling REC_CUSHION
@@ -156,6 +158,7 @@ static struct {
 #define WAKE_TOKEN UINT64_MAX
 #define KIND_BROWSER 0
 #define KIND_TELEPHONE_EVENT 1
+#define KIND_MOVED 2
 #define LEG_BROWSER 0         /* what a call's epoll token names, with its handle above two bits */
 #define LEG_SIP 1
 #define LEG_SIP_RTCP 2
@@ -726,14 +729,16 @@ static void srtp_failed(call_t *c, int status)
 
 /* SRTP authenticated a packet from `from`: if the browser's media moved there (another of its addresses,
  * a NAT's new mapping), send there from now on, as rtpengine and Janus latch. Never on unauthenticated
- * packets: nobody without the keys can take the stream, and libsrtp drops a replayed one first. */
-static void follow_browser(call_t *c, const struct sockaddr_storage *from, socklen_t fromlen)
+ * packets: nobody without the keys can take the stream, and libsrtp drops a replayed one first. Python
+ * hears of it (KIND_MOVED), so that ICE consent checks follow too. */
+static void follow_browser(Relay *r, call_t *c, const struct sockaddr_storage *from, socklen_t fromlen)
 {
     if (same_address(&c->browser_remote, from) || fromlen > (socklen_t)sizeof c->browser_remote.addr)
         return;
     memcpy(&c->browser_remote.addr, from, fromlen);
     c->browser_remote.len = fromlen;
     c->stat[ST_BROWSER_MOVED]++;
+    hand_to_python(r, c, KIND_MOVED, (const uint8_t *)"", 0, from, fromlen);
 }
 
 static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const struct sockaddr_storage *from,
@@ -757,7 +762,7 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
         }
         c->stat[ST_RTCP_PACKETS]++;
         c->last_browser_media = r->now;
-        follow_browser(c, from, fromlen);
+        follow_browser(r, c, from, fromlen);
         if (rtcp_parse(&c->browser_rtcp, p, len, r->now, rtcp_ntp_now()) < 0)
             c->stat[ST_MALFORMED]++;
         return;
@@ -768,7 +773,7 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
         return;
     }
     c->last_browser_media = r->now;
-    follow_browser(c, from, fromlen);
+    follow_browser(r, c, from, fromlen);
     int plen, off = rtp_payload(p, len, &plen);
     if (off < 0 || plen == 0) {
         c->stat[ST_MALFORMED]++;
@@ -1834,6 +1839,7 @@ PyMODINIT_FUNC PyInit__mediarelay(void)
     if (PyModule_AddObject(m, "Relay", (PyObject *)&RelayType) < 0 ||
         PyModule_AddIntConstant(m, "KIND_BROWSER", KIND_BROWSER) < 0 ||
         PyModule_AddIntConstant(m, "KIND_TELEPHONE_EVENT", KIND_TELEPHONE_EVENT) < 0 ||
+        PyModule_AddIntConstant(m, "KIND_MOVED", KIND_MOVED) < 0 ||
         PyModule_AddIntConstant(m, "REORDER_DEPTH", REORDER_DEPTH) < 0) {
         Py_DECREF(&RelayType);
         Py_DECREF(m);

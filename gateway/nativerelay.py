@@ -5,7 +5,9 @@ leave Python: the C extension relays SRTP/Opus <-> RTP/G.711 on its own thread,
 with no Python per packet (about 1.3 % of a core per call, against ~8 % for the
 Python bridge). Everything that is not media comes back here: STUN and DTLS
 from the browser's socket (aioice must keep answering consent checks) and the
-SIP side's telephone-event packets (for DTMF), through :meth:`drain_foreign`.
+SIP side's telephone-event packets (for DTMF), through :meth:`drain_foreign`,
+and word of the browser's media moving to another address, which the relay
+follows once SRTP from there authenticates (aioice's consent checks must too).
 RTCP ends in the relay on each leg: it sends its own reports and reads the far
 ends', and :meth:`stats` gives each leg's jitter, loss and round trip.
 
@@ -73,12 +75,12 @@ def rtcp_address(remote: tuple[str, int], rtcp_remote: tuple[str, int] | None) -
 
 
 class Foreign(NamedTuple):
-    """A datagram the relay does not carry, for Python to handle."""
+    """A datagram the relay does not carry, for Python to handle, or news that the browser moved."""
 
     handle: int
-    kind: Literal["browser", "telephone-event"]  # browser: STUN or DTLS from the browser's socket
-    data: bytes
-    source: tuple[str, int]
+    kind: Literal["browser", "telephone-event", "moved"]  # browser: STUN or DTLS from the browser's socket
+    data: bytes  # b"" for moved
+    source: tuple[str, int]  # for moved: where the browser's media now comes from, and goes
 
 
 def library_paths() -> tuple[str, str]:
@@ -237,8 +239,8 @@ class NativeRelay:
         return self._relay.stats(handle)
 
     def drain_foreign(self) -> list[Foreign]:
-        """Take every queued STUN/DTLS datagram and telephone-event packet, oldest first."""
-        kinds: tuple[Literal["browser", "telephone-event"], ...] = ("browser", "telephone-event")
+        """Take every queued STUN/DTLS datagram, telephone-event packet and move of the browser, oldest first."""
+        kinds: tuple[Literal["browser", "telephone-event", "moved"], ...] = ("browser", "telephone-event", "moved")
         return [Foreign(handle, kinds[kind], data, source) for handle, kind, data, source in self._relay.drain()]
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import secrets
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +76,7 @@ _RELIED_ON: list[tuple[type, str]] = [
     (StunProtocol, "transport"),
     (StunProtocol, "datagram_received"),
     (StunProtocol, "local_candidate"),
+    (StunProtocol, "receiver"),
 ]
 _ARRIVALS = itertools.count()
 
@@ -147,6 +149,15 @@ class MediaPath:
         """Hand a STUN or DTLS datagram that arrived on ``fd`` to aioice, so consent and DTLS keep working."""
         self._protocol.datagram_received(data, addr)
 
+    def follow(self, source: tuple[str, int]) -> None:
+        """The browser's media (its SRTP authenticated) now comes from ``source`` on ``fd``: aioice's consent
+        checks and aiortc's DTLS go there too (a peer-reflexive candidate if aioice has not met it)."""
+        connection: Connection = self._protocol.receiver
+        candidate = _remote_candidate(connection, source) or Candidate(
+            secrets.token_hex(5), 1, "udp", 0, source[0], source[1], "prflx"
+        )
+        connection._nominated[1] = CandidatePair(self._protocol, candidate)
+
 
 def _audio_transceiver(pc: RTCPeerConnection) -> RTCRtpTransceiver:
     audio = [t for t in pc.getTransceivers() if t.kind == "audio" and not t.stopped]
@@ -183,12 +194,17 @@ def _noting(
 ) -> Callable[[bytes, tuple[Any, ...]], None]:
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         if data and data[0] > 3:  # RFC 7983: not STUN
-            source = next((c for c in connection._remote_candidates if (c._network_host, c.port) == addr[:2]), None)
+            source = _remote_candidate(connection, addr)
             if source is not None:
                 protocol.gateway_arrival = _Arrival(next(_ARRIVALS), source)
         received(data, addr)
 
     return datagram_received
+
+
+def _remote_candidate(connection: Connection, addr: tuple[Any, ...]) -> Candidate | None:
+    """The browser's candidate at ``addr``, if it is one aioice knows."""
+    return next((c for c in connection._remote_candidates if (c._network_host, c.port) == tuple(addr[:2])), None)
 
 
 def _media_pair(connection: Connection) -> CandidatePair:

@@ -18,6 +18,7 @@ from aioice.ice import Candidate, CandidatePair, Connection, StunProtocol
 
 from .gatewayprocess import GatewayProcess
 from .peers import netns
+from .peers.net import wait_for_async
 from .test_native_media import NATIVE
 from .webclient import WebClient
 
@@ -70,7 +71,7 @@ class PairChoosingClient(WebClient):
 
 
 @asynccontextmanager
-async def page_on_a_two_address_host(workdir: Path) -> AsyncIterator[PairChoosingClient]:
+async def page_on_a_two_address_host(workdir: Path) -> AsyncIterator[tuple[GatewayProcess, PairChoosingClient]]:
     """A native gateway and a signed-in page in one namespace with two addresses."""
     with netns.two_address_host() as host:
         gateway = GatewayProcess(workdir, NATIVE, host=host.address, netns=host.netns)
@@ -80,7 +81,7 @@ async def page_on_a_two_address_host(workdir: Path) -> AsyncIterator[PairChoosin
                 try:
                     await page.connect()
                     await page.sign_in("alice")
-                    yield page
+                    yield gateway, page
                 finally:
                     await page.close()
         finally:
@@ -89,7 +90,7 @@ async def page_on_a_two_address_host(workdir: Path) -> AsyncIterator[PairChoosin
 
 
 async def test_the_relay_takes_the_pair_the_pages_media_comes_on(tmp_path: Path) -> None:
-    async with page_on_a_two_address_host(tmp_path) as page:
+    async with page_on_a_two_address_host(tmp_path) as (gateway, page):
         await page.call(ECHO, tone_hz=PAGE_HZ)
         await page.next("answered")
         assert page.pc is not None and page.pc.localDescription.sdp.count("typ host") == 2
@@ -97,10 +98,13 @@ async def test_the_relay_takes_the_pair_the_pages_media_comes_on(tmp_path: Path)
 
 
 async def test_the_relay_follows_the_pages_media_to_another_address(tmp_path: Path) -> None:
-    async with page_on_a_two_address_host(tmp_path) as page:
+    async with page_on_a_two_address_host(tmp_path) as (gateway, page):
         await page.call(ECHO, tone_hz=PAGE_HZ)
         await page.next("answered")
         await page.wait_tone(PAGE_HZ)
         page.move()
         page.received.clear()
         await page.wait_tone(PAGE_HZ)
+        assert page.sending is not None
+        moved_to = "{}:{}".format(*page.sending.local_addr)
+        await wait_for_async(lambda: f"media moved to {moved_to}, and the relay with it" in gateway.log(), 5)

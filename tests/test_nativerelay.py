@@ -133,6 +133,8 @@ def test_the_relay_follows_the_browsers_media_to_another_address_only_once_srtp_
         assert wait_for(lambda: (heard.extend(receive_all(moved)), len(heard) >= 20)[1])
         assert receive_all(attacker) == []
         assert call.relay.stats(call.handle)["browser_moved"] == 1
+        moves = [item for item in call.relay.drain_foreign() if item.kind == "moved"]
+        assert [(item.handle, item.data, item.source) for item in moves] == [(call.handle, b"", moved.getsockname())]
         assert has_tone(call.phone_audio(receive_all(call.phone))[WARM_UP_8K:], 8000, BROWSER_HZ)
 
 
