@@ -15,7 +15,7 @@ the socket gives every datagram that is not SRTP back through
 The path taken is the pair the browser's media comes on, not the one aioice
 holds as nominated: with a local address on each of two interfaces (a Docker
 host's ``docker0``) the two agents can end up on different pairs, and the
-browser sends on its own. ``note_arrivals(pc)``, called once candidates are
+browser sends on its own. ``note_arrivals``, called once candidates are
 gathered, has each local socket note the source of the last DTLS or SRTP
 datagram it got from one of the browser's candidates (as rtpengine and Janus
 latch onto where media comes from); the hand-off takes the latest of them.
@@ -174,17 +174,18 @@ class _Arrival:
     source: Candidate
 
 
-def _ice_connection(pc: RTCPeerConnection) -> Connection:
-    return _audio_transceiver(pc).sender.transport.transport._connection
+def _ice_connection(transceiver: RTCRtpTransceiver) -> Connection:
+    return transceiver.sender.transport.transport._connection
 
 
-def note_arrivals(pc: RTCPeerConnection) -> None:
-    """Have each of ``pc``'s local sockets note where its latest DTLS or SRTP datagram came from; call it once
-    the candidates are gathered (each local candidate has its socket), before the browser can send.
+def note_arrivals(transceiver: RTCRtpTransceiver) -> None:
+    """Have each local socket of ``transceiver``'s ICE connection note where its latest DTLS or SRTP datagram
+    came from; call it once the candidates are gathered (each local candidate has its socket), before the
+    browser can send.
 
     Only a source among the browser's candidates counts (those it signalled, or learned from its checks,
     which carry our ICE password): a stray datagram from elsewhere cannot take the hand-off's choice."""
-    connection = _ice_connection(pc)
+    connection = _ice_connection(transceiver)
     for protocol in connection._protocols:
         protocol.datagram_received = _noting(connection, protocol, protocol.datagram_received)
 
@@ -291,7 +292,7 @@ async def hand_off(pc: RTCPeerConnection) -> MediaPath:
     transceiver = _audio_transceiver(pc)
     sender, receiver = transceiver.sender, transceiver.receiver
     dtls = sender.transport
-    connection = _ice_connection(pc)
+    connection = _ice_connection(transceiver)
     pair = _media_pair(connection)
     profile, inbound, outbound = _srtp_keys(dtls)
     payload_type = _opus_payload_type(transceiver)

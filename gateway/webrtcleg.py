@@ -74,7 +74,7 @@ class WebRtcLeg:
         if self._on_connected is not None:
             from .webrtchandoff import note_arrivals
 
-            note_arrivals(self._pc)
+            note_arrivals(audio[0])
         return self._pc.localDescription.sdp
 
     async def _state_changed(self) -> None:
