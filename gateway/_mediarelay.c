@@ -26,7 +26,7 @@
  * (packets leave as they arrive, the far ends' jitter buffers absorb the
  * timing); SIP RTP is taken in arrival order (only older packets dropped);
  * SRTP is taken from any source (its authentication is the check), and what goes to the browser
- * follows the source of its latest authenticated packet.
+ * follows the source of its newest authenticated RTP packet.
  * Recording (record/recording): each leg's 8 kHz PCM as it is carried (the browser's as sent to SIP,
  * the SIP side's as sent to the browser) goes into a small buffer per leg; the tick takes 20 ms of
  * each per 20 ms of the monotonic clock (silence for a leg that has none, a leg refilling REC_CUSHION
@@ -727,10 +727,11 @@ static void srtp_failed(call_t *c, int status)
         c->stat[ST_SRTP_ERRORS]++;
 }
 
-/* SRTP authenticated a packet from `from`: if the browser's media moved there (another of its addresses,
- * a NAT's new mapping), send there from now on, as rtpengine and Janus latch. Never on unauthenticated
- * packets: nobody without the keys can take the stream, and libsrtp drops a replayed one first. Python
- * hears of it (KIND_MOVED), so that ICE consent checks follow too. */
+/* SRTP authenticated a packet from `from`, newer than any before: if the browser's media moved there
+ * (another of its addresses, a NAT's new mapping), send there from now on, as rtpengine and Janus latch.
+ * Never on unauthenticated packets: nobody without the keys can take the stream, and libsrtp drops a
+ * replayed one first; nor on a late packet still coming the old way. Python hears of it (KIND_MOVED),
+ * so that ICE consent checks follow too. */
 static void follow_browser(Relay *r, call_t *c, const struct sockaddr_storage *from, socklen_t fromlen)
 {
     if (same_address(&c->browser_remote, from) || fromlen > (socklen_t)sizeof c->browser_remote.addr)
@@ -762,7 +763,6 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
         }
         c->stat[ST_RTCP_PACKETS]++;
         c->last_browser_media = r->now;
-        follow_browser(r, c, from, fromlen);
         if (rtcp_parse(&c->browser_rtcp, p, len, r->now, rtcp_ntp_now()) < 0)
             c->stat[ST_MALFORMED]++;
         return;
@@ -773,7 +773,8 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
         return;
     }
     c->last_browser_media = r->now;
-    follow_browser(r, c, from, fromlen);
+    if (!c->browser_rtcp.have_source || (int16_t)(rd16(p + 2) - c->browser_rtcp.max_seq) > 0)
+        follow_browser(r, c, from, fromlen);
     int plen, off = rtp_payload(p, len, &plen);
     if (off < 0 || plen == 0) {
         c->stat[ST_MALFORMED]++;

@@ -7,7 +7,7 @@ Python bridge). Everything that is not media comes back here: STUN and DTLS
 from the browser's socket (aioice must keep answering consent checks) and the
 SIP side's telephone-event packets (for DTMF), through :meth:`drain_foreign`,
 and word of the browser's media moving to another address, which the relay
-follows once SRTP from there authenticates (aioice's consent checks must too).
+follows once new SRTP from there authenticates (aioice's consent checks must too).
 RTCP ends in the relay on each leg: it sends its own reports and reads the far
 ends', and :meth:`stats` gives each leg's jitter, loss and round trip.
 
@@ -42,7 +42,7 @@ class BrowserMedia:
     """The WebRTC leg as the relay needs it, once DTLS has given the SRTP keys."""
 
     fd: int  # the ICE-selected UDP socket (duplicated, never closed by the relay)
-    remote: tuple[str, int]  # where the browser's media comes from; followed to wherever SRTP authenticates from
+    remote: tuple[str, int]  # where the browser's media comes from; followed where its newest valid SRTP comes from
     srtp_profile: int  # pylibsrtp.Policy.SRTP_PROFILE_*: AES128_CM_SHA1_80, AEAD_AES_128_GCM or _256_GCM
     srtp_rx_key: bytes  # master key + salt for what the browser sends
     srtp_tx_key: bytes  # master key + salt for what we send
@@ -227,8 +227,8 @@ class NativeRelay:
 
         Both times start at add_call, so a call that never gets media times out too: the engine
         ends a call whose media stopped from these (its media timeout). ``browser_moved`` counts
-        the times the browser's media came from a new address (with valid SRTP) and the relay
-        followed it there. KeyError if unknown.
+        the times the browser's media came from a new address (SRTP that authenticated, newer
+        than any before) and the relay followed it there. KeyError if unknown.
 
         Each leg's RTCP figures, prefixed ``browser_`` and ``sip_``: of the stream that arrives,
         ``jitter_ms`` (RFC 3550's interarrival jitter), ``lost`` and ``expected`` (cumulative) and
