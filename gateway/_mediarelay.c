@@ -12,7 +12,8 @@
  * back to Python, through a bounded queue signalled by an eventfd, the
  * browser socket's STUN and DTLS datagrams (aioice must keep answering
  * consent checks, DTLS alerts must reach aiortc) and the SIP side's
- * telephone-event RTP packets (kind 1, whole packets, for DTMF reporting).
+ * telephone-event RTP packets (kind 1, whole packets, for DTMF reporting),
+ * and the new address when it follows the browser's media (kind 2, no data).
  * libopus and libsrtp are dlopen'ed by init(); nothing is linked. Limits:
  * datagrams above RX_BUF bytes are dropped; the SIP source must be the
  * configured remote (no latching); the SRTP contexts start at rollover
@@ -24,7 +25,8 @@
  * the far ends' reports (_rtcp.c keeps the figures); there is no playout clock
  * (packets leave as they arrive, the far ends' jitter buffers absorb the
  * timing); SIP RTP is taken in arrival order (only older packets dropped);
- * SRTP is taken from any source (its authentication is the check).
+ * SRTP is taken from any source (its authentication is the check), and what goes to the browser
+ * follows the source of its newest authenticated RTP packet.
  * Recording (record/recording): each leg's 8 kHz PCM as it is carried (the browser's as sent to SIP,
  * the SIP side's as sent to the browser) goes into a small buffer per leg; the tick takes 20 ms of
  * each per 20 ms of the monotonic clock (silence for a leg that has none, a leg refilling REC_CUSHION
@@ -156,6 +158,7 @@ static struct {
 #define WAKE_TOKEN UINT64_MAX
 #define KIND_BROWSER 0
 #define KIND_TELEPHONE_EVENT 1
+#define KIND_MOVED 2
 #define LEG_BROWSER 0         /* what a call's epoll token names, with its handle above two bits */
 #define LEG_SIP 1
 #define LEG_SIP_RTCP 2
@@ -175,7 +178,7 @@ enum {
     ST_LATE, ST_CONCEALED, ST_FEC_RECOVERED, ST_HELD, ST_FOREIGN, ST_FOREIGN_DROPPED,
     ST_TELEPHONE_EVENTS, ST_SEND_ERRORS, ST_SIP_RTCP_RX_PACKETS, ST_SIP_RTCP_RX_BYTES, ST_SIP_RTCP_PACKETS,
     ST_BROWSER_RTCP_TX_PACKETS, ST_BROWSER_RTCP_TX_BYTES, ST_SIP_RTCP_TX_PACKETS, ST_SIP_RTCP_TX_BYTES,
-    ST_RECORDING_DROPPED, ST_COUNT
+    ST_RECORDING_DROPPED, ST_BROWSER_MOVED, ST_COUNT
 };
 static const char *const stat_names[ST_COUNT] = {
     "browser_rx_packets", "browser_rx_bytes", "browser_tx_packets", "browser_tx_bytes",
@@ -185,7 +188,7 @@ static const char *const stat_names[ST_COUNT] = {
     "late", "concealed", "fec_recovered", "held", "foreign", "foreign_dropped",
     "telephone_events", "send_errors", "sip_rtcp_rx_packets", "sip_rtcp_rx_bytes", "sip_rtcp_packets",
     "browser_rtcp_tx_packets", "browser_rtcp_tx_bytes", "sip_rtcp_tx_packets", "sip_rtcp_tx_bytes",
-    "recording_dropped",
+    "recording_dropped", "browser_moved",
 };
 
 typedef struct {
@@ -724,6 +727,21 @@ static void srtp_failed(call_t *c, int status)
         c->stat[ST_SRTP_ERRORS]++;
 }
 
+/* SRTP authenticated a packet from `from`, newer than any before: if the browser's media moved there
+ * (another of its addresses, a NAT's new mapping), send there from now on, as rtpengine and Janus latch.
+ * Never on unauthenticated packets: nobody without the keys can take the stream, and libsrtp drops a
+ * replayed one first; nor on a late packet still coming the old way. Python hears of it (KIND_MOVED),
+ * so that ICE consent checks follow too. */
+static void follow_browser(Relay *r, call_t *c, const struct sockaddr_storage *from, socklen_t fromlen)
+{
+    if (same_address(&c->browser_remote, from) || fromlen > (socklen_t)sizeof c->browser_remote.addr)
+        return;
+    memcpy(&c->browser_remote.addr, from, fromlen);
+    c->browser_remote.len = fromlen;
+    c->stat[ST_BROWSER_MOVED]++;
+    hand_to_python(r, c, KIND_MOVED, (const uint8_t *)"", 0, from, fromlen);
+}
+
 static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const struct sockaddr_storage *from,
                              socklen_t fromlen)
 {
@@ -755,6 +773,8 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
         return;
     }
     c->last_browser_media = r->now;
+    if (!c->browser_rtcp.have_source || (int16_t)(rd16(p + 2) - c->browser_rtcp.max_seq) > 0)
+        follow_browser(r, c, from, fromlen);
     int plen, off = rtp_payload(p, len, &plen);
     if (off < 0 || plen == 0) {
         c->stat[ST_MALFORMED]++;
@@ -1820,6 +1840,7 @@ PyMODINIT_FUNC PyInit__mediarelay(void)
     if (PyModule_AddObject(m, "Relay", (PyObject *)&RelayType) < 0 ||
         PyModule_AddIntConstant(m, "KIND_BROWSER", KIND_BROWSER) < 0 ||
         PyModule_AddIntConstant(m, "KIND_TELEPHONE_EVENT", KIND_TELEPHONE_EVENT) < 0 ||
+        PyModule_AddIntConstant(m, "KIND_MOVED", KIND_MOVED) < 0 ||
         PyModule_AddIntConstant(m, "REORDER_DEPTH", REORDER_DEPTH) < 0) {
         Py_DECREF(&RelayType);
         Py_DECREF(m);

@@ -247,6 +247,9 @@ class NativeMedia:
                 continue
             if item.kind == "browser":
                 call.path.feed_back(item.data, item.source)
+            elif item.kind == "moved":
+                log.info("call %s: the browser's media moved to %s:%d, and the relay with it", call_id, *item.source)
+                call.path.follow(item.source)
             else:
                 self._telephone_event(call_id, call, item.data)
 

@@ -5,7 +5,9 @@ leave Python: the C extension relays SRTP/Opus <-> RTP/G.711 on its own thread,
 with no Python per packet (about 1.3 % of a core per call, against ~8 % for the
 Python bridge). Everything that is not media comes back here: STUN and DTLS
 from the browser's socket (aioice must keep answering consent checks) and the
-SIP side's telephone-event packets (for DTMF), through :meth:`drain_foreign`.
+SIP side's telephone-event packets (for DTMF), through :meth:`drain_foreign`,
+and word of the browser's media moving to another address, which the relay
+follows once new SRTP from there authenticates (aioice's consent checks must too).
 RTCP ends in the relay on each leg: it sends its own reports and reads the far
 ends', and :meth:`stats` gives each leg's jitter, loss and round trip.
 
@@ -40,7 +42,7 @@ class BrowserMedia:
     """The WebRTC leg as the relay needs it, once DTLS has given the SRTP keys."""
 
     fd: int  # the ICE-selected UDP socket (duplicated, never closed by the relay)
-    remote: tuple[str, int]  # the selected pair's remote address
+    remote: tuple[str, int]  # where the browser's media comes from; followed where its newest valid SRTP comes from
     srtp_profile: int  # pylibsrtp.Policy.SRTP_PROFILE_*: AES128_CM_SHA1_80, AEAD_AES_128_GCM or _256_GCM
     srtp_rx_key: bytes  # master key + salt for what the browser sends
     srtp_tx_key: bytes  # master key + salt for what we send
@@ -73,12 +75,12 @@ def rtcp_address(remote: tuple[str, int], rtcp_remote: tuple[str, int] | None) -
 
 
 class Foreign(NamedTuple):
-    """A datagram the relay does not carry, for Python to handle."""
+    """A datagram the relay does not carry, for Python to handle, or news that the browser moved."""
 
     handle: int
-    kind: Literal["browser", "telephone-event"]  # browser: STUN or DTLS from the browser's socket
-    data: bytes
-    source: tuple[str, int]
+    kind: Literal["browser", "telephone-event", "moved"]  # browser: STUN or DTLS from the browser's socket
+    data: bytes  # b"" for moved
+    source: tuple[str, int]  # for moved: where the browser's media now comes from, and goes
 
 
 def library_paths() -> tuple[str, str]:
@@ -224,7 +226,9 @@ class NativeRelay:
         """Counters of a call, and `last_browser_media`/`last_sip_media` on time.monotonic()'s clock.
 
         Both times start at add_call, so a call that never gets media times out too: the engine
-        ends a call whose media stopped from these (its media timeout). KeyError if unknown.
+        ends a call whose media stopped from these (its media timeout). ``browser_moved`` counts
+        the times the browser's media came from a new address (SRTP that authenticated, newer
+        than any before) and the relay followed it there. KeyError if unknown.
 
         Each leg's RTCP figures, prefixed ``browser_`` and ``sip_``: of the stream that arrives,
         ``jitter_ms`` (RFC 3550's interarrival jitter), ``lost`` and ``expected`` (cumulative) and
@@ -235,8 +239,8 @@ class NativeRelay:
         return self._relay.stats(handle)
 
     def drain_foreign(self) -> list[Foreign]:
-        """Take every queued STUN/DTLS datagram and telephone-event packet, oldest first."""
-        kinds: tuple[Literal["browser", "telephone-event"], ...] = ("browser", "telephone-event")
+        """Take every queued STUN/DTLS datagram, telephone-event packet and move of the browser, oldest first."""
+        kinds: tuple[Literal["browser", "telephone-event", "moved"], ...] = ("browser", "telephone-event", "moved")
         return [Foreign(handle, kinds[kind], data, source) for handle, kind, data, source in self._relay.drain()]
 
     def close(self) -> None:

@@ -12,6 +12,14 @@ DTLS session and aioice keeps ICE consent alive, as long as the new owner of
 the socket gives every datagram that is not SRTP back through
 ``MediaPath.feed_back``.
 
+The path taken is the pair the browser's media comes on, not the one aioice
+holds as nominated: with a local address on each of two interfaces (a Docker
+host's ``docker0``) the two agents can end up on different pairs, and the
+browser sends on its own. ``note_arrivals``, called once candidates are
+gathered, has each local socket note the source of the last DTLS or SRTP
+datagram it got from one of the browser's candidates (as rtpengine and Janus
+latch onto where media comes from); the hand-off takes the latest of them.
+
 It relies on private attributes of aiortc 1.16 and aioice 0.13; importing
 this module checks them and raises ``HandoffUnavailable`` (an ImportError)
 naming what changed, so the gateway can keep such calls on the Python path.
@@ -21,12 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
+import secrets
 import struct
 from collections.abc import Callable
 from typing import Any
 
 import aioice
 import aiortc
+from aioice.candidate import Candidate
 from aioice.ice import CandidatePair, Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport, SRTPProtectionProfile
@@ -54,6 +65,9 @@ _RELIED_ON: list[tuple[type, str]] = [
     (SRTPProtectionProfile, "get_key_and_salt"),
     (RTCIceTransport, "_connection"),
     (Connection, "_nominated"),
+    (Connection, "_protocols"),
+    (Connection, "_remote_candidates"),
+    (Connection, "_check_list"),
     (Connection, "_use_ipv6"),  # webrtcleg gathers IPv4 only before a hand-off
     (RTCIceGatherer, "_connection"),
     (CandidatePair, "protocol"),
@@ -61,7 +75,10 @@ _RELIED_ON: list[tuple[type, str]] = [
     (CandidatePair, "local_candidate"),
     (StunProtocol, "transport"),
     (StunProtocol, "datagram_received"),
+    (StunProtocol, "local_candidate"),
+    (StunProtocol, "receiver"),
 ]
+_ARRIVALS = itertools.count()
 
 
 class HandoffUnavailable(ImportError):
@@ -102,7 +119,7 @@ class MediaPath:
     fd: int
     local_addr: tuple[str, int]
     remote_addr: tuple[str, int]
-    """The browser's side of the nominated ICE pair."""
+    """The browser's side of the ICE pair its media comes on."""
     srtp_profile: int
     """libsrtp's profile number (pylibsrtp ``Policy.SRTP_PROFILE_*``)."""
     srtp_profile_name: str
@@ -132,6 +149,15 @@ class MediaPath:
         """Hand a STUN or DTLS datagram that arrived on ``fd`` to aioice, so consent and DTLS keep working."""
         self._protocol.datagram_received(data, addr)
 
+    def follow(self, source: tuple[str, int]) -> None:
+        """The browser's media (its SRTP authenticated) now comes from ``source`` on ``fd``: aioice's consent
+        checks and aiortc's DTLS go there too (a peer-reflexive candidate if aioice has not met it)."""
+        connection: Connection = self._protocol.receiver
+        candidate = _remote_candidate(connection, source) or Candidate(
+            secrets.token_hex(5), 1, "udp", 0, source[0], source[1], "prflx"
+        )
+        connection._nominated[1] = CandidatePair(self._protocol, candidate)
+
 
 def _audio_transceiver(pc: RTCPeerConnection) -> RTCRtpTransceiver:
     audio = [t for t in pc.getTransceivers() if t.kind == "audio" and not t.stopped]
@@ -140,13 +166,63 @@ def _audio_transceiver(pc: RTCPeerConnection) -> RTCRtpTransceiver:
     return audio[0]
 
 
-def _nominated_pair(dtls: RTCDtlsTransport) -> CandidatePair:
-    pairs = dtls.transport._connection._nominated
-    if set(pairs) != {1}:
-        raise HandoffRefused(f"expected one nominated ICE pair for component 1 (rtcp-mux), found {sorted(pairs)}")
-    pair = pairs[1]
+@dataclasses.dataclass(frozen=True)
+class _Arrival:
+    """Where the last DTLS or SRTP datagram on one local socket came from, and when (in arrival order)."""
+
+    order: int
+    source: Candidate
+
+
+def _ice_connection(transceiver: RTCRtpTransceiver) -> Connection:
+    return transceiver.sender.transport.transport._connection
+
+
+def note_arrivals(transceiver: RTCRtpTransceiver) -> None:
+    """Have each local socket of ``transceiver``'s ICE connection note where its latest DTLS or SRTP datagram
+    came from; call it once the candidates are gathered (each local candidate has its socket), before the
+    browser can send.
+
+    Only a source among the browser's candidates counts (those it signalled, or learned from its checks,
+    which carry our ICE password): a stray datagram from elsewhere cannot take the hand-off's choice."""
+    connection = _ice_connection(transceiver)
+    for protocol in connection._protocols:
+        protocol.datagram_received = _noting(connection, protocol, protocol.datagram_received)
+
+
+def _noting(
+    connection: Connection, protocol: StunProtocol, received: Callable[[bytes, tuple[Any, ...]], None]
+) -> Callable[[bytes, tuple[Any, ...]], None]:
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if data and data[0] > 3:  # RFC 7983: not STUN
+            source = _remote_candidate(connection, addr)
+            if source is not None:
+                protocol.gateway_arrival = _Arrival(next(_ARRIVALS), source)
+        received(data, addr)
+
+    return datagram_received
+
+
+def _remote_candidate(connection: Connection, addr: tuple[Any, ...]) -> Candidate | None:
+    """The browser's candidate at ``addr``, if it is one aioice knows."""
+    return next((c for c in connection._remote_candidates if (c._network_host, c.port) == tuple(addr[:2])), None)
+
+
+def _media_pair(connection: Connection) -> CandidatePair:
+    """The pair the browser's latest DTLS or SRTP came on (see :func:`note_arrivals`), else the nominated one."""
+    if set(connection._nominated) != {1}:
+        raise HandoffRefused(f"expected one nominated ICE pair for component 1 (rtcp-mux), found {sorted(connection._nominated)}")
+    arrivals = [(p.gateway_arrival, p) for p in connection._protocols if hasattr(p, "gateway_arrival")]
+    if not arrivals:
+        pair = connection._nominated[1]
+    else:
+        arrival, protocol = max(arrivals, key=lambda found: found[0].order)
+        pair = next(
+            (p for p in connection._check_list if p.protocol is protocol and p.remote_candidate is arrival.source),
+            None,
+        ) or CandidatePair(protocol, arrival.source)
     if pair.local_candidate.type == "relay":
-        raise HandoffRefused(f"the nominated ICE pair {pair} is relayed through TURN, whose framing is not handled natively")
+        raise HandoffRefused(f"the ICE pair {pair} is relayed through TURN, whose framing is not handled natively")
     return pair
 
 
@@ -216,7 +292,8 @@ async def hand_off(pc: RTCPeerConnection) -> MediaPath:
     transceiver = _audio_transceiver(pc)
     sender, receiver = transceiver.sender, transceiver.receiver
     dtls = sender.transport
-    pair = _nominated_pair(dtls)
+    connection = _ice_connection(transceiver)
+    pair = _media_pair(connection)
     profile, inbound, outbound = _srtp_keys(dtls)
     payload_type = _opus_payload_type(transceiver)
     remote_ssrc = _remote_ssrc(pc, transceiver)
@@ -228,6 +305,7 @@ async def hand_off(pc: RTCPeerConnection) -> MediaPath:
     await receiver.stop()
     sequence, timestamp, roc = _stream_position(sender)
     stop_reading()
+    connection._nominated[1] = pair  # aioice's consent checks and aiortc's DTLS go where the media goes
     return MediaPath(
         fd=sock.fileno(), local_addr=transport.get_extra_info("sockname")[:2], remote_addr=pair.remote_addr,
         srtp_profile=profile.libsrtp_profile, srtp_profile_name=profile.openssl_profile.decode(),

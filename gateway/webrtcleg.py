@@ -71,6 +71,10 @@ class WebRtcLeg:
         if self._on_connected is not None:
             _gather_ipv4_only(audio[0])
         await self._pc.setLocalDescription(await self._pc.createAnswer())
+        if self._on_connected is not None:
+            from .webrtchandoff import note_arrivals
+
+            note_arrivals(audio[0])
         return self._pc.localDescription.sdp
 
     async def _state_changed(self) -> None:
@@ -93,11 +97,12 @@ class WebRtcLeg:
 
 
 def _gather_ipv4_only(transceiver: Any) -> None:
-    """One local address family, so aioice and the browser end up on the same pair before a hand-off.
+    """One local address family before a hand-off: fewer local sockets for the browser to move to.
 
-    With IPv4 and IPv6 host candidates both pairs can succeed, and the pair
-    aioice holds as nominated was seen not to be the one Chromium sent its
-    media on: the handed-off socket then carried nothing. (aiortc offers no
+    The hand-off takes the socket the browser's media comes on, and the relay
+    follows the browser to a new address on it, but not to another of our
+    sockets; with IPv6 candidates too, Chromium may switch to a
+    higher-priority IPv6 pair after it started on IPv4. (aiortc offers no
     option for this; aioice's Connection takes ``use_ipv6`` but aiortc does
     not pass it, so it is set before gathering starts.)
     """

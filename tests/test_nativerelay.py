@@ -26,6 +26,7 @@ from .relayharness import (
     receive_all,
     relay_call,
     rtp,
+    udp_socket,
     wait_for,
 )
 
@@ -106,6 +107,39 @@ def test_stun_dtls_and_telephone_events_come_back_to_python() -> None:
         assert by_kind[("telephone-event", event)].source == call.phone.getsockname()
         assert call.relay.stats(call.handle)["telephone_events"] == 1
         assert call.relay.drain_foreign() == []
+
+
+def test_the_relay_follows_the_browsers_media_to_another_address_only_once_srtp_authenticates() -> None:
+    """The browser's media moves (another of its addresses, a NAT's new mapping): the relay sends where it now
+    comes from, but only after a packet from there passed SRTP authentication, so that neither garbage nor a
+    replayed packet from an attacker's address can take the stream, and a late packet still coming the old
+    way does not take it back."""
+    with relay_call() as call, udp_socket() as moved, udp_socket() as attacker:
+        relay_side = call.relay_browser.getsockname()
+        packets = [call.browser_packet(p) for p in call.opus_packets(tone(BROWSER_HZ, 1.0, 48000))]
+        call.send_from_browser(packets[0])
+        tampered = bytearray(packets[1])
+        tampered[-1] ^= 1
+        attacker.sendto(bytes(tampered), relay_side)
+        attacker.sendto(packets[0], relay_side)  # replayed
+        assert wait_for(lambda: call.relay.stats(call.handle)["srtp_auth_failures"] == 1)
+        assert wait_for(lambda: call.relay.stats(call.handle)["srtp_replayed"] == 1)
+        for packet in packets[2:]:
+            moved.sendto(packet, relay_side)
+        assert wait_for(lambda: call.relay.stats(call.handle)["browser_moved"] == 1)
+        call.send_from_browser(packets[1])  # late
+        assert wait_for(lambda: call.relay.stats(call.handle)["browser_rx_packets"] == len(packets) + 2)
+        heard: list[bytes] = []
+        for _ in range(25):
+            call.send_from_phone(call.phone_packet(tone(PHONE_HZ, 0.02, 8000)))
+            select.select([moved], [], [], 0.02)
+            heard += receive_all(moved)
+        assert wait_for(lambda: (heard.extend(receive_all(moved)), len(heard) >= 20)[1])
+        assert receive_all(attacker) == [] and call.hear_browser() == []
+        assert call.relay.stats(call.handle)["browser_moved"] == 1
+        moves = [item for item in call.relay.drain_foreign() if item.kind == "moved"]
+        assert [(item.handle, item.data, item.source) for item in moves] == [(call.handle, b"", moved.getsockname())]
+        assert has_tone(call.phone_audio(receive_all(call.phone))[WARM_UP_8K:], 8000, BROWSER_HZ)
 
 
 def test_hold_stops_what_goes_to_sip_and_resume_restarts_it() -> None:

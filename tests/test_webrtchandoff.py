@@ -101,6 +101,19 @@ async def test_handed_off_path_carries_our_srtp_both_ways_and_keeps_consent() ->
             call.close()
 
 
+async def test_following_the_media_moves_aioices_pair_on_the_same_socket() -> None:
+    """When the relay follows the browser's media, aioice's consent checks (and aiortc's DTLS) go there too,
+    from the handed-off socket: to a candidate it knows, or a peer-reflexive one it makes."""
+    async with pair() as (ours, theirs):
+        path = await hand_off(ours.pc)
+        connection = ours.pc.getTransceivers()[0].sender.transport.transport._connection
+        for source, kind in ((("192.0.2.7", 4711), "prflx"), (path.remote_addr, "host")):  # and back
+            path.follow(source)
+            moved = connection._nominated[1]
+            assert (moved.remote_addr, moved.remote_candidate.type) == (source, kind)
+            assert moved.protocol.transport.get_extra_info("socket").fileno() == path.fd
+
+
 async def _stats_of(pc: RTCPeerConnection, kind: str) -> list:
     return [stats for stats in (await pc.getStats()).values() if stats.type == kind]
 

@@ -4,12 +4,15 @@ Each :class:`Host` is a namespace (``ip netns``) with one veth leg on a
 bridge in the root namespace, so hosts reach each other and the test (in the
 root namespace, at the bridge's address) reaches every host, all at layer 2
 with no forwarding.  A fresh namespace has every port free, so programs in
-it may use fixed ports.
+it may use fixed ports.  :func:`two_address_host` is a host alone with two
+addresses (a Docker host's ``docker0`` beside its own), and :func:`inside`
+puts the test's own thread in a host, so that its sockets are the host's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import itertools
 import os
@@ -70,3 +73,41 @@ def hosts(count: int) -> Iterator[tuple[str, list[Host]]]:
         for host in made:
             remove(host)
         subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def two_address_host() -> Iterator[Host]:
+    """A fresh namespace with two IPv4 addresses, one on each end of a veth pair inside it (``address`` is
+    the first), which reach each other through its loopback; programs in it and :func:`inside` it see both."""
+    serial = next(_SERIAL)
+    tag = f"{os.getpid() % 1000}{serial % 100}"
+    first = f"10.{100 + os.getpid() % 40}.{(os.getpid() // 40 + serial) % 250}"
+    host = Host(f"gwtwo{tag}", f"{first}.1")
+    try:
+        run_ip("netns", "add", host.netns)
+        run_ip("-n", host.netns, "link", "set", "lo", "up")
+        run_ip("-n", host.netns, "link", "add", "two0", "type", "veth", "peer", "name", "two1")
+        for index, address in enumerate((host.address, f"{first}.129")):
+            run_ip("-n", host.netns, "addr", "add", f"{address}/25", "dev", f"two{index}")
+            run_ip("-n", host.netns, "link", "set", f"two{index}", "up")
+        yield host
+    finally:
+        remove(host)
+
+
+@contextlib.contextmanager
+def inside(host: Host) -> Iterator[None]:
+    """Run this thread in ``host``'s namespace: the sockets it makes meanwhile stay the host's after it leaves
+    (a network namespace is per thread; threads it starts meanwhile are the host's too)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/thread-self/ns/net", "rb") as home, open(f"/run/netns/{host.netns}", "rb") as there:
+        if libc.setns(there.fileno(), _CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"cannot enter network namespace {host.netns}")
+        try:
+            yield
+        finally:
+            if libc.setns(home.fileno(), _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "cannot return to this thread's network namespace")

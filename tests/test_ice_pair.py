@@ -1,0 +1,110 @@
+"""The native relay carries the browser's media on the pair it actually comes on, and follows it.
+
+On a host with two IPv4 addresses facing the browser (a Docker host's ``docker0`` beside its own), each end
+has a host candidate on each, and the pair the page's ICE agent sends on need not be the one aioice holds as
+nominated: an aioice page with aggressive nomination keeps the last pair whose check completed, Chromium may
+switch pairs. The hand-off once took aioice's pair, and the relay read a socket the page's media never came
+to. Here the gateway and the page share a namespace with two addresses, and the page sends on a pair of
+its choosing; the echo extension brings its tone back, so the tone heard went to the relay and came back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from aioice.ice import Candidate, CandidatePair, Connection, StunProtocol
+
+from .gatewayprocess import GatewayProcess
+from .peers import netns
+from .peers.net import wait_for_async
+from .test_native_media import NATIVE
+from .webclient import WebClient
+
+PAGE_HZ = 650
+ECHO = "600"
+
+
+class PairChoosingClient(WebClient):
+    """A page whose ICE agent sends its DTLS and media from ``sending`` to the gateway's candidate that is
+    not on the nominated pair, and can move to another of its own sockets."""
+
+    sending: CandidatePair | None = None
+
+    def ice(self) -> Connection:
+        assert self.pc is not None
+        return self.pc.getTransceivers()[0].sender.transport.transport._connection
+
+    async def offer(self, tone: float, remote_offer: str = "") -> str:
+        sdp = await super().offer(tone, remote_offer)
+        connection = self.ice()
+        connect = connection.connect
+
+        async def connect_then_choose() -> None:
+            await connect()
+            self._choose(connection)
+
+        async def send_on_chosen_pair(data: bytes, component: int) -> None:
+            assert self.sending is not None
+            await self.sending.protocol.send_data(data, self.sending.remote_addr)
+
+        connection.connect = connect_then_choose  # type: ignore[method-assign]
+        connection.sendto = send_on_chosen_pair  # type: ignore[method-assign]
+        return sdp
+
+    def _choose(self, connection: Connection) -> None:
+        nominated = connection._nominated[1]
+        other: Candidate = next(c for c in connection.remote_candidates if (c.host, c.port) != nominated.remote_addr)
+        self.sending = CandidatePair(self._spare_protocol(nominated.protocol), other)
+
+    def _spare_protocol(self, than: StunProtocol) -> StunProtocol:
+        return next(p for p in self.ice()._protocols if p is not than)
+
+    def move(self) -> None:
+        """Send from another of the page's sockets and close the one sent from so far (not the nominated
+        one: aioice's ICE keeps working), so the gateway must follow the media to be heard."""
+        assert self.sending is not None
+        left = self.sending.protocol
+        self.sending = CandidatePair(self._spare_protocol(left), self.sending.remote_candidate)
+        left.transport.close()
+
+
+@asynccontextmanager
+async def page_on_a_two_address_host(workdir: Path) -> AsyncIterator[tuple[GatewayProcess, PairChoosingClient]]:
+    """A native gateway and a signed-in page in one namespace with two addresses."""
+    with netns.two_address_host() as host:
+        gateway = GatewayProcess(workdir, NATIVE, host=host.address, netns=host.netns)
+        try:
+            with netns.inside(host):
+                page = PairChoosingClient(gateway.url)
+                try:
+                    await page.connect()
+                    await page.sign_in("alice")
+                    yield gateway, page
+                finally:
+                    await page.close()
+        finally:
+            assert gateway.stop() == 0, gateway.log()[-3000:]
+        assert "media carried natively" in gateway.log()
+
+
+async def test_the_relay_takes_the_pair_the_pages_media_comes_on(tmp_path: Path) -> None:
+    async with page_on_a_two_address_host(tmp_path) as (gateway, page):
+        await page.call(ECHO, tone_hz=PAGE_HZ)
+        await page.next("answered")
+        assert page.pc is not None and page.pc.localDescription.sdp.count("typ host") == 2
+        await page.wait_tone(PAGE_HZ)
+
+
+async def test_the_relay_follows_the_pages_media_to_another_address(tmp_path: Path) -> None:
+    async with page_on_a_two_address_host(tmp_path) as (gateway, page):
+        await page.call(ECHO, tone_hz=PAGE_HZ)
+        await page.next("answered")
+        await page.wait_tone(PAGE_HZ)
+        page.move()
+        page.received.clear()
+        await page.wait_tone(PAGE_HZ)
+        assert page.sending is not None
+        moved_to = "{}:{}".format(*page.sending.local_addr)
+        await wait_for_async(lambda: f"media moved to {moved_to}, and the relay with it" in gateway.log(), 5)
