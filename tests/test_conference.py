@@ -1,0 +1,121 @@
+"""Conference rooms end to end: a page in Chromium, an aiortc page and a SIP phone in one room.
+
+Each participant sends its own tone (the page its fake microphone's MIC_HZ,
+the aiortc client WEB_HZ, baresip SIP_HZ); by FFT, each hears the other two
+and never itself. A full room refuses the page with a message and a SIP
+caller with 486; when one leaves, the others go on hearing each other. On
+the Python media path rooms are refused plainly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from playwright.async_api import expect
+
+from .audio import read_wav, tone, tone_shares, write_wav
+from .browser import DESKTOP, MIC_HZ, PHONE, OpenPhone
+from .gatewayprocess import GatewayProcess
+from .peers import sipp
+from .peers.baresip import Baresip
+from .webclient import RATE, WebClient
+
+WEB_HZ, SIP_HZ = 600.0, 1500.0
+ROOM = '[[rooms]]\nname = "standup"\nnumber = "700"\nmax_participants = 3\n'
+
+
+@pytest.fixture
+def sip_phone(tmp_path: Path) -> Iterator[Baresip]:
+    """baresip playing SIP_HZ and recording what it hears."""
+    wav = tmp_path / "sip-tone.wav"
+    write_wav(wav, tone(SIP_HZ, 60, 8000, amplitude=0.3), 8000)
+    with Baresip(tmp_path, wav, user="sipcaller") as running:
+        yield running
+
+
+def _hears(samples: np.ndarray, rate: int, others: tuple[float, ...], own: float) -> bool:
+    """Each of ``others`` clearly present, ``own`` not at all."""
+    *theirs, mine = tone_shares(samples, rate, [*others, own])
+    return all(share > 0.05 for share in theirs) and mine < 0.01
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_a_page_an_aiortc_page_and_a_sip_phone_hear_each_other_in_a_room(
+    start_gateway: Callable[..., GatewayProcess],
+    browser: OpenPhone,
+    connect_client: Callable[..., Awaitable[WebClient]],
+    sip_phone: Baresip,
+    tmp_path: Path,
+) -> None:
+    gateway = start_gateway(ROOM)
+    async with browser(gateway) as page_phone:
+        await page_phone.sign_in("carol")
+        await page_phone.dial("700")
+        await page_phone.wait_state("answered")
+        info = page_phone.page.locator("#room-info")
+        await expect(info).to_have_text("Room standup · 1 person")
+
+        dave = await connect_client(gateway, "dave")
+        dave_call = await dave.call("700", WEB_HZ)
+        sip_phone.dial(gateway.uri("700"))
+        await asyncio.to_thread(sip_phone.wait_event, "CALL_ESTABLISHED", 10)
+        await expect(info).to_have_text("Room standup · 3 people")
+        assert "sipcaller" in (await info.get_attribute("title") or "")
+
+        async def page_hears(others: tuple[float, ...], own: float) -> bool:
+            return _hears(*(await page_phone.heard_samples(1.0)), others, own)
+
+        async def dave_hears() -> bool:
+            heard = dave.last_heard(1.0)
+            return len(heard) == RATE and _hears(heard, RATE, (MIC_HZ, SIP_HZ), WEB_HZ)
+
+        await _until(lambda: page_hears((WEB_HZ, SIP_HZ), MIC_HZ), "the page hears the aiortc page and the phone")
+        await _until(dave_hears, "the aiortc page hears the page and the phone")
+        for size in (DESKTOP, PHONE):
+            await page_phone.screenshot("conference-room", size)
+
+        erin = await connect_client(gateway, "erin")
+        await erin.send({"type": "call", "to": "700", "sdp": await erin.offer(WEB_HZ), "id": "c1"})
+        refused = await erin.reply()
+        assert (refused["type"], refused["code"], refused["message"]) == (
+            "error", "room_full", "The room standup is full (3 people)"
+        )
+        full = await asyncio.to_thread(sipp.uac(tmp_path / "sipp", gateway.uri("700")).run, 20)
+        assert full.final_status == 486
+
+        await dave.send({"type": "hangup", "call": dave_call})
+        await dave.hang_up_media()
+        await expect(info).to_have_text("Room standup · 2 people")
+        await _until(lambda: page_hears((SIP_HZ,), WEB_HZ), "the page still hears the phone, and no longer the one who left")
+
+        sip_phone.hangup()
+        await asyncio.to_thread(sip_phone.wait_event, "CALL_CLOSED", 10)
+        heard, rate = read_wav(sip_phone.recording())
+        *theirs, own = tone_shares(heard[rate // 2 :], rate, [MIC_HZ, WEB_HZ, SIP_HZ])
+        assert all(share > 0.05 for share in theirs) and own < 0.01, (theirs, own)
+        await expect(info).to_have_text("Room standup · 1 person")
+
+
+async def test_rooms_are_refused_plainly_when_media_is_carried_in_python(
+    start_gateway: Callable[..., GatewayProcess], connect_client: Callable[..., Awaitable[WebClient]], tmp_path: Path
+) -> None:
+    gateway = start_gateway(ROOM + '[engines]\nmedia = "python"\n')
+    alice = await connect_client(gateway, "alice")
+    await alice.send({"type": "call", "to": "700", "sdp": await alice.offer(WEB_HZ), "id": "c1"})
+    refused = await alice.reply()
+    assert (refused["type"], refused["code"]) == ("error", "not_possible")
+    assert "native media relay" in refused["message"]
+    result = await asyncio.to_thread(sipp.uac(tmp_path / "sipp", gateway.uri("700")).run, 20)
+    assert result.final_status == 488
