@@ -32,7 +32,7 @@ from .metrics import Metrics
 from .passwords import PasswordChecker
 from .requesterror import RequestError
 from .recordings import RecordingStore
-from .rooms import Rooms
+from .rooms import RoomRouter, Rooms
 from .transfer import FarEnd, far_end_of_incoming, far_end_of_route, refer_refusal
 from .turn import turn_server
 from .userdata import UserData
@@ -162,6 +162,7 @@ class CallControl:
         metrics: Metrics | None = None,
         userdata: UserData | None = None,
         recordings: RecordingStore | None = None,
+        room_router: RoomRouter | None = None,
     ) -> None:
         self._config = config
         self.userdata = userdata or UserData(config.plan.country, config.contacts, UserFiles(None))
@@ -181,7 +182,7 @@ class CallControl:
         self._trunks: dict[str, api.TrunkState] = {}
         self._signed_in: dict[str, set[Session]] = {}
         self._calls: dict[str, ControlCall] = {}
-        self._rooms = Rooms(config.plan)
+        self._rooms = Rooms(config.plan, room_router)
         self._recordings = recordings if config.recording.enabled else None
         self._saving: dict[str, Session] = {}
         """Calls that ended while recording: the page told when the last save is done."""

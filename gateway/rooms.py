@@ -5,9 +5,10 @@ the page or by calling it over SIP; each participant is a call of its own,
 which the engine makes a participant of the room's mix in its native relay
 (:class:`gateway.engineapi.Join`).  A room lives on one engine, its first
 participant's, while anyone is in it: later web participants are placed on
-that engine, and a SIP caller that reached another one is refused (behind a
-SIP front, the caller must reach the room's worker: a known limit).  Rooms
-need the native media path; on the Python one they are refused plainly.
+that engine; behind a SIP front a :class:`RoomRouter` (the front) sends SIP
+callers of the room's number to that engine's worker, and one that reached
+another engine all the same is refused.  Rooms need the native media path;
+on the Python one they are refused plainly.
 Every web participant's page is told the room's roster (a ``room`` message)
 whenever someone joins or leaves.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from . import engineapi as api
 from .dialplan import Dialplan, Route
@@ -31,6 +32,13 @@ log = logging.getLogger(__name__)
 NEED_NATIVE = "Conference rooms need the native media relay, and this gateway carries audio in Python"
 
 
+class RoomRouter(Protocol):
+    """Sends SIP calls to a room's number to the engine (``host:port`` of its SIP) that carries the room."""
+
+    def room_opened(self, number: str, engine: str) -> None: ...
+    def room_closed(self, number: str) -> None: ...
+
+
 @dataclasses.dataclass(eq=False)
 class _Room:
     name: str
@@ -43,8 +51,9 @@ class _Room:
 class Rooms:
     """The rooms that have participants now."""
 
-    def __init__(self, plan: Dialplan) -> None:
+    def __init__(self, plan: Dialplan, router: RoomRouter | None = None) -> None:
         self._plan = plan
+        self._router = router
         self._rooms: dict[str, _Room] = {}
         self._of: dict[str, _Room] = {}
         """Call id -> the room it is a participant of."""
@@ -100,6 +109,8 @@ class Rooms:
             self._tell(room)
         else:
             del self._rooms[room.name]
+            if self._router is not None:
+                self._router.room_closed(room.number)
 
     def _check_room(self, route: Route) -> None:
         definition = self._plan.room(route.target)
@@ -108,7 +119,11 @@ class Rooms:
             raise RequestError("room_full", f"The room {route.target} is full ({definition.max_participants} people)")
 
     def _add(self, call: ControlCall, route: Route) -> None:
-        room = self._rooms.setdefault(route.target, _Room(route.target, route.number, call.engine))
+        room = self._rooms.get(route.target)
+        if room is None:
+            room = self._rooms[route.target] = _Room(route.target, route.number, call.engine)
+            if self._router is not None:
+                self._router.room_opened(route.number, call.engine.sip_host)
         room.calls.append(call)
         self._of[call.call_id] = room
 

@@ -4,7 +4,8 @@ Each participant sends its own tone (the page its fake microphone's MIC_HZ,
 the aiortc client WEB_HZ, baresip SIP_HZ); by FFT, each hears the other two
 and never itself. A full room refuses the page with a message and a SIP
 caller with 486; when one leaves, the others go on hearing each other. On
-the Python media path rooms are refused plainly.
+the Python media path rooms are refused plainly; behind the Kamailio front,
+SIP callers reach the worker that mixes the room.
 """
 
 from __future__ import annotations
@@ -119,3 +120,18 @@ async def test_rooms_are_refused_plainly_when_media_is_carried_in_python(
     assert "native media relay" in refused["message"]
     result = await asyncio.to_thread(sipp.uac(tmp_path / "sipp", gateway.uri("700")).run, 20)
     assert result.final_status == 488
+
+
+async def test_behind_the_front_sip_callers_reach_the_worker_that_mixes_the_room(
+    start_gateway: Callable[..., GatewayProcess], connect_client: Callable[..., Awaitable[WebClient]], tmp_path: Path
+) -> None:
+    gateway = start_gateway(ROOM + "[engines]\nworkers = 2\n")
+    alice = await connect_client(gateway, "alice")
+    await alice.call("700", WEB_HZ)
+    assert (await alice.next("room"))["participants"] == ["alice"]
+    for attempt in range(2):  # the front takes turns between the workers for any other INVITE
+        caller = sipp.uac(tmp_path / f"sipp{attempt}", gateway.uri("700"), hold_ms=500)
+        assert (await asyncio.to_thread(caller.run, 20)).final_status == 200
+        assert (await alice.next("room"))["participants"] == ["alice", "sipp"]
+        assert (await alice.next("room"))["participants"] == ["alice"]
+    assert "carried by another media engine" not in gateway.log(), "an INVITE reached the other worker first"
