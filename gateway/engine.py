@@ -288,7 +288,7 @@ class MediaEngine:
         if self._native is None:
             log.warning("call %s: conference room %s refused: %s", call.call_id, command.room, ROOMS_NEED_NATIVE)
             call.cause = EndCause("failed", 488 if call.dialog else 503, ROOMS_NEED_NATIVE)
-            await self._hangup(call, lambda: self._sip.reject(call.call_id, 488, ROOMS_NEED_NATIVE))
+            await self._hangup(call, lambda: self._sip.reject(call.call_id, 488, ROOMS_NEED_NATIVE, ()))
             return
         self._native.join(call.call_id, command.room)
         if command.offer:

@@ -19,8 +19,14 @@ import numpy as np
 import pytest
 from playwright.async_api import expect
 
+from gateway import engineapi as api
+from gateway.config import load
+from gateway.control import CallControl
+from gateway.requesterror import RequestError
+
 from .audio import read_wav, tone, tone_shares, write_wav
 from .browser import DESKTOP, MIC_HZ, PHONE, OpenPhone
+from .fakes import FakeLink, FakePage
 from .gatewayprocess import GatewayProcess
 from .peers import sipp
 from .peers.baresip import Baresip
@@ -28,6 +34,86 @@ from .webclient import RATE, WebClient
 
 WEB_HZ, SIP_HZ = 600.0, 1500.0
 ROOM = '[[rooms]]\nname = "standup"\nnumber = "700"\nmax_participants = 3\n'
+
+
+# -- call control, with fake engines and pages ------------------------------------------
+
+
+class _Router:
+    def __init__(self) -> None:
+        self.rooms: dict[str, str] = {}
+
+    def room_opened(self, number: str, engine: str) -> None:
+        self.rooms[number] = engine
+
+    def room_closed(self, number: str) -> None:
+        del self.rooms[number]
+
+
+def _control(tmp_path: Path, media: str = "native", engines: int = 1) -> tuple[CallControl, list[FakeLink], _Router]:
+    (tmp_path / "gateway.toml").write_text(f'state_dir = "state"\n{ROOM}')
+    router = _Router()
+    control = CallControl(load(tmp_path / "gateway.toml"), room_router=router)
+    links = [FakeLink() for _ in range(engines)]
+    for index, link in enumerate(links):
+        control.attach(link)
+        control.on_event(link, api.EngineReady(f"127.0.0.1:{5071 + index}", 4, media))
+    return control, links, router
+
+
+async def _page(control: CallControl, user: str) -> FakePage:
+    page = FakePage()
+    await control.sign_in(page, user, None)
+    return page
+
+
+def _rosters(page: FakePage) -> list[list[str]]:
+    return [message["participants"] for message in page.messages if message["type"] == "room"]
+
+
+async def test_call_control_keeps_a_room_on_one_engine_tells_the_roster_and_refuses_a_full_room(tmp_path: Path) -> None:
+    control, (first, second), router = _control(tmp_path, engines=2)
+    carol, dave = await _page(control, "carol"), await _page(control, "dave")
+    carol_call = control.place_call(carol, "700", "offer-c")
+    links = [link for link in (first, second) if link.sent]
+    assert len(links) == 1 and links[0].sent == [api.Join(carol_call, "standup", "offer-c")]
+    room_link, other = links[0], second if links[0] is first else first
+    assert router.rooms == {"700": control.call(carol_call).engine.sip_host}
+    control.on_event(room_link, api.Answered(carol_call))
+    dave_call = control.place_call(dave, "7-0-0", "offer-d")  # the room's engine, though the other has more room
+    assert room_link.sent[-1] == api.Join(dave_call, "standup", "offer-d") and not other.sent
+    control.on_event(room_link, api.Answered(dave_call))
+    control.on_event(room_link, api.Incoming("s-1", "700", "sip:phone@192.0.2.9", "Desk phone", ""))
+    assert room_link.sent[-1] == api.Join("s-1", "standup")
+    control.on_event(room_link, api.Answered("s-1"))
+    assert _rosters(carol) == [["carol"], ["carol", "dave"], ["carol", "dave", "Desk phone"]]
+
+    erin = await _page(control, "erin")
+    with pytest.raises(RequestError) as full:
+        control.place_call(erin, "700", "offer-e")
+    assert (full.value.code, full.value.message) == ("room_full", "The room standup is full (3 people)")
+    control.on_event(room_link, api.Incoming("s-2", "700", "sip:late@192.0.2.9", "", ""))
+    assert room_link.sent[-1] == api.Reject("s-2", 486, "The room standup is full (3 people)")
+
+    control.on_event(room_link, api.Ended(dave_call, "normal", 200, "Call ended"))
+    assert _rosters(carol)[-1] == ["carol", "Desk phone"]
+    for call_id in (carol_call, "s-1"):
+        control.on_event(room_link, api.Ended(call_id, "normal", 200, "Call ended"))
+    assert router.rooms == {}
+
+
+async def test_call_control_refuses_rooms_on_the_python_media_path(tmp_path: Path) -> None:
+    control, (link,), router = _control(tmp_path, media="python")
+    alice = await _page(control, "alice")
+    with pytest.raises(RequestError) as refused:
+        control.place_call(alice, "700", "offer")
+    assert refused.value.code == "not_possible" and "native media relay" in refused.value.message
+    control.on_event(link, api.Incoming("s-1", "700", "sip:phone@192.0.2.9", "", ""))
+    assert isinstance(link.sent[-1], api.Reject) and link.sent[-1].code == 488
+    assert router.rooms == {} and control.call_count == 1  # the refused SIP call, until its engine ends it
+
+
+# -- end to end ----------------------------------------------------------------------------
 
 
 @pytest.fixture
