@@ -423,12 +423,14 @@ class CallControl:
 
     def hold(self, session: Session, call_id: str, hold: bool) -> None:
         call = self._answered_call(session, call_id, "Only an answered call can be held")
+        self._rooms.refuse(call, "held")
         call.engine.link.send(api.Hold(call_id, hold))
 
     def record(self, session: Session, call_id: str, on: bool) -> None:
         """Start or stop recording the page's call; the engine's answer comes as a ``recording`` message."""
         store = self._require_recording()
         call = self._answered_call(session, call_id, "Only an answered call can be recorded")
+        self._rooms.refuse(call, "recorded")
         if call.direct:
             raise RequestError("not_possible", "A call straight between two browsers does not pass the gateway: it cannot record it")
         if on and not call.recording:
@@ -494,6 +496,7 @@ class CallControl:
 
     def _transferable(self, session: Session, call_id: str) -> ControlCall:
         call = self._answered_call(session, call_id, "Only an answered call can be transferred")
+        self._rooms.refuse(call, "transferred")
         if call.transfer:
             raise RequestError("wrong_state", "This call is being transferred already")
         return call

@@ -92,6 +92,12 @@ class Rooms:
         call.engine.link.send(api.Join(call.call_id, route.target))
         return None
 
+    def refuse(self, call: ControlCall, what: str) -> None:
+        """RequestError when ``call`` is a room's participant: being ``what`` (held, transferred, recorded)
+        is for calls between two parties."""
+        if call.call_id in self._of:
+            raise RequestError("not_possible", f"A call in a conference room cannot be {what}")
+
     def answered(self, call: ControlCall) -> None:
         """A participant is in: every page in the room gets the roster."""
         room = self._of.get(call.call_id)
