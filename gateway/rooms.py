@@ -60,12 +60,13 @@ class Rooms:
 
     def engine_for(self, route: Route, free_engine: Callable[[], Engine]) -> Engine:
         """Where a web user joining ``route``'s room is carried: the room's engine, or for its first
-        participant ``free_engine()``; RequestError when the room is full or cannot be carried."""
+        participant ``free_engine()``; RequestError when the room is full or cannot be carried.
+
+        A web participant takes none of its engine's SIP lines (``capacity``), only a call of its
+        relay, so a room's engine takes one however many calls it counts."""
         room = self._rooms.get(route.target)
         self._check_room(route)
         engine = room.engine if room is not None else free_engine()
-        if engine.full:
-            raise RequestError("busy", f"The room {route.target} is on a media engine with no free line")
         if engine.media != "native":
             raise RequestError("not_possible", NEED_NATIVE)
         return engine
