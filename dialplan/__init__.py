@@ -9,7 +9,7 @@ from .identity import CallerId, Presented
 from .permissions import DEFAULT_ALLOW, PERMISSIONS, Permission, User
 from .plan import BUILTIN_EXTENSIONS, Dialplan
 from .route import Route, Target
-from .rules import InboundRule, OutboundRule
+from .rules import InboundRule, OutboundRule, Room
 from .trunks import Trunk
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "OutboundRule",
     "Permission",
     "Presented",
+    "Room",
     "Route",
     "Target",
     "Trunk",

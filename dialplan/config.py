@@ -49,6 +49,11 @@ With none of these sections the plan is the built-in one: open sign-in,
     The first route that takes a call and admits its caller wins; emergency
     numbers and users' extensions come before every route, the built-in
     extensions after them.
+``[[rooms]]``
+    ``name``, ``number`` required: a conference room that web users join by
+    dialling ``number`` and SIP callers by calling it at the gateway (under
+    ``inbound_from``, like any SIP call); ``max_participants`` (8, 2-32);
+    ``users``, ``groups``: who may join from the page (default every user).
 ``[[inbound]]``
     ``did`` required (a number, normalised to E.164 when valid, or "*"),
     ``trunk``, and exactly one of ``user``, ``group``, ``extension`` (built-in
@@ -69,7 +74,7 @@ from .patterns import ExtensionPattern, extension_pattern
 from .permissions import DEFAULT_ALLOW, PERMISSIONS, USER_NAME, Permission, User
 from .plan import APPLICATIONS, BUILTIN_EXTENSIONS, DEFAULT_COUNTRY, Dialplan
 from .route import Route
-from .rules import ANY_DID, InboundRule, OutboundRule
+from .rules import ANY_DID, InboundRule, OutboundRule, Room
 from .sources import INBOUND_FROM, InboundSources, network_problem
 from .trunks import SRTP_MODES, TRANSPORTS, Trunk
 
@@ -113,6 +118,9 @@ _TRUNK_KEYS = (
 _ROUTE_KEYS = ("name", "prefix", "pattern", "extensions", "trunks", "users", "groups")
 _INBOUND_KEYS = ("did", "trunk", "user", "group", "extension")
 _ANSWERS = ("user", "group", "extension")
+_ROOM_KEYS = ("name", "number", "max_participants", "users", "groups")
+MAX_PARTICIPANTS = 32
+"""The most one room takes: the native relay mixes at most this many (gateway/_mixer.h)."""
 
 
 class DialplanError(ValueError):
@@ -212,6 +220,7 @@ def load_plan(data: Mapping[str, Any]) -> Dialplan:
     }
     routes = _routes(root, trunks, users, members)
     owners = {user.extension: user.name for user in (users or {}).values() if user.extension}
+    rooms = _rooms(root, users, members, builtins, emergency, owners)
     inbound = [
         _inbound(table, country, trunks, users, members, builtins, owners)
         for table in root.tables("inbound", _INBOUND_KEYS)
@@ -227,6 +236,7 @@ def load_plan(data: Mapping[str, Any]) -> Dialplan:
         inbound=inbound,
         default_allow=default_allow,
         sources=_sources(section, open_sign_in=users is None),
+        rooms=rooms,
     )
 
 
@@ -440,6 +450,44 @@ def _extension_patterns(table: _Table) -> tuple[ExtensionPattern, ...]:
         return tuple(extension_pattern(text) for text in texts)
     except ValueError as exc:
         raise DialplanError(f"{table.at('extensions')}: {exc}") from None
+
+
+def _rooms(
+    root: _Table,
+    users: Mapping[str, User] | None,
+    members: Mapping[str, tuple[str, ...]],
+    builtins: Mapping[str, str],
+    emergency: EmergencyNumbers,
+    owners: Mapping[str, str],
+) -> list[Room]:
+    """``owners`` maps users' extensions to the users: a room's number must be nobody else's."""
+    rooms: list[Room] = []
+    for table in root.tables("rooms", _ROOM_KEYS):
+        name = table.need("name", str)
+        if not _NAME.match(name):
+            raise DialplanError(f"{table.at('name')}: {name!r} is not a name (1-32 of A-Z a-z 0-9 . _ -)")
+        if any(room.name == name for room in rooms):
+            raise DialplanError(f"{table.at('name')}: room {name!r} is defined twice")
+        number = table.need("number", str)
+        _extension_number(table.at("number"), number, emergency)
+        taken = (
+            "a built-in extension" if number in builtins
+            else f"{owners[number]}'s extension" if number in owners
+            else next((f"room {room.name!r}'s number" for room in rooms if room.number == number), None)
+        )
+        if taken:
+            raise DialplanError(f"{table.at('number')}: {number!r} is already {taken}")
+        limit = table.get("max_participants", int, 8)
+        if not 2 <= limit <= MAX_PARTICIPANTS:
+            raise DialplanError(f"{table.at('max_participants')}: must be 2-{MAX_PARTICIPANTS}, not {limit}")
+        rooms.append(
+            Room(
+                name, number, limit,
+                users=frozenset(table.known("users", users or {}, "user")),
+                groups=frozenset(table.known("groups", members, "group")),
+            )
+        )
+    return rooms
 
 
 def _inbound(

@@ -11,7 +11,7 @@ from .identity import CallerId
 from .numbers import EmergencyNumbers
 from .permissions import DEFAULT_ALLOW, PERMISSIONS, USER_NAME, Permission, User
 from .route import Route, Target
-from .rules import InboundRule, OutboundRule
+from .rules import InboundRule, OutboundRule, Room
 from .sources import InboundSources
 from .trunks import Trunk
 
@@ -58,6 +58,7 @@ class Dialplan:
         inbound: Sequence[InboundRule] = (),
         default_allow: frozenset[Permission] = DEFAULT_ALLOW,
         sources: InboundSources | None = None,
+        rooms: Iterable[Room] = (),
     ) -> None:
         self._accounts = (
             None
@@ -76,6 +77,7 @@ class Dialplan:
         self._inbound = tuple(inbound)
         self._default_allow = default_allow
         self._sources = sources or InboundSources()
+        self._rooms = types.MappingProxyType({room.number: room for room in rooms})
         self._extensions = {user.extension: user.name for user in (self._accounts or {}).values() if user.extension}
         self._warnings = self._check()
 
@@ -99,6 +101,15 @@ class Dialplan:
         return self._trunks
 
     @property
+    def rooms(self) -> Mapping[str, Room]:
+        """Conference room number -> its definition."""
+        return self._rooms
+
+    def room(self, name: str) -> Room | None:
+        """The conference room called ``name``, if one is."""
+        return next((room for room in self._rooms.values() if room.name == name), None)
+
+    @property
     def warnings(self) -> tuple[str, ...]:
         """Things that work but are probably not what the operator meant."""
         return self._warnings
@@ -120,6 +131,8 @@ class Dialplan:
             return Route.reject(484, "That is not a number, a user name or a sip: address")
         if number in self._emergency:
             return self._emergency_call(number)
+        if number in self._rooms:
+            return self._join(self._rooms[number], user)
         if number in self._extensions:
             return self._local_user(self._extensions[number], caller)
         return self._routed(number, user)
@@ -145,7 +158,7 @@ class Dialplan:
         ``source`` is the caller's address when the call came neither through a
         trunk nor from the gateway itself; a source the policy does not admit
         gets 403.  Then ``[[inbound]]`` rules for a DID come first, then
-        built-in extensions, users' extensions and user names, then catch-all
+        built-in extensions, conference rooms, users' extensions and user names, then catch-all
         (``*``) rules, so a catch-all never swallows the gateway's calls to its
         own extensions and users.
         """
@@ -157,6 +170,8 @@ class Dialplan:
             return exact
         if to_user in self._builtins:
             return Route("builtin", self._builtins[to_user])
+        if to_user in self._rooms:
+            return Route("room", self._rooms[to_user].name, number=to_user)
         if to_user in self._extensions:
             return Route("user", self._extensions[to_user])
         if USER_NAME.match(to_user) and (self._accounts is None or to_user in self._accounts):
@@ -179,6 +194,11 @@ class Dialplan:
         if self._accounts is not None and name not in self._accounts:
             return Route.reject(404, f"There is no user called {name}")
         return Route("local", name)
+
+    def _join(self, room: Room, user: User) -> Route:
+        if not room.admits(user):
+            return Route.reject(403, f"You may not join the room {room.name}")
+        return Route("room", room.name, number=room.number)
 
     def _sip_uri(self, text: str, user: User) -> Route:
         match = _SIP_URI.match(text)

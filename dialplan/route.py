@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-Action = Literal["local", "sip", "builtin", "user", "group", "trunk", "reject"]
+Action = Literal["local", "sip", "builtin", "user", "group", "trunk", "room", "reject"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Route:
     ``user``: ring the web user ``target``;
     ``group``: ring every web user in ``targets`` (names) at once, the first to answer wins;
     ``target`` names the group;
+    ``room``: join the conference room ``target`` (:class:`~dialplan.rules.Room`), whose ``number`` was dialled;
     ``reject``: refuse with the SIP status ``code`` and the human ``reason``.
     """
 

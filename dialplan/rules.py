@@ -56,6 +56,23 @@ class OutboundRule:
 
 
 @dataclasses.dataclass(frozen=True)
+class Room:
+    """A ``[[rooms]]`` entry: a conference room that web users join by dialling ``number``
+    and SIP callers by calling it at the gateway, ``max_participants`` at once.
+    Non-empty ``users``/``groups`` keep it to those users and group members (on the page;
+    SIP callers are admitted as any inbound call is)."""
+
+    name: str
+    number: str
+    max_participants: int = 8
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+    def admits(self, user: User) -> bool:
+        return (not self.users and not self.groups) or user.name in self.users or not self.groups.isdisjoint(user.groups)
+
+
+@dataclasses.dataclass(frozen=True)
 class InboundRule:
     """An ``[[inbound]]`` entry: a call to ``did`` (E.164 when it is a valid number,
     or ``*``), optionally only from ``trunk``, is answered with ``route``."""

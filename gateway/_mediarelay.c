@@ -29,10 +29,14 @@
  * follows the source of its newest authenticated RTP packet.
  * Recording (record/recording): each leg's 8 kHz PCM as it is carried (the browser's as sent to SIP,
  * the SIP side's as sent to the browser) goes into a small buffer per leg; the tick takes 20 ms of
- * each per 20 ms of the monotonic clock (silence for a leg that has none, a leg refilling REC_CUSHION
+ * each per 20 ms of the monotonic clock (silence for a leg that has none, a leg refilling PCM_CUSHION
  * before it is taken again, so arrival jitter does not chop it) into one ring of interleaved stereo
  * s16 (browser left, SIP right) that Python drains in bulk. play() mixes PCM (a beep) into what goes
  * to SIP. Both buffers are allocated by those calls, never by the worker.
+ * Conference rooms (add_call's room): a participant is a call with one leg, browser or SIP, in a room
+ * of this relay. What its leg brings in, decoded to 8 kHz, goes into its own pcm_fifo_t (_mixer.c);
+ * the tick takes a frame of every participant per 20 ms of the room's clock, and each gets the sum
+ * of the others (mix-minus), encoded for its leg: Opus+SRTP to a browser, G.711 RTP to SIP.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -54,6 +58,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_mixer.h"
 #include "_rtcp.h"
 
 /* ---- libopus, as declared in opus/opus.h and opus/opus_defines.h ---- */
@@ -165,8 +170,7 @@ static struct {
 #define OPUS_CLOCK 48000
 #define G711_CLOCK 8000
 #define MAX_SRTCP_INDEX (1u << 20) /* SRTCP packets aiortc may have sent before the hand-off */
-#define REC_LEG (FRAME_8K * 10)  /* a leg's samples waiting for the tick; older ones are dropped beyond */
-#define REC_CUSHION (FRAME_8K * 2) /* a leg that ran dry is taken again once it holds this much */
+#define ROOM_CATCH_UP 3          /* frames a room's tick makes at most at once; a longer stall is skipped */
 #define REC_RING (FRAME_8K * 250) /* 5 s of stereo for Python to drain, whole frames */
 #define PLAY_MAX (G711_CLOCK * 5) /* the longest sound play() takes */
 
@@ -206,8 +210,7 @@ typedef struct {
 
 /* A call being recorded: each leg's samples until the tick takes them, and the stereo ring for Python. */
 typedef struct {
-    int16_t leg[2][REC_LEG];
-    int fill[2], refilling[2];
+    pcm_fifo_t leg[2];
     int16_t ring[2 * REC_RING];
     int head, count; /* in stereo samples, whole frames */
     double start;
@@ -262,7 +265,17 @@ typedef struct {
     recording_t *rec; /* NULL while not recording */
     int16_t *play;    /* mixed into what goes to SIP, play_pos up to play_len */
     int play_len, play_pos;
+    struct room *room; /* NULL: an ordinary call, its two legs carried to each other */
+    pcm_fifo_t *said;  /* in a room: what its one leg brought in, until the room's tick mixes it */
 } call_t;
+
+/* A conference room: its participants are the calls whose room points here. */
+typedef struct room {
+    uint32_t id; /* Python's name for it; 0: a free slot */
+    int members;
+    double start;
+    uint64_t done; /* samples mixed since start */
+} room_t;
 
 typedef struct {
     uint64_t handle;
@@ -281,6 +294,7 @@ typedef struct {
     int max_calls, live_calls;
     uint32_t generation;
     call_t **calls;
+    room_t *rooms; /* max_calls slots: a call is in one room at most */
     /* foreign queue (ring) */
     foreign_t *queue;
     int queue_size, queue_head, queue_count, queue_signalled;
@@ -297,6 +311,7 @@ typedef struct {
     uint64_t *tx_stats; /* packets, bytes (consecutive in call_t.stat) */
     uint64_t *tx_errors;
     int16_t pcm[MAX_FRAME_8K];
+    int16_t mix_in[MIX_MAX][MIX_FRAME], mix_out[MIX_MAX][MIX_FRAME]; /* a room's frame, as heard and as sent */
     double now;
 } Relay;
 
@@ -503,37 +518,8 @@ static void hand_to_python(Relay *r, call_t *c, int kind, const uint8_t *data, i
 /* ---- recording ---- */
 static void rec_push(call_t *c, int leg, const int16_t *pcm, int n)
 {
-    recording_t *rec = c->rec;
-    if (!rec)
-        return;
-    int16_t *buf = rec->leg[leg];
-    int fill = rec->fill[leg];
-    if (fill + n > REC_LEG) { /* the tick fell behind: keep the newest */
-        int drop = fill + n - REC_LEG < fill ? fill + n - REC_LEG : fill;
-        memmove(buf, buf + drop, (size_t)(fill - drop) * sizeof *buf);
-        fill -= drop;
-        if (n > REC_LEG) {
-            pcm += n - REC_LEG;
-            n = REC_LEG;
-        }
-    }
-    memcpy(buf + fill, pcm, (size_t)n * sizeof *buf);
-    rec->fill[leg] = fill + n;
-}
-
-/* One frame of a leg into the stereo frame `out` (silence where it has none). */
-static void rec_take(recording_t *rec, int leg, int16_t *out)
-{
-    int fill = rec->fill[leg];
-    if (rec->refilling[leg] && fill >= REC_CUSHION)
-        rec->refilling[leg] = 0;
-    int k = rec->refilling[leg] ? 0 : fill < FRAME_8K ? fill : FRAME_8K;
-    for (int i = 0; i < FRAME_8K; i++)
-        out[2 * i + leg] = i < k ? rec->leg[leg][i] : 0;
-    memmove(rec->leg[leg], rec->leg[leg] + k, (size_t)(fill - k) * sizeof rec->leg[leg][0]);
-    rec->fill[leg] = fill - k;
-    if (k < FRAME_8K)
-        rec->refilling[leg] = 1;
+    if (c->rec)
+        pcm_fifo_push(&c->rec->leg[leg], pcm, n);
 }
 
 /* As many stereo frames as the clock says are due since the recording started. */
@@ -551,8 +537,8 @@ static void rec_tick(Relay *r, call_t *c)
         } else {
             c->stat[ST_RECORDING_DROPPED]++; /* Python did not drain it: the timeline goes on */
         }
-        rec_take(rec, 0, out);
-        rec_take(rec, 1, out);
+        pcm_fifo_take(&rec->leg[0], out, 2);
+        pcm_fifo_take(&rec->leg[1], out + 1, 2);
     }
 }
 
@@ -612,6 +598,15 @@ static void emit_to_sip(Relay *r, call_t *c, int16_t *pcm, int n)
     c->sip_ts += (uint32_t)n;
 }
 
+/* What the browser said: to the SIP leg, or in a room to the mix. */
+static void from_browser(Relay *r, call_t *c, int16_t *pcm, int n)
+{
+    if (c->room)
+        pcm_fifo_push(c->said, pcm, n);
+    else
+        emit_to_sip(r, c, pcm, n);
+}
+
 static void decode_packet(Relay *r, call_t *c, const uint8_t *payload, int len, uint32_t ts)
 {
     if (c->have_in_ts) {
@@ -627,7 +622,7 @@ static void decode_packet(Relay *r, call_t *c, const uint8_t *payload, int len, 
     c->have_in_ts = 1;
     c->expected_in_ts = ts + (uint32_t)n * 6;
     c->last_frame = n;
-    emit_to_sip(r, c, r->pcm, n);
+    from_browser(r, c, r->pcm, n);
 }
 
 static held_t *held_at(call_t *c, uint16_t seq)
@@ -661,7 +656,7 @@ static void conceal_one(Relay *r, call_t *c)
         return;
     }
     c->stat[next ? ST_FEC_RECOVERED : ST_CONCEALED]++;
-    emit_to_sip(r, c, r->pcm, n);
+    from_browser(r, c, r->pcm, n);
 }
 
 static void conceal_all_held(Relay *r, call_t *c)
@@ -859,6 +854,15 @@ static void sip_datagram(Relay *r, call_t *c, const uint8_t *p, int len, const s
     c->sip_expected_ts = ts + (uint32_t)plen;
     c->last_sip_media = r->now;
     const int16_t *table = c->sip_pt == 0 ? ulaw_dec : alaw_dec;
+    if (c->room) { /* what the SIP side said goes to the mix */
+        for (int i = 0; i < plen; i += MAX_FRAME_8K) {
+            int k = plen - i < MAX_FRAME_8K ? plen - i : MAX_FRAME_8K;
+            for (int j = 0; j < k; j++)
+                r->pcm[j] = table[p[off + i + j]];
+            pcm_fifo_push(c->said, r->pcm, k);
+        }
+        return;
+    }
     for (int i = 0; i < plen; i++) {
         c->acc[c->nacc++] = table[p[off + i]];
         if (c->nacc == FRAME_8K) {
@@ -881,6 +885,44 @@ static void sip_rtcp_datagram(Relay *r, call_t *c, const uint8_t *p, int len, co
     c->stat[ST_SIP_RTCP_PACKETS]++;
 }
 
+/* ---- conference rooms ---- */
+
+/* One mixed frame to a participant's one leg. */
+static void room_emit(Relay *r, call_t *c, const int16_t *pcm)
+{
+    if (c->browser_fd >= 0) {
+        memcpy(c->acc, pcm, sizeof c->acc);
+        tx_begin(r, c->browser_fd, &c->browser_remote, &c->stat[ST_BROWSER_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
+        emit_to_browser(r, c);
+    } else {
+        memcpy(r->pcm, pcm, FRAME_8K * sizeof *pcm);
+        tx_begin(r, c->sip_fd, &c->sip_remote, &c->stat[ST_SIP_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
+        emit_to_sip(r, c, r->pcm, FRAME_8K);
+    }
+    tx_flush(r);
+}
+
+/* Every frame the room's clock says is due: each participant's taken, and each sent the others'. */
+static void room_tick(Relay *r, room_t *room)
+{
+    call_t *members[MIX_MAX];
+    int n = 0;
+    for (int i = 0; i < r->max_calls && n < MIX_MAX; i++)
+        if (r->calls[i] && r->calls[i]->room == room)
+            members[n++] = r->calls[i];
+    uint64_t due = (uint64_t)((r->now - room->start) * G711_CLOCK);
+    if (due > room->done + ROOM_CATCH_UP * FRAME_8K) /* the worker stalled: what it missed is gone */
+        room->done = due - ROOM_CATCH_UP * FRAME_8K;
+    while (room->done + FRAME_8K <= due) {
+        room->done += FRAME_8K;
+        for (int i = 0; i < n; i++)
+            pcm_fifo_take(members[i]->said, r->mix_in[i], 1);
+        mix_minus(r->mix_in, r->mix_out, n);
+        for (int i = 0; i < n; i++)
+            room_emit(r, members[i], r->mix_out[i]);
+    }
+}
+
 /* ---- RTCP reports out ---- */
 static double random_unit(call_t *c) /* xorshift64: 0 <= x < 1 */
 {
@@ -894,17 +936,19 @@ static double random_unit(call_t *c) /* xorshift64: 0 <= x < 1 */
 static void send_reports(Relay *r, call_t *c)
 {
     uint64_t ntp = rtcp_ntp_now();
-    tx_begin(r, c->browser_fd, &c->browser_remote, &c->stat[ST_BROWSER_RTCP_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
-    uint8_t *p = tx_slot(r);
-    int len = rtcp_report(&c->browser_rtcp, p, r->now, ntp);
-    if (lib.protect_rtcp(c->srtp_tx, p, &len) == SRTP_OK)
-        tx_commit(r, len);
-    else
-        c->stat[ST_SRTP_ERRORS]++;
-    tx_flush(r);
+    if (c->browser_fd >= 0) {
+        tx_begin(r, c->browser_fd, &c->browser_remote, &c->stat[ST_BROWSER_RTCP_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
+        uint8_t *p = tx_slot(r);
+        int len = rtcp_report(&c->browser_rtcp, p, r->now, ntp);
+        if (lib.protect_rtcp(c->srtp_tx, p, &len) == SRTP_OK)
+            tx_commit(r, len);
+        else
+            c->stat[ST_SRTP_ERRORS]++;
+        tx_flush(r);
+    }
     if (c->sip_rtcp_fd >= 0) {
         tx_begin(r, c->sip_rtcp_fd, &c->sip_rtcp_remote, &c->stat[ST_SIP_RTCP_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
-        p = tx_slot(r);
+        uint8_t *p = tx_slot(r);
         tx_commit(r, rtcp_report(&c->sip_rtcp, p, r->now, ntp));
         tx_flush(r);
     }
@@ -972,6 +1016,9 @@ static void tick(Relay *r)
         if (c && c->rec)
             rec_tick(r, c);
     }
+    for (int i = 0; i < r->max_calls; i++)
+        if (r->rooms[i].id)
+            room_tick(r, &r->rooms[i]);
 }
 
 static void *worker(void *arg)
@@ -1010,7 +1057,9 @@ static void *worker(void *arg)
             if (write(r->eventfd, &one, sizeof one) == sizeof one)
                 r->queue_signalled = 1;
         }
-        timeout = r->live_calls > 0 ? TICK_MS : -1;
+        /* With calls, wake for the next tick whatever the packets do (rooms and recordings are paced by it). */
+        int until_tick = (int)((last_tick + TICK_MS / 1000.0 - monotonic_now()) * 1000.0) + 1;
+        timeout = r->live_calls == 0 ? -1 : until_tick < 1 ? 1 : until_tick > TICK_MS ? TICK_MS : until_tick;
         pthread_mutex_unlock(&r->lock);
     }
 }
@@ -1106,10 +1155,11 @@ static int relay_init(Relay *r, PyObject *args, PyObject *kwds)
     r->max_calls = max_calls;
     r->queue_size = queue_size;
     r->calls = PyMem_Calloc((size_t)max_calls, sizeof *r->calls);
+    r->rooms = PyMem_Calloc((size_t)max_calls, sizeof *r->rooms);
     r->queue = PyMem_Calloc((size_t)queue_size, sizeof *r->queue);
     r->rx = PyMem_Calloc(RX_BATCH, sizeof *r->rx);
     r->tx = PyMem_Calloc(TX_BATCH, sizeof *r->tx);
-    if (!r->calls || !r->queue || !r->rx || !r->tx) {
+    if (!r->calls || !r->rooms || !r->queue || !r->rx || !r->tx) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1168,6 +1218,7 @@ static void free_call(call_t *c)
         close(c->sip_rtcp_fd);
     PyMem_RawFree(c->rec);
     PyMem_RawFree(c->play);
+    PyMem_RawFree(c->said);
     PyMem_RawFree(c);
 }
 
@@ -1305,25 +1356,57 @@ static int watch(Relay *r, int fd, uint64_t token, int op)
     return epoll_ctl(r->epfd, op, fd, &ev);
 }
 
+static void unwatch(Relay *r, call_t *c)
+{
+    int fds[] = {c->browser_fd, c->sip_fd, c->sip_rtcp_fd};
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            epoll_ctl(r->epfd, EPOLL_CTL_DEL, fds[i], NULL);
+    if (c->room && --c->room->members == 0)
+        c->room->id = 0; /* the last one left: the slot is free */
+    c->room = NULL;
+}
+
+/* Room `id` with one more participant (a free slot, its clock started, for its first); NULL when full. */
+static room_t *room_join(Relay *r, uint32_t id)
+{
+    room_t *free_slot = NULL;
+    for (int i = 0; i < r->max_calls; i++) {
+        room_t *room = &r->rooms[i];
+        if (room->id == id) {
+            if (room->members >= MIX_MAX)
+                return NULL;
+            room->members++;
+            return room;
+        }
+        if (!room->id && !free_slot)
+            free_slot = room;
+    }
+    if (!free_slot) /* cannot be: every room has a member, and this call's slot was free */
+        return NULL;
+    *free_slot = (room_t){.id = id, .members = 1, .start = monotonic_now(), .done = 0};
+    return free_slot;
+}
+
 static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
 {
     static char *keywords[] = {"browser_fd", "browser_remote", "srtp_profile", "srtp_rx_key", "srtp_tx_key",
                                "opus_pt", "browser_ssrc", "browser_seq", "browser_timestamp", "sip_fd",
                                "sip_remote", "sip_pt", "sip_ssrc", "telephone_event_pt", "send", "receive",
                                "opus_bitrate", "opus_complexity", "sip_rtcp_fd", "sip_rtcp_remote",
-                               "srtcp_index", "cname", "rtcp_interval", NULL};
+                               "srtcp_index", "cname", "rtcp_interval", "room", NULL};
     int browser_fd, profile, opus_pt, sip_fd, sip_pt, dtmf_pt, send, receive, bitrate, complexity;
     int sip_rtcp_fd = -1;
-    unsigned int browser_ssrc, sip_ssrc, browser_seq, browser_ts, srtcp_index = 0;
+    unsigned int browser_ssrc, sip_ssrc, browser_seq, browser_ts, srtcp_index = 0, room = 0;
     PyObject *browser_remote, *sip_remote, *sip_rtcp_remote = Py_None;
     const char *rx_key, *tx_key, *cname = NULL;
     Py_ssize_t rx_len, tx_len, cname_len = 0;
     double rtcp_interval = 5.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOiy#y#iIIIiOiIippii|iOIz#d", keywords, &browser_fd,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOiy#y#iIIIiOiIippii|iOIz#dI", keywords, &browser_fd,
                                      &browser_remote, &profile, &rx_key, &rx_len, &tx_key, &tx_len, &opus_pt,
                                      &browser_ssrc, &browser_seq, &browser_ts, &sip_fd, &sip_remote, &sip_pt,
                                      &sip_ssrc, &dtmf_pt, &send, &receive, &bitrate, &complexity, &sip_rtcp_fd,
-                                     &sip_rtcp_remote, &srtcp_index, &cname, &cname_len, &rtcp_interval))
+                                     &sip_rtcp_remote, &srtcp_index, &cname, &cname_len, &rtcp_interval, &room))
         return NULL;
     if (closed_error(r))
         return NULL;
@@ -1338,23 +1421,37 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
                      "%u, a cname 1..%d bytes, rtcp_interval 0.01..3600 s", MAX_SRTCP_INDEX, RTCP_CNAME_MAX);
         return NULL;
     }
+    int browser = browser_fd >= 0, sip = sip_fd >= 0;
+    if (room ? browser == sip : !(browser && sip)) {
+        PyErr_SetString(PyExc_ValueError, "a call has both legs; a room's participant (room > 0) one, the other's fd -1");
+        return NULL;
+    }
+    if (!sip && sip_rtcp_fd >= 0) {
+        PyErr_SetString(PyExc_ValueError, "sip_rtcp_fd without sip_fd");
+        return NULL;
+    }
     call_t *c = PyMem_RawCalloc(1, sizeof *c);
     if (!c)
         return PyErr_NoMemory();
     c->browser_fd = c->sip_fd = c->sip_rtcp_fd = -1;
-    if (parse_address(browser_remote, browser_fd, &c->browser_remote) < 0 ||
-        parse_address(sip_remote, sip_fd, &c->sip_remote) < 0 ||
-        (sip_rtcp_fd >= 0 && parse_address(sip_rtcp_remote, sip_rtcp_fd, &c->sip_rtcp_remote) < 0) ||
-        make_srtp(&c->srtp_rx, profile, (const uint8_t *)rx_key, rx_len, 1) < 0 ||
-        make_srtp(&c->srtp_tx, profile, (const uint8_t *)tx_key, tx_len, 0) < 0 ||
-        skip_srtcp_indices(c->srtp_tx, browser_ssrc, srtcp_index) < 0 || make_codecs(c, bitrate, complexity) < 0) {
+    if ((browser && (parse_address(browser_remote, browser_fd, &c->browser_remote) < 0 ||
+                     make_srtp(&c->srtp_rx, profile, (const uint8_t *)rx_key, rx_len, 1) < 0 ||
+                     make_srtp(&c->srtp_tx, profile, (const uint8_t *)tx_key, tx_len, 0) < 0 ||
+                     skip_srtcp_indices(c->srtp_tx, browser_ssrc, srtcp_index) < 0 ||
+                     make_codecs(c, bitrate, complexity) < 0)) ||
+        (sip && parse_address(sip_remote, sip_fd, &c->sip_remote) < 0) ||
+        (sip_rtcp_fd >= 0 && parse_address(sip_rtcp_remote, sip_rtcp_fd, &c->sip_rtcp_remote) < 0)) {
         free_call(c);
         return NULL;
     }
-    c->browser_fd = fcntl(browser_fd, F_DUPFD_CLOEXEC, 0);
-    c->sip_fd = fcntl(sip_fd, F_DUPFD_CLOEXEC, 0);
+    if (room && !(c->said = PyMem_RawCalloc(1, sizeof *c->said))) {
+        free_call(c);
+        return PyErr_NoMemory();
+    }
+    c->browser_fd = browser ? fcntl(browser_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    c->sip_fd = sip ? fcntl(sip_fd, F_DUPFD_CLOEXEC, 0) : -1;
     c->sip_rtcp_fd = sip_rtcp_fd >= 0 ? fcntl(sip_rtcp_fd, F_DUPFD_CLOEXEC, 0) : -1;
-    if (c->browser_fd < 0 || c->sip_fd < 0 || (sip_rtcp_fd >= 0 && c->sip_rtcp_fd < 0)) {
+    if ((browser && c->browser_fd < 0) || (sip && c->sip_fd < 0) || (sip_rtcp_fd >= 0 && c->sip_rtcp_fd < 0)) {
         PyErr_SetFromErrno(PyExc_OSError);
         free_call(c);
         return NULL;
@@ -1399,15 +1496,20 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_RuntimeError, "the relay carries its maximum of %d calls", r->max_calls);
         return NULL;
     }
+    if (room && !(c->room = room_join(r, room))) {
+        pthread_mutex_unlock(&r->lock);
+        free_call(c);
+        PyErr_Format(PyExc_RuntimeError, "room %u has its maximum of %d participants", room, MIX_MAX);
+        return NULL;
+    }
     c->handle = (uint64_t)(++r->generation) << 16 | (uint64_t)slot;
     c->last_browser_media = c->last_sip_media = monotonic_now();
     c->next_report = c->last_browser_media + rtcp_interval * (0.5 + random_unit(c)) / 2; /* RFC 3550 6.2: half at first */
-    if (watch(r, c->browser_fd, c->handle << 2 | LEG_BROWSER, EPOLL_CTL_ADD) < 0 ||
-        watch(r, c->sip_fd, c->handle << 2 | LEG_SIP, EPOLL_CTL_ADD) < 0 ||
+    if ((browser && watch(r, c->browser_fd, c->handle << 2 | LEG_BROWSER, EPOLL_CTL_ADD) < 0) ||
+        (sip && watch(r, c->sip_fd, c->handle << 2 | LEG_SIP, EPOLL_CTL_ADD) < 0) ||
         (c->sip_rtcp_fd >= 0 && watch(r, c->sip_rtcp_fd, c->handle << 2 | LEG_SIP_RTCP, EPOLL_CTL_ADD) < 0)) {
         PyErr_SetFromErrno(PyExc_OSError);
-        epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->browser_fd, NULL);
-        epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->sip_fd, NULL);
+        unwatch(r, c);
         pthread_mutex_unlock(&r->lock);
         free_call(c);
         return NULL;
@@ -1499,10 +1601,7 @@ static PyObject *relay_remove_call(Relay *r, PyObject *args)
     relay_lock(r);
     call_t *c = lookup(r, handle);
     if (c) {
-        epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->browser_fd, NULL);
-        epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->sip_fd, NULL);
-        if (c->sip_rtcp_fd >= 0)
-            epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->sip_rtcp_fd, NULL);
+        unwatch(r, c);
         r->calls[handle & 0xffff] = NULL;
         r->live_calls--;
     }
@@ -1756,10 +1855,12 @@ static void relay_shutdown(Relay *r)
             *fds[i] = -1;
         }
     PyMem_Free(r->calls);
+    PyMem_Free(r->rooms);
     PyMem_Free(r->queue);
     PyMem_Free(r->rx);
     PyMem_Free(r->tx);
     r->calls = NULL;
+    r->rooms = NULL;
     r->queue = NULL;
     r->rx = NULL;
     r->tx = NULL;
@@ -1787,7 +1888,8 @@ static void relay_dealloc(Relay *r)
 
 static PyMethodDef relay_methods[] = {
     {"add_call", (PyCFunction)(void (*)(void))relay_add_call, METH_VARARGS | METH_KEYWORDS,
-     "Start carrying a call; returns its handle. The fds are duplicated, never closed."},
+     "Start carrying a call (or, with room > 0, a room's participant with one leg); returns its handle. "
+     "The fds are duplicated, never closed."},
     {"update_sip", (PyCFunction)relay_update_sip, METH_VARARGS,
      "update_sip(handle, (host, port), payload_type, send, receive, rtcp_remote=None): re-INVITE or hold."},
     {"send_dtmf", (PyCFunction)relay_send_dtmf, METH_VARARGS,

@@ -128,7 +128,7 @@ async def _workers(app: web.Application, count: int) -> AsyncIterator[None]:
         app,
         CallControl(
             config, sip_host=front.address, presence=front, metrics=services.metrics,
-            userdata=_userdata(config), recordings=services.recordings,
+            userdata=_userdata(config), recordings=services.recordings, room_router=front,
         ),
     )
     app[SERVICES].sip_tls = front.tls_address

@@ -250,7 +250,7 @@ _SECTIONS = {
     "http": HttpConfig, "sip": SipConfig, "webrtc": WebRtcConfig, "calls": CallsConfig, "voicemail": VoicemailConfig,
     "engines": EnginesConfig, "front": FrontConfig, "api": ApiConfig, "recording": RecordingConfig,
 }
-_DIALPLAN_SECTIONS = frozenset({"dialplan", "groups", "users", "trunks", "routes", "inbound"})
+_DIALPLAN_SECTIONS = frozenset({"dialplan", "groups", "users", "trunks", "routes", "inbound", "rooms"})
 _TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "bool": (bool,), "float": (int, float), "list[dict[str, Any]]": (list,),
     "list[str]": (list,), "list[ApiToken]": (list,),

@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .passwords import PasswordChecker
 from .requesterror import RequestError
 from .recordings import RecordingStore
+from .rooms import RoomRouter, Rooms
 from .transfer import FarEnd, far_end_of_incoming, far_end_of_route, refer_refusal
 from .turn import turn_server
 from .userdata import UserData
@@ -161,6 +162,7 @@ class CallControl:
         metrics: Metrics | None = None,
         userdata: UserData | None = None,
         recordings: RecordingStore | None = None,
+        room_router: RoomRouter | None = None,
     ) -> None:
         self._config = config
         self.userdata = userdata or UserData(config.plan.country, config.contacts, UserFiles(None))
@@ -180,6 +182,7 @@ class CallControl:
         self._trunks: dict[str, api.TrunkState] = {}
         self._signed_in: dict[str, set[Session]] = {}
         self._calls: dict[str, ControlCall] = {}
+        self._rooms = Rooms(config.plan, room_router)
         self._recordings = recordings if config.recording.enabled else None
         self._saving: dict[str, Session] = {}
         """Calls that ended while recording: the page told when the last save is done."""
@@ -275,7 +278,8 @@ class CallControl:
         route = self._dialplan.outbound(to, user)
         if route.action == "reject":
             raise RequestError("rejected", route.reason)
-        engine = self._direct_to(route) or self._free_engine()
+        room = route.action == "room"
+        engine = self._rooms.engine_for(route, self._free_engine) if room else self._direct_to(route) or self._free_engine()
         targets = self._targets(route)
         call = self._add_call(
             ControlCall(
@@ -284,7 +288,7 @@ class CallControl:
             )
         )
         with logs.for_call(call.call_id):
-            self._dial(call, targets, offer)
+            self._rooms.join(call, route, offer) if room else self._dial(call, targets, offer)
         return call.call_id
 
     def click_to_call(self, user: str, to: str, operator: str) -> ControlCall:
@@ -419,12 +423,14 @@ class CallControl:
 
     def hold(self, session: Session, call_id: str, hold: bool) -> None:
         call = self._answered_call(session, call_id, "Only an answered call can be held")
+        self._rooms.refuse(call, "held")
         call.engine.link.send(api.Hold(call_id, hold))
 
     def record(self, session: Session, call_id: str, on: bool) -> None:
         """Start or stop recording the page's call; the engine's answer comes as a ``recording`` message."""
         store = self._require_recording()
         call = self._answered_call(session, call_id, "Only an answered call can be recorded")
+        self._rooms.refuse(call, "recorded")
         if call.direct:
             raise RequestError("not_possible", "A call straight between two browsers does not pass the gateway: it cannot record it")
         if on and not call.recording:
@@ -490,6 +496,7 @@ class CallControl:
 
     def _transferable(self, session: Session, call_id: str) -> ControlCall:
         call = self._answered_call(session, call_id, "Only an answered call can be transferred")
+        self._rooms.refuse(call, "transferred")
         if call.transfer:
             raise RequestError("wrong_state", "This call is being transferred already")
         return call
@@ -573,6 +580,7 @@ class CallControl:
                 self.metrics.call_setup.labels(call.direction).observe(call.answered - call.created)
                 self._tell_owner(call, {"type": "answered", "call": call.call_id})
                 self._report("answered", call)
+                self._rooms.answered(call)
         elif isinstance(event, api.DtmfReceived):
             self._tell_owner(call, {"type": "dtmf", "call": call.call_id, "digit": event.digit})
         elif isinstance(event, api.CallStats):
@@ -645,6 +653,12 @@ class CallControl:
         if route.action == "builtin":
             call.state = CallState.ANSWERING
             engine.link.send(api.Serve(call.call_id, route.target))
+        elif route.action == "room":
+            refusal = self._rooms.admit(call, route)  # sends Join when the caller is admitted
+            if refusal is None:
+                call.state = CallState.ANSWERING
+            else:
+                self._reject(call, refusal)
         elif route.action in ("user", "group"):
             users = [route.target] if route.action == "user" else list(route.targets)
             call.user = route.target
@@ -776,6 +790,7 @@ class CallControl:
         if call.recording_on and call.owner is not None:
             self._saving[call.call_id] = call.owner
         del self._calls[call.call_id]
+        self._rooms.left(call)
         call.engine.calls -= 1
         self.metrics.calls_in_progress.labels(call.direction).dec()
         self.metrics.calls.labels(call.direction, cause.cause).inc()

@@ -37,6 +37,7 @@ _TICK_SECONDS = 1.0
 _SIP_GONE_SECONDS = 5.0
 _MEDIA_START_SECONDS = 1.0
 """Voicemail: how much later than the answer the caller's audio may start; the message may still be whole."""
+ROOMS_NEED_NATIVE = "Conference rooms need the native media relay (engines.media)"
 FAILOVER_CODES = frozenset({0, 408, 500, 502, 503, 504})
 """A target that answers these (or nothing) is skipped for the next one."""
 
@@ -131,6 +132,11 @@ class MediaEngine:
             call.audio = self._audio(call)
             spawn(self._dial(call, command.offer))
             return
+        if isinstance(command, api.Join) and command.offer:  # a web participant: a call of its own
+            if command.call_id not in self._calls:
+                call = self._calls[command.call_id] = EngineCall(command.call_id, Phase.JOINING)
+                spawn(self._join(call, command))
+            return
         call = self._calls.get(command.call_id)
         if isinstance(command, api.TransferVerdict):
             self._verdict(call, command)
@@ -144,6 +150,9 @@ class MediaEngine:
         elif isinstance(command, api.Serve):
             if call.move(Phase.SERVING):
                 spawn(self._or_end(call, self._serve(call, command)))
+        elif isinstance(command, api.Join):
+            if call.move(Phase.JOINING):
+                spawn(self._or_end(call, self._join(call, command)))
         elif isinstance(command, api.Ring):
             if call.move(Phase.RINGING):
                 spawn(self._or_end(call, self._sip.ring(call.call_id)))
@@ -272,6 +281,20 @@ class MediaEngine:
         elif recording is not None:
             audio = AudioIO(recording, recording.receive)
         await self._sip.serve(call.call_id, command.app, audio)
+
+    async def _join(self, call: EngineCall, command: api.Join) -> None:
+        """A conference room's participant: its one leg goes into the room's mix in the native relay
+        (the browser's once ICE and DTLS are up, see :meth:`_hand_off`)."""
+        if self._native is None:
+            log.warning("call %s: conference room %s refused: %s", call.call_id, command.room, ROOMS_NEED_NATIVE)
+            call.cause = EndCause("failed", 488 if call.dialog else 503, ROOMS_NEED_NATIVE)
+            await self._hangup(call, lambda: self._sip.reject(call.call_id, 488, ROOMS_NEED_NATIVE, ()))
+            return
+        self._native.join(call.call_id, command.room)
+        if command.offer:
+            await self._answer_browser(call, command.offer)
+        else:
+            await self._sip.answer(call.call_id, self._native.open_call(call.call_id))
 
     async def _record(self, call: EngineCall, command: api.Serve) -> Recording:
         """Voicemail: the greeting to play and the message to keep, ended by a hang-up once it is full."""

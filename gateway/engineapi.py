@@ -21,6 +21,10 @@ Commands (control -> engine):
 - ``Serve``: answer a SIP call with a built-in application (``echo``, ``tone``,
   ``voicemail``: play ``greeting`` (a file; "" the default one) and a beep, then
   record the caller into the WAV file ``record``, in the state directory).
+- ``Join``: make the call a participant of the conference ``room`` (its name), mixed
+  in this engine's native relay: with ``offer``, a web user's, whose browser leg is
+  answered (``WebrtcAnswer``, then ``Answered`` once the relay carries it); without,
+  the ringing SIP call, answered. The Python media path refuses (503 / SIP 488).
 - ``Ring``: send 180 Ringing for an incoming SIP call.
 - ``Reject``: refuse an incoming SIP call with ``code``; ``users`` (behind a
   front) names the users this host has no page for, so the front can try
@@ -118,6 +122,13 @@ class Serve:
     app: str
     record: str = ""
     greeting: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Join:
+    call_id: str
+    room: str
+    offer: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +314,7 @@ class Ended:
     reason: str
 
 
-Command = Union[Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict]
+Command = Union[Dial, Accept, Serve, Join, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict]
 Event = Union[
     EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
     TransferAsked, Transferred, TransferStatus, SipRefused, RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
@@ -312,7 +323,7 @@ Event = Union[
 _TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict,
+        Dial, Accept, Serve, Join, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict,
         EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
         TransferAsked, Transferred, TransferStatus, SipRefused, RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
     )
@@ -349,7 +360,7 @@ def decode_event(line: str) -> Event:
     return message
 
 
-_COMMANDS = (Dial, Accept, Serve, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict)
+_COMMANDS = (Dial, Accept, Serve, Join, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict)
 
 
 def _tuples(value: object) -> object:

@@ -44,6 +44,8 @@ class Phase(enum.Enum):
     """The page answered: its offer is being answered, then 200 OK goes out."""
     SERVING = "serving"
     """Answered by a built-in application (echo, tone, voicemail)."""
+    JOINING = "joining"
+    """A conference room's participant: its one leg (browser or SIP) is being answered into the room."""
     ANSWERED = "answered"
     TRANSFERRING = "transferring"
     """The far end's REFER was accepted: the gateway calls the new party, the old dialog may be gone."""
@@ -57,10 +59,11 @@ _NEXT: dict[Phase, frozenset[Phase]] = {
     Phase.DIALLING: frozenset({Phase.INVITING}) | _END,
     Phase.INVITING: frozenset({Phase.EARLY, Phase.ANSWERED, Phase.DIALLING}) | _END,
     Phase.EARLY: frozenset({Phase.ANSWERED, Phase.DIALLING}) | _END,
-    Phase.INCOMING: frozenset({Phase.RINGING, Phase.ACCEPTING, Phase.SERVING}) | _END,
+    Phase.INCOMING: frozenset({Phase.RINGING, Phase.ACCEPTING, Phase.SERVING, Phase.JOINING}) | _END,
     Phase.RINGING: frozenset({Phase.ACCEPTING, Phase.SERVING}) | _END,  # serving: nobody answered, voicemail did
     Phase.ACCEPTING: frozenset({Phase.ANSWERED}) | _END,
     Phase.SERVING: frozenset({Phase.ANSWERED}) | _END,
+    Phase.JOINING: frozenset({Phase.ANSWERED}) | _END,
     Phase.ANSWERED: frozenset({Phase.TRANSFERRING}) | _END,
     Phase.TRANSFERRING: frozenset({Phase.ANSWERED}) | _END,
     Phase.ENDING: frozenset({Phase.ENDED}),

@@ -271,6 +271,15 @@ class Front:
             for user in list(self._users):
                 self.spawn(self.rpc("htable.sets", "presence", user, str(self._set)))
 
+    # -- conference rooms (rooms.RoomRouter) ------------------------------------------
+
+    def room_opened(self, number: str, engine: str) -> None:
+        """INVITEs to ``number`` go to the worker at ``engine``, where the room is mixed."""
+        self.spawn(self.rpc("htable.sets", "rooms", number, engine))
+
+    def room_closed(self, number: str) -> None:
+        self.spawn(self.rpc("htable.delete", "rooms", number))
+
     # -- inside -----------------------------------------------------------------
 
     async def rpc(self, method: str, *params: Any) -> Any:

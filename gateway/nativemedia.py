@@ -13,6 +13,10 @@ socket on the SIP side too, on the port after RTP's (:mod:`gateway.rtpsockets`).
 The built-in applications (600 echo, 601 tone, voicemail) are served by
 small asyncio endpoints here: pjsua2 runs without a conference clock in this
 mode, and they are not calls worth a native path.
+
+Conference rooms are mixed in the relay: a room's participant is a relay call
+with one leg, the browser's (a web user, with no SIP side) or the SIP side's
+(a caller to the room's number); see :meth:`NativeMedia.join`.
 """
 
 from __future__ import annotations
@@ -83,8 +87,9 @@ def _is_turn(server: dict[str, Any]) -> bool:
 
 @dataclasses.dataclass(eq=False)
 class _Call:
-    sock: socket.socket
-    rtcp: socket.socket
+    sock: socket.socket | None = None
+    """The SIP side's RTP socket; None for a web user in a room (no SIP side)."""
+    rtcp: socket.socket | None = None
     path: Any = None
     """The browser's :class:`~gateway.webrtchandoff.MediaPath`, once handed off."""
     sip: MediaReady | None = None
@@ -93,6 +98,8 @@ class _Call:
     dtmf: int | None = None
     """RTP timestamp of the last telephone-event reported, so each press is reported once."""
     app: asyncio.DatagramTransport | None = None
+    room: int = 0
+    """The relay's number for the conference room the call is a participant of (0: none)."""
 
 
 class NativeMedia:
@@ -105,6 +112,8 @@ class NativeMedia:
         self._calls: dict[str, _Call] = {}
         self._handles: dict[int, str] = {}
         self._tones: dict[int, list[bytes]] = {}
+        self._rooms: dict[str, int] = {}
+        """Conference room name -> the relay's number for it."""
 
     def start(self, events: SipEventSink) -> None:
         """Start the relay; DTMF and media timeouts are reported to ``events``."""
@@ -121,9 +130,9 @@ class NativeMedia:
     def open_call(self, call_id: str) -> NativePort:
         """The socket for the call's SIP media, on the address pjsua2 gives in its SDP; made once per call
         (an incoming call's was made by the SIP leg, see :meth:`adopt`)."""
-        call = self._calls.get(call_id)
-        if call is None:
-            call = self._calls[call_id] = _Call(*bind_pair(self._config.sip.listen, self._config.sip.rtp_port))
+        call = self._calls.setdefault(call_id, _Call())
+        if call.sock is None:
+            call.sock, call.rtcp = bind_pair(self._config.sip.listen, self._config.sip.rtp_port)
         return NativePort(call.sock.getsockname()[1])
 
     def adopt(self, call_id: str, sock: socket.socket, rtcp: socket.socket) -> None:
@@ -145,6 +154,12 @@ class NativeMedia:
             protocol = _Player(lambda: call.sip, self._tone_frame)
         call.app, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=call.sock)
         return port
+
+    def join(self, call_id: str, room: str) -> None:
+        """Make the call a participant of conference ``room``: once its one leg is up (the browser's,
+        handed off, or the SIP side's, negotiated) the relay mixes it with the room's others."""
+        call = self._calls.setdefault(call_id, _Call())
+        call.room = self._rooms.setdefault(room, len(self._rooms) + 1)
 
     def browser_ready(self, call_id: str, path: Any) -> None:
         call = self._calls.get(call_id)
@@ -174,25 +189,41 @@ class NativeMedia:
             self._handles.pop(call.handle, None)
         if call.app is not None:
             call.app.close()
-        else:
+        elif call.sock is not None:
             call.sock.close()
-        call.rtcp.close()
+        if call.rtcp is not None:
+            call.rtcp.close()
 
     def _start(self, call_id: str, call: _Call) -> None:
-        if call.path is None or call.sip is None or call.handle is not None:
+        """Hand the call to the relay once both legs are known (a room's participant: its one leg)."""
+        if call.handle is not None or (call.path is None and call.sip is None):
             return
-        path, sip = call.path, call.sip
-        browser = BrowserMedia(
-            path.fd, path.remote_addr, path.srtp_profile, path.inbound_key, path.outbound_key,
-            path.payload_type, path.ssrc, path.sequence, path.timestamp, path.srtcp_index, path.cname,
-        )
-        sip_media = SipMedia(
+        if call.room:
+            self._start_participant(call_id, call)
+            return
+        if call.path is None or call.sip is None:
+            return
+        call.handle = self._relay.add_call(_browser_media(call.path), self._sip_media(call, call.sip))
+        self._handles[call.handle] = call_id
+        log.info("call %s: media carried natively (SIP %s %s)", call_id, _CODECS.get(call.sip.payload_type), call.sip.remote)
+
+    def _start_participant(self, call_id: str, call: _Call) -> None:
+        """A web participant is answered once the relay carries it; a SIP one was answered by pjsua2."""
+        browser = None if call.path is None else _browser_media(call.path)
+        sip = None if call.sip is None else self._sip_media(call, call.sip)
+        call.handle = self._relay.add_call(browser, sip, room=call.room)
+        self._handles[call.handle] = call_id
+        log.info("call %s: in conference room %d, from the %s", call_id, call.room, "page" if browser else "SIP side")
+        if browser is not None:
+            self._events(api.Answered(call_id))
+
+    @staticmethod
+    def _sip_media(call: _Call, sip: MediaReady) -> SipMedia:
+        assert call.sock is not None and call.rtcp is not None
+        return SipMedia(
             call.sock.fileno(), sip.remote, sip.payload_type, call.ssrc, sip.event_payload_type, sip.send, sip.receive,
             call.rtcp.fileno(), sip.rtcp_remote,
         )
-        call.handle = self._relay.add_call(browser, sip_media)
-        self._handles[call.handle] = call_id
-        log.info("call %s: media carried natively (SIP %s %s)", call_id, _CODECS.get(sip.payload_type), sip.remote)
 
     def tap(self, call_id: str) -> NativeTap:
         """The call's recording tap: the relay paces both legs into stereo itself (LookupError: not carried yet)."""
@@ -273,6 +304,14 @@ class NativeMedia:
             self._tones[payload_type] = [data[i : i + _FRAME_SAMPLES] for i in range(0, len(data), _FRAME_SAMPLES)]
         frames = self._tones[payload_type]
         return frames[seq % len(frames)]
+
+
+def _browser_media(path: Any) -> BrowserMedia:
+    """The relay's view of a browser's :class:`~gateway.webrtchandoff.MediaPath`."""
+    return BrowserMedia(
+        path.fd, path.remote_addr, path.srtp_profile, path.inbound_key, path.outbound_key,
+        path.payload_type, path.ssrc, path.sequence, path.timestamp, path.srtcp_index, path.cname,
+    )
 
 
 class NativeTap:

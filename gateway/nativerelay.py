@@ -21,6 +21,11 @@ receiver; pass the relay the socket, the SRTP keys aiortc derived and the next
 RTP sequence number and timestamp of aiortc's sender, so the browser sees one
 continuous stream. The relay duplicates both fds and never closes the
 caller's; Python may keep sending on them (STUN answers, DTLS).
+
+Conference rooms: a participant is a call with one leg (browser or SIP) added
+with a ``room`` number; the relay mixes every 20 ms what each participant says
+and sends each the sum of the others (see ``_mixer.c``). A room exists while
+it has participants, within one relay.
 """
 
 from __future__ import annotations
@@ -67,6 +72,11 @@ class SipMedia:
     receive: bool = True
     rtcp_fd: int | None = None  # our RTCP socket (the SDP's RTCP port); None: no RTCP on the SIP leg
     rtcp_remote: tuple[str, int] | None = None  # where RTCP goes and comes from (None: the RTP port + 1)
+
+
+_NO_BROWSER = BrowserMedia(-1, ("0.0.0.0", 9), 0, b"", b"", 111, 0, 0, 0)
+_NO_SIP = SipMedia(-1, ("0.0.0.0", 9), 0, 0)
+"""A room participant's missing leg, as the relay takes it: fd -1."""
 
 
 def rtcp_address(remote: tuple[str, int], rtcp_remote: tuple[str, int] | None) -> tuple[str, int]:
@@ -150,14 +160,24 @@ class NativeRelay:
 
     def add_call(
         self,
-        browser: BrowserMedia,
-        sip: SipMedia,
+        browser: BrowserMedia | None,
+        sip: SipMedia | None,
         opus_bitrate: int = 20000,
         opus_complexity: int = 5,
         rtcp_interval: float = 5.0,
+        room: int = 0,
     ) -> int:
         """Start carrying a call's media both ways; returns its handle. Each leg gets an RTCP report about
-        every `rtcp_interval` seconds (randomised by half either way, the first sooner)."""
+        every `rtcp_interval` seconds (randomised by half either way, the first sooner).
+
+        With ``room`` (> 0) the call is a participant of that room and has exactly one leg, the
+        other None: it hears everyone else in the room. ValueError otherwise; RuntimeError when
+        the room has the relay's maximum of participants (32)."""
+        if room:
+            browser = browser or _NO_BROWSER
+            sip = sip or _NO_SIP
+        if browser is None or sip is None:
+            raise ValueError("a call outside a room needs both legs")
         return self._relay.add_call(
             browser_fd=browser.fd,
             browser_remote=browser.remote,
@@ -182,6 +202,7 @@ class NativeRelay:
             srtcp_index=browser.srtcp_index,
             cname=browser.cname,
             rtcp_interval=rtcp_interval,
+            room=room,
         )
 
     def update_sip(

@@ -130,3 +130,13 @@ def tone_snr_db(samples: np.ndarray, rate: int, freq: float, tolerance_hz: float
     if tone_power == 0.0:
         return float("-inf")
     return float(10 * np.log10(tone_power / rest_power))
+
+
+def tone_shares(samples: np.ndarray, rate: int, freqs: list[float], tolerance_hz: float = 15) -> list[float]:
+    """Each of ``freqs``' share (0..1) of the energy above LOW_CUT_HZ: which tones a mix of several holds."""
+    spectrum, power = _power_spectrum(samples, rate)
+    total = power.sum()
+    if len(samples) < 4 or total == 0.0:
+        return [0.0 for _ in freqs]
+    half_band = max(tolerance_hz, 2 * (spectrum[1] - spectrum[0]))
+    return [float(power[np.abs(spectrum - freq) <= half_band].sum() / total) for freq in freqs]

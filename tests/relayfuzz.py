@@ -6,6 +6,7 @@ both tones, sends COUNT malformed, truncated, oversized and random datagrams at
 the relay's browser and SIP sockets (half each), and RTCP compounds whose
 counts and lengths lie at its SIP RTCP socket (one for every eight), while
 adding and removing a second call (recorded as it goes), reporting every 50 ms,
+mixing a conference room of two one-leg participants (fuzzed too),
 recording the call (drained each batch, restarted now and then) and playing
 random sounds into it; checks the tones
 again, and prints a JSON summary as its last line.
@@ -181,6 +182,10 @@ def fuzz(call: Call, count: int) -> int:
     fuzzer = Fuzzer(call, seed=7)
     relay, sent = call.relay, 0
     relay.record(call.handle, True)
+    web, phone = (Call(relay, 0, Policy.SRTP_PROFILE_AES128_CM_SHA1_80) for _ in range(2))
+    web.handle = relay.add_call(web.browser_media(), None, room=1)
+    phone.handle = relay.add_call(None, phone.sip_media(), room=1)
+    in_room = (Fuzzer(web, seed=8), Fuzzer(phone, seed=9))
     while sent < count:
         sound = fuzzer.noise(0, 3200)
         relay.play(call.handle, sound[: len(sound) // 2 * 2])  # 8 kHz s16: an even length
@@ -189,6 +194,9 @@ def fuzz(call: Call, count: int) -> int:
             call.send_from_phone(fuzzer.to_sip_side())
             if i % 4 == 0:
                 call.send_phone_rtcp(fuzzer.to_sip_rtcp_side(), call.phone if fuzzer.rng.random() < 0.1 else None)
+            if i % 8 == 0:
+                web.send_from_browser(in_room[0].to_browser_side())
+                phone.send_from_phone(in_room[1].to_sip_side())
         sent += BATCH
         if sent % 20480 == 0:  # a second call comes and goes under load
             with relay_call() as other:
@@ -203,7 +211,7 @@ def fuzz(call: Call, count: int) -> int:
 
         def taken() -> bool:
             stats = relay.stats(call.handle)
-            for sock in (call.browser, call.phone, call.phone_rtcp):
+            for sock in (call.browser, call.phone, call.phone_rtcp, web.browser, phone.phone):
                 receive_all(sock)
             relay.drain_foreign()
             return (stats["browser_rx_packets"], stats["sip_rx_packets"], stats["sip_rtcp_rx_packets"]) == (
@@ -213,6 +221,9 @@ def fuzz(call: Call, count: int) -> int:
         assert wait_for(taken, timeout=30), relay.stats(call.handle)
     relay.play(call.handle, b"")  # nothing mixed into the tone checked next
     relay.record(call.handle, False)
+    for participant in (web, phone):
+        relay.remove_call(participant.handle)
+        participant.close()
     call.browser_seq = call.phone_seq = SEQ_SPAN + 1000
     return sent
 

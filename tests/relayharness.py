@@ -215,31 +215,37 @@ class Call:
 
     def add(self, rtcp_interval: float = 5.0, srtcp_index: int = 0, **sip: object) -> int:
         self.handle = self.relay.add_call(
-            BrowserMedia(
-                fd=self.relay_browser.fileno(),
-                remote=self.browser.getsockname(),
-                srtp_profile=self.profile,
-                srtp_rx_key=self.browser_key,
-                srtp_tx_key=self.relay_key,
-                payload_type=OPUS_PT,
-                ssrc=self.relay_to_browser_ssrc,
-                srtcp_index=srtcp_index,
-            ),
-            SipMedia(
-                **{  # type: ignore[arg-type]
-                    "fd": self.relay_sip.fileno(),
-                    "remote": self.phone.getsockname(),
-                    "payload_type": self.law,
-                    "ssrc": self.relay_to_phone_ssrc,
-                    "telephone_event_pt": DTMF_PT,
-                    "rtcp_fd": self.relay_sip_rtcp.fileno(),
-                    "rtcp_remote": self.phone_rtcp.getsockname(),
-                    **sip,
-                }
-            ),
-            rtcp_interval=rtcp_interval,
+            self.browser_media(srtcp_index), self.sip_media(**sip), rtcp_interval=rtcp_interval
         )
         return self.handle
+
+    def browser_media(self, srtcp_index: int = 0) -> BrowserMedia:
+        """The relay's browser leg, towards this call's browser socket."""
+        return BrowserMedia(
+            fd=self.relay_browser.fileno(),
+            remote=self.browser.getsockname(),
+            srtp_profile=self.profile,
+            srtp_rx_key=self.browser_key,
+            srtp_tx_key=self.relay_key,
+            payload_type=OPUS_PT,
+            ssrc=self.relay_to_browser_ssrc,
+            srtcp_index=srtcp_index,
+        )
+
+    def sip_media(self, **sip: object) -> SipMedia:
+        """The relay's SIP leg, towards this call's phone socket."""
+        return SipMedia(
+            **{  # type: ignore[arg-type]
+                "fd": self.relay_sip.fileno(),
+                "remote": self.phone.getsockname(),
+                "payload_type": self.law,
+                "ssrc": self.relay_to_phone_ssrc,
+                "telephone_event_pt": DTMF_PT,
+                "rtcp_fd": self.relay_sip_rtcp.fileno(),
+                "rtcp_remote": self.phone_rtcp.getsockname(),
+                **sip,
+            }
+        )
 
     def hear_browser(self) -> list[bytes]:
         """The SRTP the browser has received since last asked; SRTCP goes to :attr:`rtcp_to_browser`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.dialplan import PERMISSIONS, CallerId, Dialplan, OutboundRule, Presented, Route, Target, Trunk, User
+from gateway.dialplan import PERMISSIONS, CallerId, Dialplan, OutboundRule, Presented, Room, Route, Target, Trunk, User
 from gateway.dialplan.patterns import extension_pattern
 
 from .test_dialplan_config import plan_from
@@ -572,3 +572,58 @@ def test_public_attributes() -> None:
     assert list(UK.trunks) == ["carrier", "backup"]
     assert UK.trunks["backup"] == Trunk("backup", "backup.example.net:5080", "tcp", number_format="international")
     assert UK.warnings == ()
+
+
+ROOMS = plan_from(
+    """
+[groups]
+team = ["alice"]
+[users.alice]
+[users.bob]
+[[rooms]]
+name = "standup"
+number = "700"
+groups = ["team"]
+[[rooms]]
+name = "lobby"
+number = "701"
+max_participants = 3
+"""
+)
+STANDUP = Route("room", "standup", number="700")
+LOBBY = Route("room", "lobby", number="701")
+
+
+@pytest.mark.parametrize(
+    ("caller", "dialled", "expected"),
+    [
+        ("alice", "700", STANDUP),
+        ("alice", "7-0-0", STANDUP),
+        ("bob", "700", Route.reject(403, "You may not join the room standup")),
+        ("bob", "701", LOBBY),
+        ("alice", "702", Route.reject(404, "No route for 702: no trunk is configured for phone numbers")),
+    ],
+)
+def test_web_users_join_a_room_by_its_number(caller: str, dialled: str, expected: Route) -> None:
+    assert ROOMS.outbound(dialled, caller) == expected
+
+
+@pytest.mark.parametrize(
+    ("to_user", "trunk", "source", "expected"),
+    [
+        ("700", None, None, STANDUP),  # from the gateway itself
+        ("701", "carrier", None, LOBBY),
+        ("701", None, "198.51.100.7:5060", Route.reject(403, "Calls from this address are not accepted")),
+        ("standup", None, None, Route.reject(404, "No such user or extension")),
+    ],
+)
+def test_sip_callers_join_a_room_as_any_inbound_call_is_admitted(
+    to_user: str, trunk: str | None, source: str | None, expected: Route
+) -> None:
+    assert ROOMS.inbound(to_user, trunk, source) == expected
+
+
+def test_rooms_are_known_by_number_and_name() -> None:
+    assert ROOMS.rooms["701"] == Room("lobby", "701", 3)
+    assert ROOMS.room("standup") == Room("standup", "700", 8, groups=frozenset({"team"}))
+    assert ROOMS.room("nope") is None and OPEN.rooms == {}

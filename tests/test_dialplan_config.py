@@ -229,6 +229,30 @@ def plan_from(text: str) -> Dialplan:
         ('[dialplan]\ninbound_from = "everyone"', "dialplan.inbound_from: 'everyone' is not one of anyone, trunks"),
         ('[dialplan]\ntrusted_sources = ["10.0.0.0/33"]', "dialplan.trusted_sources: '10.0.0.0/33' does not appear"),
         ('[dialplan]\ntrusted_sources = "10.0.0.1"', "dialplan.trusted_sources: expected an array"),
+        # [[rooms]]
+        ('[[rooms]]\nnumber = "700"', "rooms[0].name: required"),
+        ('[[rooms]]\nname = "standup"', "rooms[0].number: required"),
+        ('[[rooms]]\nname = "stand up"\nnumber = "700"', "rooms[0].name: 'stand up' is not a name"),
+        ('[[rooms]]\nname = "standup"\nnumber = "7a"', "rooms[0].number: '7a' is not an extension"),
+        ('[[rooms]]\nname = "standup"\nnumber = "911"', "rooms[0].number: '911' is an emergency number"),
+        ('[[rooms]]\nname = "standup"\nnumber = "600"', "rooms[0].number: '600' is already a built-in extension"),
+        (
+            '[users.alice]\nextension = "700"\n[[rooms]]\nname = "standup"\nnumber = "700"',
+            "rooms[0].number: '700' is already alice's extension",
+        ),
+        (
+            '[[rooms]]\nname = "a"\nnumber = "700"\n[[rooms]]\nname = "b"\nnumber = "700"',
+            "rooms[1].number: '700' is already room 'a''s number",
+        ),
+        (
+            '[[rooms]]\nname = "a"\nnumber = "700"\n[[rooms]]\nname = "a"\nnumber = "701"',
+            "rooms[1].name: room 'a' is defined twice",
+        ),
+        ('[[rooms]]\nname = "a"\nnumber = "700"\nmax_participants = 1', "rooms[0].max_participants: must be 2-32, not 1"),
+        ('[[rooms]]\nname = "a"\nnumber = "700"\nmax_participants = 33', "rooms[0].max_participants: must be 2-32"),
+        ('[[rooms]]\nname = "a"\nnumber = "700"\nusers = ["carol"]', "rooms[0].users: unknown user 'carol'"),
+        ('[users.alice]\n[[rooms]]\nname = "a"\nnumber = "700"\ngroups = ["x"]', "rooms[0].groups: unknown group 'x'"),
+        ('[[rooms]]\nname = "a"\nnumber = "700"\npin = "1"', "rooms[0].pin: unknown key"),
     ],
 )
 def test_configuration_errors(text: str, message: str) -> None:

@@ -360,3 +360,13 @@ async def test_stop_hangs_up_every_call_then_stops_the_sip_leg() -> None:
 
 def dataclass_values(cause: endcause.EndCause) -> tuple[str, int, str]:
     return (cause.cause, cause.code, cause.reason)
+
+
+async def test_a_room_is_refused_plainly_on_the_python_media_path(rig: Rig) -> None:
+    rig.engine.send(api.Join("w1", "standup", OFFER))
+    ended = await rig.emitted(api.Ended)
+    assert (ended.call_id, ended.cause, ended.code) == ("w1", "failed", 503) and "native media relay" in ended.reason
+    assert not rig.browsers
+    rig.sip.tell(api.Incoming("in1", "700", "sip:bob@192.0.2.7", "Bob", "", "192.0.2.7:5060"))
+    rig.engine.send(api.Join("in1", "standup"))
+    await rig.asked("reject", "in1", 488)

@@ -18,7 +18,7 @@ import sysconfig
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [ROOT / "gateway" / "_mediarelay.c", ROOT / "gateway" / "_rtcp.c"]
+SOURCES = [ROOT / "gateway" / "_mediarelay.c", ROOT / "gateway" / "_rtcp.c", ROOT / "gateway" / "_mixer.c"]
 DATAGRAMS = 250_000
 
 

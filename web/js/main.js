@@ -13,6 +13,7 @@ import { startAudioSettings, startNotifications } from "./devices.js";
 import { startRecording } from "./recording.js";
 import { startMailbox } from "./mailbox.js";
 import { startTransfer } from "./transfer.js";
+import { startRoom } from "./room.js";
 
 const { els } = ui;
 const DIAL_KEYS = new Set(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "+"]);
@@ -87,6 +88,7 @@ for (const type of ["pointerdown", "keydown", "focus"]) window.addEventListener(
 document.addEventListener("visibilitychange", backAtThePage);
 
 const recording = startRecording({ sig, onError: (err) => showFailure(err) });
+const room = startRoom({ sig });
 
 const audioSettings = startAudioSettings({
   audio: els.remoteAudio,
@@ -361,6 +363,7 @@ function render() {
   ui.renderTitle(view, missedFrom);
   updateQuality(view);
   recording.update(view);
+  room.update(view);
   callHistory.refresh();
   contactList.refresh();
   if (view.incoming) {
