@@ -102,7 +102,8 @@ async def answer(phone: BrowserPhone, button: str, freq: float) -> None:
 async def test_merge_two_calls_then_one_hangs_up(
     gateway: GatewayProcess, browser: OpenPhone, web_client: Callable[..., Awaitable[WebClient]], tmp_path: Path
 ) -> None:
-    """Merge (keyboard), all three hear each other, Mute mutes the page in both, anna leaves, carol and the page talk on."""
+    """Merge (keyboard), all three hear each other, Split and Merge again, Mute mutes the page in both, anna leaves,
+    carol and the page talk on."""
     async with sip_phone(tmp_path, "anna", A_HZ) as anna, browser(gateway) as phone:
         page = phone.page
         frames = await watch_and_sign_in(phone)
@@ -145,6 +146,19 @@ async def test_merge_two_calls_then_one_hangs_up(
             assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
         await page.set_viewport_size({"width": DESKTOP[0], "height": DESKTOP[1]})
 
+        # Merge again splits: anna (shown) talks on, carol is held again; then merged once more.
+        await merge.press("Space")
+        await expect(merge).to_have_attribute("aria-pressed", "false")
+        await expect(carol_row.locator(".line-state")).to_have_text("On hold", timeout=10_000)
+        await expect(anna_row.locator(".line-state")).to_have_text("Active")
+        assert (await carol.next("hold"))["remote"] is True
+        await page_hears(phone, (A_HZ,), (B_HZ,))
+        await wait_for_async(lambda: page.evaluate(SENDS_MICROPHONE), 10)
+        await merge.press("Enter")
+        assert (await carol.next("hold"))["remote"] is False
+        await expect(carol_row.locator(".line-state")).to_have_text("Merged", timeout=10_000)
+        await page_hears(phone, (A_HZ, B_HZ))
+
         # Mute: neither far end hears the page, each still hears the other.
         await page.locator("#mute").click()
         await expect(page.locator("#mute")).to_have_attribute("aria-pressed", "true")
@@ -163,7 +177,7 @@ async def test_merge_two_calls_then_one_hangs_up(
         await wait_for_async(lambda: page.evaluate(SENDS_MICROPHONE), 10)
         await page_hears(phone, (B_HZ,), (A_HZ,))
         await carol_hears(carol, (MIC_HZ,), (A_HZ, B_HZ))
-        assert holds(frames, carol_call) == [True, False], "carol was held again"
+        assert holds(frames, carol_call) == [True, False, True, False], "carol was held again"
 
         await phone.hang_up()
         assert (await carol.next("ended"))["cause"] == "normal"

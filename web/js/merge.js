@@ -85,10 +85,11 @@ class Mixer {
 
   /** Back to plain calls: each sender still alive gets its microphone again, the user hears the call shown. */
   stop(lines) {
-    for (const [line, track] of this.#sent) {
+    // Unconditionally: a replaceTrack of start() may still be pending, and the pc runs them in order.
+    for (const line of this.#lines) {
       const now = lines.find((l) => l.pc === line.pc);
-      const out = now && sender(now);
-      if (out?.track === track && now.mic) out.replaceTrack(now.mic.getAudioTracks()[0]).catch(() => {});
+      const out = now?.mic && sender(now);
+      if (out) out.replaceTrack(now.mic.getAudioTracks()[0]).catch(() => {});
     }
     if (this.#audio.srcObject === this.#toUser.stream) {
       this.#audio.srcObject = lines.find((l) => l.shown)?.remoteStream ?? null;
