@@ -13,6 +13,7 @@ import { startAudioSettings, startNotifications } from "./devices.js";
 import { startRecording } from "./recording.js";
 import { startMailbox } from "./mailbox.js";
 import { startTransfer } from "./transfer.js";
+import { startMerge } from "./merge.js";
 import { startRoom } from "./room.js";
 
 const { els } = ui;
@@ -56,6 +57,7 @@ const updateQuality = startQualityPanel({
 });
 
 const renderTransfer = startTransfer({ phone, onError: (err) => showFailure(err) });
+const renderMerge = startMerge({ phone, audio: els.remoteAudio, onError: (err) => showFailure(err) });
 
 // History and contacts: the gateway keeps both; a press on an entry calls it.
 const callBack = {
@@ -360,6 +362,7 @@ function render() {
   const view = phone.view();
   ui.renderCall(view);
   renderTransfer(view);
+  renderMerge(view);
   ui.renderTitle(view, missedFrom);
   updateQuality(view);
   recording.update(view);

@@ -6,7 +6,7 @@
 // other, and hold stops both pages' microphones.
 // Like a desk phone it holds two calls at most: the one shown (talking) and
 // one on hold; only the shown call's far end is heard and only it hears the
-// microphone.
+// microphone, unless the two are merged (merge.js mixes their audio then).
 
 import { answerWithOpusOnly } from "./directcall.js";
 import { usableCandidates } from "./gathering.js";
@@ -72,6 +72,7 @@ export class Phone extends EventTarget {
   #endedBeside = null; // a call that ended while another stayed (on hold, perhaps): said in a note
   #orphans = new Map(); // call id -> [{msg, at}]
   #micDeviceId = ""; // the chosen microphone, "" for the browser's default
+  #merged = false; // both calls talk together (merge.js mixes them); off once fewer than two remain
 
   constructor(sig, audioElement) {
     super();
@@ -154,8 +155,11 @@ export class Phone extends EventTarget {
       // still being set up ("end"), or must wait until one of two calls ends ("full").
       waiting: ringing && live ? (other ? "full" : live.state === "answered" ? "hold" : "end") : "",
       // Both calls, oldest first, once there are two.
-      lines: other ? lines.map((c) => lineView(c, c === live)) : [],
-      canSwap: !!other && live.state === "answered" && other.state === "answered" && !live.holdPending && !other.holdPending,
+      lines: other ? lines.map((c) => lineView(c, c === live, this.#merged)) : [],
+      canSwap: !!other && !this.#merged && bothAnswered(live, other),
+      // Both calls talk together, the page mixing their audio (merge.js); Merge once both are answered.
+      merged: !!other && this.#merged,
+      canMerge: !!other && bothAnswered(live, other),
       // Transfer (see transfer.js): ours under way (its target), the other side's, and what may be done now.
       transferTo: live?.transferTo ?? "",
       transferredTo: live?.transferredTo ?? "",
@@ -266,12 +270,14 @@ export class Phone extends EventTarget {
     return true;
   }
 
-  /** Mute or unmute the microphone of the call in progress: the track is disabled, nothing is renegotiated. */
+  /** Mute or unmute the microphone of the call in progress (of both, merged): the track is disabled, nothing is renegotiated. */
   setMuted(muted) {
     const call = this.#live();
     if (!call) return;
-    call.muted = !!muted;
-    this.#applyMute(call);
+    for (const c of this.#merged ? this.#lines() : [call]) {
+      c.muted = !!muted;
+      this.#applyMute(c);
+    }
     this.#changed();
   }
 
@@ -282,6 +288,33 @@ export class Phone extends EventTarget {
     this.#endedBeside = null;
     this.#requestHold(call, hold);
     this.#changed();
+  }
+
+  /** With two answered calls: both off hold, talking together (merge.js mixes them), the user muted in both or neither. */
+  merge() {
+    if (!this.view().canMerge || this.#merged) return;
+    const live = this.#live();
+    const other = this.#lines().find((c) => c !== live);
+    this.#merged = true;
+    other.muted = live.muted;
+    this.#requestHold(live, false);
+    this.#requestHold(other, false);
+    this.#changed();
+  }
+
+  /** Undo merge(): the call shown talks on, the other goes back on hold. */
+  split() {
+    if (!this.view().merged) return;
+    this.#merged = false;
+    const live = this.#live();
+    this.#requestHold(this.#lines().find((c) => c !== live), true);
+    this.#changed();
+  }
+
+  /** Each call's media, oldest first, for merge.js: {id, shown, pc, mic, remoteStream}; never changes a call. */
+  lineMedia() {
+    const live = this.#live();
+    return this.#lines().map((c) => ({ id: c.id ?? "", shown: c === live, pc: c.pc, mic: c.mic, remoteStream: c.remoteStream }));
   }
 
   /** With two answered calls: hold the one shown, take the other off hold and show it. */
@@ -367,6 +400,7 @@ export class Phone extends EventTarget {
     for (const old of call.mic.getTracks()) old.stop();
     call.mic = mic;
     this.#applyMute(call);
+    this.#changed(); // a merged call's mix takes the new microphone
   }
 
   #audioConstraints() {
@@ -648,7 +682,8 @@ export class Phone extends EventTarget {
     call.answering = false;
     call.end = end;
     this.#releaseMedia(call);
-    const [remaining] = this.#lines();
+    const [remaining, another] = this.#lines();
+    if (!another) this.#merged = false;
     if (wasLine && remaining) {
       // The other call stays as it is (on hold until the user resumes it, as on a desk phone).
       this.#endedBeside = call;
@@ -695,9 +730,14 @@ export class Phone extends EventTarget {
   }
 }
 
+function bothAnswered(a, b) {
+  return a.state === "answered" && b.state === "answered" && !a.holdPending && !b.holdPending;
+}
+
 /** One of two calls, for the list of calls. */
-function lineView(call, shown) {
+function lineView(call, shown, merged) {
   return {
+    merged,
     id: call.id ?? "",
     peer: call.peer,
     peerName: call.peerName,

@@ -232,7 +232,8 @@ function lineState(line) {
   if (line.held) return "On hold";
   if (line.answering) return "Answering";
   if (line.state !== "answered") return STATE_WORDS[line.state] ?? line.state;
-  return line.holdRemote ? "Held by them" : "Active";
+  if (line.holdRemote) return "Held by them";
+  return line.merged ? "Merged" : "Active";
 }
 
 /** For #status (read out, not shown, while the list is): "carol: Active, bob: On hold". */
