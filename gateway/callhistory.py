@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .control import ControlCall
+    from .controlcall import ControlCall
 
 MAX_ENTRIES = 200
 """Entries kept per user, newest first; older ones are dropped."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from .control import ControlCall
+from .controlcall import ControlCall
 
 
 def describe(call: ControlCall) -> dict[str, Any]:

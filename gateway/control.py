@@ -12,7 +12,6 @@ answered and ended to one listener (the webhooks).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import time
@@ -24,6 +23,7 @@ from .backoff import SignInBackoff
 from .callquality import LegQuality
 from .callstate import CallState, can_move, log_move
 from .config import Config
+from .controlcall import ControlCall, Engine, Session
 from .dialplan import Route
 from .directcalls import DIRECT, DirectCalls
 from .endcause import EndCause
@@ -33,7 +33,7 @@ from .passwords import PasswordChecker
 from .requesterror import RequestError
 from .recordings import RecordingStore
 from .rooms import RoomRouter, Rooms
-from .transfer import FarEnd, far_end_of_incoming, far_end_of_route, refer_refusal
+from .transfer import Transfers, far_end_of_incoming, far_end_of_route
 from .turn import turn_server
 from .userdata import UserData
 from .userfiles import UserFiles
@@ -42,16 +42,6 @@ log = logging.getLogger(__name__)
 
 CALLS_PER_PAGE = 2
 """A page's calls at once (ringing at it, placed or answered by it): one to talk on, one on hold or waiting."""
-
-
-class Session(Protocol):
-    """One signalling connection (a browser tab)."""
-
-    user: str | None
-    source: str
-    """The address the connection comes from (sign-in back-off counts per address)."""
-
-    def send(self, message: dict[str, Any]) -> None: ...
 
 
 class Presence(Protocol):
@@ -69,81 +59,6 @@ class CallListener(Protocol):
     """Told ``ringing``, ``answered`` and ``ended`` for every call; must not block."""
 
     def __call__(self, event: str, call: ControlCall) -> None: ...
-
-
-@dataclasses.dataclass(eq=False)
-class Engine:
-    """One media engine as call control sees it: a link and a count of its calls."""
-
-    link: api.EngineLink
-    sip_host: str = ""
-    capacity: int = 0
-    calls: int = 0
-    media: str = ""
-
-    @property
-    def full(self) -> bool:
-        return self.calls >= self.capacity
-
-
-@dataclasses.dataclass(eq=False)
-class ControlCall:
-    call_id: str
-    state: CallState
-    engine: Engine
-    direction: str
-    """``outbound-dial`` (a page dialled), ``outbound-api`` (click-to-call) or ``inbound`` (SIP to the gateway)."""
-    caller: str
-    """The web user who calls, or the SIP From URI."""
-    callee: str
-    """What was dialled, or the user, group or extension a SIP call is for."""
-    caller_name: str = ""
-    """The SIP caller's display name."""
-    user: str = ""
-    """The web user whose page has the call (while a SIP call rings: the user or group it is for); "" for a built-in."""
-    operator: str = ""
-    """The API operator who placed it (click-to-call)."""
-    mailbox: str = ""
-    """The user whose mailbox notes this SIP call if no page answers it ("": a group, or no mailbox)."""
-    entry: str = ""
-    """Its id in the mailbox, once it went to voicemail (the message's file name)."""
-    message: float = 0.0
-    """Seconds of the voicemail message the caller left."""
-    dial: tuple[tuple[str, str], ...] = ()
-    """Click-to-call: the targets the page that answers dials (:class:`api.Dial`)."""
-    owner: Session | None = None
-    ringing: set[Session] = dataclasses.field(default_factory=set)
-    local_cause: EndCause | None = None
-    ring_timer: asyncio.TimerHandle | None = None
-    created: float = dataclasses.field(default_factory=time.time)
-    answered: float | None = None
-    ended: float | None = None
-    end: EndCause | None = None
-    quality: dict[str, LegQuality] = dataclasses.field(default_factory=dict)
-    """Each leg's last reported figures (``sip``, ``browser``), counted once the call ends."""
-    peer: str = ""
-    """Who the web user talks to, as the history keeps it: what was dialled, the From URI, or a web user's name."""
-    peer_name: str = ""
-    """The From display name of an incoming call."""
-    history: tuple[str, ...] = ()
-    """The web users whose call history records this call when it ends."""
-    recording: str = ""
-    """Where the call's recording goes (without extension), once its page has started one."""
-    recording_on: bool = False
-    far_end: FarEnd = FarEnd()
-    """Whose REFERs the call's SIP side may obey (:mod:`gateway.transfer`)."""
-    transfer: str = ""
-    """A transfer under way: ``page`` (the page asked), ``far_end`` (a REFER obeyed), or ""."""
-    transfer_with: str = ""
-    """An attended transfer's other call, which ends with this one."""
-
-    def sessions(self) -> set[Session]:
-        return self.ringing | ({self.owner} if self.owner is not None else set())
-
-    @property
-    def direct(self) -> bool:
-        """Browser to browser between two pages of this gateway (:mod:`gateway.directcalls`), no SIP leg."""
-        return self.engine.media == DIRECT
 
 
 class CallControl:
@@ -169,7 +84,7 @@ class CallControl:
         """Each user's contacts and call history (without one given: kept in memory only)."""
         self.metrics = metrics or Metrics()
         """Counted where the events happen: here, and in the supervisor (restarts)."""
-        self._dialplan = config.plan
+        self.dialplan = config.plan
         self._public_sip = sip_host
         self._sip_host = ""
         self._presence = presence
@@ -182,7 +97,9 @@ class CallControl:
         self._trunks: dict[str, api.TrunkState] = {}
         self._signed_in: dict[str, set[Session]] = {}
         self._calls: dict[str, ControlCall] = {}
-        self._rooms = Rooms(config.plan, room_router)
+        self.rooms = Rooms(config.plan, room_router)
+        self.transfers = Transfers(self)
+        """The page's transfers, and the far end's REFERs (:mod:`gateway.transfer`)."""
         self._recordings = recordings if config.recording.enabled else None
         self._saving: dict[str, Session] = {}
         """Calls that ended while recording: the page told when the last save is done."""
@@ -210,7 +127,7 @@ class CallControl:
     async def sign_in(self, session: Session, user: str, password: str | None) -> dict[str, Any]:
         if self._passwords is not None:
             await self._check_password(session, user, password)
-        elif self._dialplan.inbound(user).action != "user":
+        elif self.dialplan.inbound(user).action != "user":
             self.metrics.sign_in_failures.labels("name").inc()
             raise RequestError("auth_failed", "A user name is 1-32 of a-z 0-9 . _ - (starting with a letter or digit)")
         self.sign_out(session)
@@ -256,7 +173,7 @@ class CallControl:
         for call in list(self._calls.values()):
             with logs.for_call(call.call_id):
                 if call.owner is session:
-                    self._end(call, endcause.BROWSER_GONE)
+                    self.end(call, endcause.BROWSER_GONE)
                 elif session in call.ringing:
                     call.ringing.discard(session)
                     if not call.ringing and call.owner is None:
@@ -275,12 +192,12 @@ class CallControl:
         user = self._require_user(session)
         if self._calls_of(session) >= CALLS_PER_PAGE:
             raise RequestError("busy", "This page already has two calls: hang up one first")
-        route = self._dialplan.outbound(to, user)
+        route = self.dialplan.outbound(to, user)
         if route.action == "reject":
             raise RequestError("rejected", route.reason)
         room = route.action == "room"
-        engine = self._rooms.engine_for(route, self._free_engine) if room else self._direct_to(route) or self._free_engine()
-        targets = self._targets(route)
+        engine = self.rooms.engine_for(route, self._free_engine) if room else self._direct_to(route) or self._free_engine()
+        targets = self.targets(route)
         call = self._add_call(
             ControlCall(
                 _new_id(), CallState.CALLING, engine, "outbound-dial", user, to,
@@ -288,7 +205,7 @@ class CallControl:
             )
         )
         with logs.for_call(call.call_id):
-            self._rooms.join(call, route, offer) if room else self._dial(call, targets, offer)
+            self.rooms.join(call, route, offer) if room else self._dial(call, targets, offer)
         return call.call_id
 
     def click_to_call(self, user: str, to: str, operator: str) -> ControlCall:
@@ -305,14 +222,14 @@ class CallControl:
         sessions = self._signed_in.get(user)
         if not sessions:
             raise RequestError("not_signed_in", f"{user} is not signed in on any page of this gateway")
-        route = self._dialplan.outbound(to, user)
+        route = self.dialplan.outbound(to, user)
         if route.action == "reject":
             raise RequestError("rejected", route.reason)
         engine = self._free_engine()
         call = self._add_call(
             ControlCall(
                 _new_id(), CallState.INCOMING, engine, "outbound-api", user, to,
-                user=user, operator=operator, dial=self._targets(route), ringing=set(sessions),
+                user=user, operator=operator, dial=self.targets(route), ringing=set(sessions),
                 peer=to, history=(user,), far_end=far_end_of_route(route),
             )
         )
@@ -324,7 +241,7 @@ class CallControl:
     def _dial(self, call: ControlCall, targets: tuple[tuple[str, str], ...], offer: str) -> None:
         via = "browser to browser" if call.direct else ", ".join(f"{trunk} {number}".strip() for trunk, number in targets)
         log.info("call %s: %s calls %s via %s", call.call_id, call.user, call.callee, via)
-        identity = self._dialplan.caller_id(call.user)
+        identity = self.dialplan.caller_id(call.user)
         call.engine.link.send(api.Dial(call.call_id, targets, offer, call.user, identity.user, identity.name))
 
     def _direct_to(self, route: Route) -> Engine | None:
@@ -334,7 +251,7 @@ class CallControl:
         """
         if self._direct is None or route.action != "local":
             return None
-        callee = self._dialplan.inbound(route.target)
+        callee = self.dialplan.inbound(route.target)
         return self._direct if callee.action == "user" and callee.target in self._signed_in else None
 
     def _free_engine(self) -> Engine:
@@ -346,7 +263,7 @@ class CallControl:
             raise RequestError("busy", endcause.NO_FREE_LINE.reason)
         return min(ready, key=lambda engine: engine.calls - engine.capacity)
 
-    def _targets(self, route: Route) -> tuple[tuple[str, str], ...]:
+    def targets(self, route: Route) -> tuple[tuple[str, str], ...]:
         """What the engine dials for an outbound route, in failover order."""
         if route.action == "local":
             return (("", f"sip:{route.target}@{self._sip_host}"),)
@@ -390,6 +307,13 @@ class CallControl:
             raise RequestError("no_such_call", f"No call {call_id!r} in progress")
         return call
 
+    def find(self, call_id: str) -> ControlCall | None:
+        return self._calls.get(call_id)
+
+    def gateway_addresses(self) -> set[str]:
+        """The gateway's own SIP addresses (``host:port``): its public one and each engine's."""
+        return {host for host in (self._sip_host, *(engine.sip_host for engine in self._engines.values())) if host}
+
     def calls(self) -> list[ControlCall]:
         """Every call in progress, oldest first."""
         return sorted(self._calls.values(), key=lambda call: call.created)
@@ -399,10 +323,10 @@ class CallControl:
         if call.state is CallState.INCOMING:
             self._reject(call, refuse)
         else:
-            self._end(call, endcause.NORMAL if call.state is CallState.ANSWERED else endcause.CANCELLED)
+            self.end(call, endcause.NORMAL if call.state is CallState.ANSWERED else endcause.CANCELLED)
 
     def send_dtmf(self, session: Session, call_id: str, digits: str) -> None:
-        call = self._answered_call(session, call_id, "DTMF needs an answered call")
+        call = self.answered_call(session, call_id, "DTMF needs an answered call")
         call.engine.link.send(api.SendDtmf(call_id, digits))
 
     def request_stats(self, session: Session, call_id: str, request: str | None, browser: LegQuality | None = None) -> None:
@@ -410,7 +334,7 @@ class CallControl:
 
         ``browser`` is the page's own measure of its leg (from ``getStats()``), kept for the metrics.
         """
-        call = self._answered_call(session, call_id, "Quality is measured on answered calls")
+        call = self.answered_call(session, call_id, "Quality is measured on answered calls")
         if browser is not None:
             call.quality[DIRECT if call.direct else "browser"] = browser
         if not call.direct:
@@ -422,15 +346,15 @@ class CallControl:
         session.send(reply)
 
     def hold(self, session: Session, call_id: str, hold: bool) -> None:
-        call = self._answered_call(session, call_id, "Only an answered call can be held")
-        self._rooms.refuse(call, "held")
+        call = self.answered_call(session, call_id, "Only an answered call can be held")
+        self.rooms.refuse(call, "held")
         call.engine.link.send(api.Hold(call_id, hold))
 
     def record(self, session: Session, call_id: str, on: bool) -> None:
         """Start or stop recording the page's call; the engine's answer comes as a ``recording`` message."""
         store = self._require_recording()
-        call = self._answered_call(session, call_id, "Only an answered call can be recorded")
-        self._rooms.refuse(call, "recorded")
+        call = self.answered_call(session, call_id, "Only an answered call can be recorded")
+        self.rooms.refuse(call, "recorded")
         if call.direct:
             raise RequestError("not_possible", "A call straight between two browsers does not pass the gateway: it cannot record it")
         if on and not call.recording:
@@ -471,37 +395,7 @@ class CallControl:
             raise RequestError("no_such_entry", "No such missed call or message")
         self._tell_mailbox(user)
 
-    def transfer(self, session: Session, call_id: str, to: str) -> None:
-        """Blind transfer: REFER the far end of an answered call to ``to``, which the user must be allowed to dial."""
-        call = self._transferable(session, call_id)
-        route = self._dialplan.outbound(to, call.user)
-        if route.action == "reject":
-            raise RequestError("rejected", route.reason)
-        (trunk, target), *_ = self._targets(route)
-        log.info("call %s: %s transfers it to %s (%s %s)", call_id, call.user, to, trunk, target)
-        call.transfer = "page"
-        call.engine.link.send(api.Transfer(call_id, trunk, target))
-
-    def transfer_to_call(self, session: Session, call_id: str, other_id: str) -> None:
-        """Attended transfer: REFER the far end of ``call_id`` to take over ``other_id``'s far end (with Replaces)."""
-        call = self._transferable(session, call_id)
-        other = self._transferable(session, other_id)
-        if other is call:
-            raise RequestError("wrong_state", "A call cannot be transferred to itself")
-        if other.engine is not call.engine:
-            raise RequestError("wrong_state", "These two calls are carried by different media engines: transfer one blind")
-        log.info("call %s: %s transfers it to the far end of call %s", call_id, call.user, other_id)
-        call.transfer, call.transfer_with = "page", other_id
-        call.engine.link.send(api.Transfer(call_id, replacing=other_id))
-
-    def _transferable(self, session: Session, call_id: str) -> ControlCall:
-        call = self._answered_call(session, call_id, "Only an answered call can be transferred")
-        self._rooms.refuse(call, "transferred")
-        if call.transfer:
-            raise RequestError("wrong_state", "This call is being transferred already")
-        return call
-
-    def _answered_call(self, session: Session, call_id: str, otherwise: str) -> ControlCall:
+    def answered_call(self, session: Session, call_id: str, otherwise: str) -> ControlCall:
         call = self._calls.get(call_id)
         if call is None or call.owner is not session:
             raise RequestError("no_such_call", "No such call")
@@ -566,78 +460,48 @@ class CallControl:
         if call is None:
             return
         if isinstance(event, api.WebrtcAnswer):
-            self._tell_owner(call, {"type": "sdp", "call": call.call_id, "sdp": event.sdp})
+            call.tell_owner({"type": "sdp", "call": call.call_id, "sdp": event.sdp})
         elif isinstance(event, api.Progress):
             state = CallState.EARLY_MEDIA if event.early_media else CallState.RINGING
             first = call.state is CallState.CALLING
             if call.state is not state and self._move(call, state):
-                self._tell_owner(call, {"type": state.value, "call": call.call_id})
+                call.tell_owner({"type": state.value, "call": call.call_id})
                 if first:
                     self._report("ringing", call)
         elif isinstance(event, api.Answered):
             if self._move(call, CallState.ANSWERED):
                 call.answered = time.time()
                 self.metrics.call_setup.labels(call.direction).observe(call.answered - call.created)
-                self._tell_owner(call, {"type": "answered", "call": call.call_id})
+                call.tell_owner({"type": "answered", "call": call.call_id})
                 self._report("answered", call)
-                self._rooms.answered(call)
+                self.rooms.answered(call)
         elif isinstance(event, api.DtmfReceived):
-            self._tell_owner(call, {"type": "dtmf", "call": call.call_id, "digit": event.digit})
+            call.tell_owner({"type": "dtmf", "call": call.call_id, "digit": event.digit})
         elif isinstance(event, api.CallStats):
             sip = call.quality["sip"] = LegQuality(event.jitter_ms, event.loss_pct, event.rtt_ms)
             reply: dict[str, Any] = {"type": "stats", "call": call.call_id, "sip": {"codec": event.codec, **sip.for_page()}}
             if event.request:
                 reply["id"] = event.request
-            self._tell_owner(call, reply)
+            call.tell_owner(reply)
         elif isinstance(event, api.HoldChanged):
-            self._tell_owner(call, {"type": "hold", "call": call.call_id, "local": event.local, "remote": event.remote})
+            call.tell_owner({"type": "hold", "call": call.call_id, "local": event.local, "remote": event.remote})
         elif isinstance(event, api.RecordingChanged):
             call.recording_on = event.on
-            self._tell_owner(call, _recording(event))
+            call.tell_owner(_recording(event))
         elif isinstance(event, api.VoicemailSaved):
             call.message = event.seconds
         elif isinstance(event, api.TransferAsked):
-            self._transfer_asked(call, event.target)
+            self.transfers.asked(call, event.target)
         elif isinstance(event, api.Transferred):
             call.transfer, call.callee = "", event.peer
-            self._tell_owner(call, {"type": "transferred", "call": call.call_id, "peer": event.peer, "peer_name": event.peer_name})
+            call.tell_owner({"type": "transferred", "call": call.call_id, "peer": event.peer, "peer_name": event.peer_name})
         elif isinstance(event, api.TransferStatus):
-            self._transfer_status(call, event)
+            self.transfers.status(call, event)
         elif isinstance(event, api.Ended):
             self._ended(call, EndCause(event.cause, event.code, event.reason))
 
-    def _transfer_asked(self, call: ControlCall, target: str) -> None:
-        """The far end REFERs the call to ``target``: obey (the engine calls it) or refuse (403), and tell the page."""
-        gateway = {host for host in (self._sip_host, *(engine.sip_host for engine in self._engines.values())) if host}
-        refusal = (
-            "the call is not answered on a page" if call.state is not CallState.ANSWERED or call.owner is None
-            else "a transfer is under way" if call.transfer
-            else refer_refusal(self._dialplan, call.far_end, call.user, target, gateway)
-        )
-        call.engine.link.send(api.TransferVerdict(call.call_id, refusal is None, refusal or ""))
-        if refusal is None:
-            log.info("call %s: the far end transfers it to %s", call.call_id, target)
-            call.transfer = "far_end"
-            self._tell_owner(call, {"type": "transferring", "call": call.call_id, "to": target})
-        else:
-            log.warning("call %s: REFER to %s refused: %s", call.call_id, target, refusal)
-            reason = f"The other side's transfer to {target} was refused: {refusal}"
-            self._tell_owner(call, {"type": "transfer_failed", "call": call.call_id, "code": 403, "reason": reason})
-
-    def _transfer_status(self, call: ControlCall, event: api.TransferStatus) -> None:
-        """A transfer's outcome: the page's call ends once its far end has the new party, else it goes on."""
-        asked_by, other = call.transfer, self._calls.get(call.transfer_with)
-        call.transfer = call.transfer_with = ""
-        if 200 <= event.code < 300 and asked_by == "page":
-            for ended in (call, other):
-                if ended is not None and ended.owner is call.owner:
-                    self._end(ended, endcause.TRANSFERRED)
-            return
-        reason = event.reason if asked_by == "far_end" else f"The other side did not take the transfer ({event.reason})"
-        self._tell_owner(call, {"type": "transfer_failed", "call": call.call_id, "code": event.code, "reason": reason})
-
     def _incoming(self, engine: Engine, event: api.Incoming) -> None:
-        far_end = far_end_of_incoming(self._dialplan, event.trunk, event.source, event.from_gateway)
+        far_end = far_end_of_incoming(self.dialplan, event.trunk, event.source, event.from_gateway)
         call = self._add_call(
             ControlCall(
                 event.call_id, CallState.INCOMING, engine, "inbound", event.from_uri, event.to_user,
@@ -645,7 +509,7 @@ class CallControl:
             )
         )
         source = None if event.from_gateway else event.source
-        route: Route = self._dialplan.inbound(event.to_user, trunk=event.trunk or None, source=source)
+        route: Route = self.dialplan.inbound(event.to_user, trunk=event.trunk or None, source=source)
         log.info(
             "call %s: SIP call from %s (%s) to %r: %s %s",
             call.call_id, event.from_uri, event.source, event.to_user, route.action, route.target or route.reason,
@@ -654,7 +518,7 @@ class CallControl:
             call.state = CallState.ANSWERING
             engine.link.send(api.Serve(call.call_id, route.target))
         elif route.action == "room":
-            refusal = self._rooms.admit(call, route)  # sends Join when the caller is admitted
+            refusal = self.rooms.admit(call, route)  # sends Join when the caller is admitted
             if refusal is None:
                 call.state = CallState.ANSWERING
             else:
@@ -772,7 +636,8 @@ class CallControl:
             else:
                 call.engine.link.send(api.Reject(call.call_id, cause.code, cause.reason, users))
 
-    def _end(self, call: ControlCall, cause: EndCause) -> None:
+    def end(self, call: ControlCall, cause: EndCause) -> None:
+        """Hang up ``call`` (BYE or CANCEL), remembering ``cause`` as its end."""
         if self._move(call, CallState.ENDING):
             call.local_cause = cause
             self._cancel_ring_timer(call)
@@ -790,7 +655,7 @@ class CallControl:
         if call.recording_on and call.owner is not None:
             self._saving[call.call_id] = call.owner
         del self._calls[call.call_id]
-        self._rooms.left(call)
+        self.rooms.left(call)
         call.engine.calls -= 1
         self.metrics.calls_in_progress.labels(call.direction).dec()
         self.metrics.calls.labels(call.direction, cause.cause).inc()
@@ -856,11 +721,6 @@ class CallControl:
             self.on_load(engine.link, engine.full)
 
     @staticmethod
-    def _tell_owner(call: ControlCall, message: dict[str, Any]) -> None:
-        if call.owner is not None:
-            call.owner.send(message)
-
-    @staticmethod
     def _cancel_ring_timer(call: ControlCall) -> None:
         if call.ring_timer is not None:
             call.ring_timer.cancel()
@@ -885,7 +745,7 @@ class CallControl:
                 if call.state is CallState.INCOMING:
                     self._reject(call, endcause.SHUTDOWN)
                 else:
-                    self._end(call, endcause.SHUTDOWN)
+                    self.end(call, endcause.SHUTDOWN)
 
 
 def _sip_user(uri: str) -> str:

@@ -25,7 +25,7 @@ from .endcause import EndCause
 from .requesterror import RequestError
 
 if TYPE_CHECKING:
-    from .control import ControlCall, Engine
+    from .controlcall import ControlCall, Engine
 
 log = logging.getLogger(__name__)
 

@@ -172,9 +172,9 @@ def _transfer(control: CallControl, session: PageSession, fields: dict[str, Any]
     if ("to" in fields) == ("to_call" in fields):
         raise RequestError("bad_message", "transfer: give either 'to' or 'to_call'")
     if "to" in fields:
-        control.transfer(session, fields["call"], fields["to"])
+        control.transfers.transfer(session, fields["call"], fields["to"])
     else:
-        control.transfer_to_call(session, fields["call"], fields["to_call"])
+        control.transfers.transfer_to_call(session, fields["call"], fields["to_call"])
 
 
 def _error(code: str, message: str, request_id: str | None = None, call: str | None = None) -> dict[str, Any]:

@@ -23,11 +23,22 @@ is.  Everything else is refused with 403, and the page is told.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from . import endcause, engineapi as api
+from .callstate import CallState
 from .dialplan import Dialplan, Route, Target
+from .requesterror import RequestError
+
+if TYPE_CHECKING:
+    from .control import CallControl
+    from .controlcall import ControlCall, Session
+
+log = logging.getLogger(__name__)
 
 _URI = re.compile(
     r"^\s*<?sips?:(?:(?P<user>[^@;?>]+)@)?(?P<host>\[[^\]>]+\]|[^:;?>]+)(?::(?P<port>\d+))?[^>]*>?\s*$", re.IGNORECASE
@@ -42,6 +53,72 @@ class FarEnd:
     """A trunk, a trusted source or the gateway itself: its REFERs are considered at all."""
     trunk: str = ""
     """The trunk the call goes through, if any."""
+
+
+class Transfers:
+    """Call control's side of transfers: the page's requests, the far end's REFERs, and how either ends."""
+
+    def __init__(self, control: CallControl) -> None:
+        self._control = control
+
+    def transfer(self, session: Session, call_id: str, to: str) -> None:
+        """Blind transfer: REFER the far end of an answered call to ``to``, which the user must be allowed to dial."""
+        call = self._transferable(session, call_id)
+        route = self._control.dialplan.outbound(to, call.user)
+        if route.action == "reject":
+            raise RequestError("rejected", route.reason)
+        (trunk, target), *_ = self._control.targets(route)
+        log.info("call %s: %s transfers it to %s (%s %s)", call_id, call.user, to, trunk, target)
+        call.transfer = "page"
+        call.engine.link.send(api.Transfer(call_id, trunk, target))
+
+    def transfer_to_call(self, session: Session, call_id: str, other_id: str) -> None:
+        """Attended transfer: REFER the far end of ``call_id`` to take over ``other_id``'s far end (with Replaces)."""
+        call = self._transferable(session, call_id)
+        other = self._transferable(session, other_id)
+        if other is call:
+            raise RequestError("wrong_state", "A call cannot be transferred to itself")
+        if other.engine is not call.engine:
+            raise RequestError("wrong_state", "These two calls are carried by different media engines: transfer one blind")
+        log.info("call %s: %s transfers it to the far end of call %s", call_id, call.user, other_id)
+        call.transfer, call.transfer_with = "page", other_id
+        call.engine.link.send(api.Transfer(call_id, replacing=other_id))
+
+    def asked(self, call: ControlCall, target: str) -> None:
+        """The far end REFERs the call to ``target``: obey (the engine calls it) or refuse (403), and tell the page."""
+        refusal = (
+            "the call is not answered on a page" if call.state is not CallState.ANSWERED or call.owner is None
+            else "a transfer is under way" if call.transfer
+            else refer_refusal(self._control.dialplan, call.far_end, call.user, target, self._control.gateway_addresses())
+        )
+        call.engine.link.send(api.TransferVerdict(call.call_id, refusal is None, refusal or ""))
+        if refusal is None:
+            log.info("call %s: the far end transfers it to %s", call.call_id, target)
+            call.transfer = "far_end"
+            call.tell_owner({"type": "transferring", "call": call.call_id, "to": target})
+        else:
+            log.warning("call %s: REFER to %s refused: %s", call.call_id, target, refusal)
+            reason = f"The other side's transfer to {target} was refused: {refusal}"
+            call.tell_owner({"type": "transfer_failed", "call": call.call_id, "code": 403, "reason": reason})
+
+    def status(self, call: ControlCall, event: api.TransferStatus) -> None:
+        """A transfer's outcome: the page's call ends once its far end has the new party, else it goes on."""
+        asked_by, other = call.transfer, self._control.find(call.transfer_with)
+        call.transfer = call.transfer_with = ""
+        if 200 <= event.code < 300 and asked_by == "page":
+            for ended in (call, other):
+                if ended is not None and ended.owner is call.owner:
+                    self._control.end(ended, endcause.TRANSFERRED)
+            return
+        reason = event.reason if asked_by == "far_end" else f"The other side did not take the transfer ({event.reason})"
+        call.tell_owner({"type": "transfer_failed", "call": call.call_id, "code": event.code, "reason": reason})
+
+    def _transferable(self, session: Session, call_id: str) -> ControlCall:
+        call = self._control.answered_call(session, call_id, "Only an answered call can be transferred")
+        self._control.rooms.refuse(call, "transferred")
+        if call.transfer:
+            raise RequestError("wrong_state", "This call is being transferred already")
+        return call
 
 
 def far_end_of_route(route: Route) -> FarEnd:

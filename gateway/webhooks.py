@@ -35,7 +35,7 @@ import aiohttp
 
 from .callview import describe, iso_time
 from .config import ApiConfig
-from .control import ControlCall
+from .controlcall import ControlCall
 
 log = logging.getLogger(__name__)
 

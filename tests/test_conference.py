@@ -83,7 +83,7 @@ async def test_call_control_keeps_a_room_on_one_engine_tells_the_roster_and_refu
     dave_call = control.place_call(dave, "7-0-0", "offer-d")  # the room's engine, though the other has more room
     assert room_link.sent[-1] == api.Join(dave_call, "standup", "offer-d") and not other.sent
     control.on_event(room_link, api.Answered(dave_call))
-    for refused_request in (lambda: control.hold(dave, dave_call, True), lambda: control.transfer(dave, dave_call, "600")):
+    for refused_request in (lambda: control.hold(dave, dave_call, True), lambda: control.transfers.transfer(dave, dave_call, "600")):
         with pytest.raises(RequestError) as refused:
             refused_request()
         assert refused.value.code == "not_possible" and "conference room" in refused.value.message

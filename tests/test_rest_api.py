@@ -21,7 +21,7 @@ from gateway.apitokens import hash_token, new_token
 from gateway.app import create_app
 from gateway.callstate import CallState
 from gateway.config import ApiConfig, load
-from gateway.control import ControlCall, Engine
+from gateway.controlcall import ControlCall, Engine
 from gateway.engineapi import LocalLink
 from gateway.passwords import hash_password
 from gateway.restapi import DESCRIPTION
