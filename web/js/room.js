@@ -1,9 +1,11 @@
 // Conference rooms (docs/protocol.md: room): a room is joined by dialling its number; while the call
 // in view is in one, the call panel names the room and how many are in it, the roster on hover.
 
+import { $ } from "./dom.js";
+
 /** Show the room of the call in view in #room-info, from the gateway's `room` messages. */
 export function startRoom({ sig }) {
-  const info = document.getElementById("room-info");
+  const info = $("room-info");
   const rooms = new Map(); // call id -> the latest `room` message for it
   let view = null;
 

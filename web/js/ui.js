@@ -2,8 +2,7 @@
 // holds no call logic and sends nothing.
 
 import { describeEnd } from "./causes.js";
-
-const $ = (id) => document.getElementById(id);
+import { $, el, iconButton } from "./dom.js";
 
 export const els = {
   body: document.body,
@@ -212,19 +211,10 @@ function renderLines(lines) {
 }
 
 function newLineRow(key) {
-  const row = document.createElement("li");
-  row.className = "line";
+  const row = el("li", "line");
   row.dataset.call = key;
-  const parts = ["line-state", "line-who", "line-time"].map((className) => {
-    const span = document.createElement("span");
-    span.className = className;
-    return span;
-  });
-  const hangup = document.createElement("button");
-  hangup.type = "button";
-  hangup.className = "line-hangup";
-  hangup.innerHTML = '<svg aria-hidden="true"><use href="#i-hangup"/></svg>';
-  row.append(...parts, hangup);
+  const parts = ["line-state", "line-who", "line-time"].map((className) => el("span", className));
+  row.append(...parts, iconButton("line-hangup", "i-hangup"));
   return row;
 }
 
