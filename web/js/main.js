@@ -366,7 +366,7 @@ function render() {
   ui.renderTitle(view, missedFrom);
   updateQuality(view);
   recording.update(view);
-  room.update(view);
+  room.update(view); // after Hold, Record and Transfer: it disables them in a room
   callHistory.refresh();
   contactList.refresh();
   if (view.incoming) {
