@@ -241,8 +241,10 @@ function renderCallControls(v, live) {
   els.swap.hidden = !two;
   els.swap.disabled = !v.canSwap;
   const who = v.peerName || displayAddress(v.peer);
-  els.hangup.setAttribute("aria-label", two && who ? `Hang up ${who}` : "Hang up");
-  els.hangup.title = two && who ? `Hang up ${who}` : "";
+  const names = v.lines.map((line) => line.peerName || displayAddress(line.peer) || "Unknown");
+  const hangup = v.merged ? `Hang up all (${names.join(" and ")})` : two && who ? `Hang up ${who}` : "";
+  els.hangup.setAttribute("aria-label", hangup || "Hang up");
+  els.hangup.title = hangup;
   // Constant names: aria-pressed says whether it is on, the look shows it too.
   setToggle(els.mute, v.muted);
   els.mute.disabled = !inCall;
