@@ -34,6 +34,7 @@ from .webclient import RATE, WebClient
 
 WEB_HZ, SIP_HZ = 600.0, 1500.0
 ROOM = '[[rooms]]\nname = "standup"\nnumber = "700"\nmax_participants = 3\n'
+ROOM_NOTE = "A call in a conference room cannot be held, recorded or transferred."
 
 
 # -- call control, with fake engines and pages ------------------------------------------
@@ -150,13 +151,17 @@ async def test_a_page_an_aiortc_page_and_a_sip_phone_hear_each_other_in_a_room(
     sip_phone: Baresip,
     tmp_path: Path,
 ) -> None:
-    gateway = start_gateway(ROOM)
+    gateway = start_gateway(f'{ROOM}[recording]\nenabled = true\ndir = "{tmp_path / "recordings"}"\n')
     async with browser(gateway) as page_phone:
         await page_phone.sign_in("carol")
         await page_phone.dial("700")
         await page_phone.wait_state("answered")
         info = page_phone.page.locator("#room-info")
         await expect(info).to_have_text("Room standup · 1 person")
+        for refused in ("#hold", "#record", "#transfer-open"):  # the gateway refuses them for a room: say why
+            button = page_phone.page.locator(refused)
+            await expect(button).to_be_disabled()
+            await expect(button).to_have_accessible_description(ROOM_NOTE)
 
         dave = await connect_client(gateway, "dave")
         dave_call = await dave.call("700", WEB_HZ)

@@ -139,6 +139,9 @@ async def test_merge_two_calls_then_one_hangs_up(
         await expect(anna_row.locator(".line-state")).to_have_text("Merged")
         await expect(page.locator("#status")).to_have_text(re.compile(r"^anna@[\d.]+: Merged, carol: Merged$"))
         await expect(page.locator("#swap")).to_be_disabled()
+        # Merged, the big button ends the three-way call (a row's button one party); no attended transfer.
+        await expect(page.locator("#hangup")).to_have_accessible_name(re.compile(r"^Hang up all \(carol and anna@[\d.]+\)$"))
+        await expect(page.locator("#transfer-complete")).to_be_hidden()
         assert (await carol.next("hold"))["remote"] is False
         await wait_for_async(lambda: holds(frames, carol_call) == [True, False], 10)
         assert holds(frames, anna_call) == [], "merging touched the call that was talking"
@@ -158,6 +161,8 @@ async def test_merge_two_calls_then_one_hangs_up(
         await expect(merge).to_have_attribute("aria-pressed", "false")
         await expect(carol_row.locator(".line-state")).to_have_text("On hold", timeout=10_000)
         await expect(anna_row.locator(".line-state")).to_have_text("Active")
+        await expect(page.locator("#hangup")).to_have_accessible_name(re.compile(r"^Hang up anna@[\d.]+$"))
+        await expect(page.locator("#transfer-complete")).to_be_visible()
         assert (await carol.next("hold"))["remote"] is True
         await page_hears(phone, (A_HZ,), (B_HZ,))
         await wait_for_async(lambda: page.evaluate(SENDS_MICROPHONE), 10)
@@ -195,3 +200,29 @@ async def test_merge_two_calls_then_one_hangs_up(
     heard, rate = windows(anna.recording())
     assert any(hears(w, rate, (B_HZ, MIC_HZ), (A_HZ,)) for w in heard), "anna never heard carol and the page together"
     assert hears(heard[-1], rate, (B_HZ,), (MIC_HZ, A_HZ)), "anna heard the page while it was muted"
+
+
+async def test_hang_up_all_ends_both_merged_calls(
+    start_gateway: Callable[..., GatewayProcess], browser: OpenPhone, connect_client: Callable[..., Awaitable[WebClient]]
+) -> None:
+    """Merged, the big button (and Escape) is Hang up all, as a desk phone's End Call in a conference: both far ends
+    get the hang-up, not only the call shown."""
+    gateway = start_gateway()
+    async with browser(gateway) as phone:
+        page = phone.page
+        await phone.sign_in("alice")
+        carol, dave = await connect_client(gateway, "carol"), await connect_client(gateway, "dave")
+        await carol.call("alice", tone_hz=B_HZ)
+        await answer(phone, "Answer", B_HZ)
+        await dave.call("alice", tone_hz=A_HZ)
+        await answer(phone, "Answer and hold", A_HZ)
+        await page.locator("#merge").click()
+        await expect(page.locator("#lines .line-state")).to_have_text(["Merged", "Merged"], timeout=10_000)
+        await expect(page.locator("#hangup")).to_have_accessible_name("Hang up all (carol and dave)")
+        await page.keyboard.press("Escape")
+        assert (await carol.next("ended"))["cause"] == "normal"
+        assert (await dave.next("ended"))["cause"] == "normal"
+        await phone.wait_state("ended")
+        await expect(page.locator("#lines")).to_be_hidden()
+        problems = [m for m in phone.console if m.startswith(("error", "pageerror"))]
+        assert not problems, problems

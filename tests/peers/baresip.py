@@ -227,8 +227,21 @@ class Baresip:
 
     def received(self, method: str) -> list[str]:
         """Every `method` request this phone has received so far, whole, from its SIP trace (-s) in its log."""
-        trace = re.findall(r"\x1b\[36;1m#\n\S+ \S+ -> (\S+)\n(.*?)\x1b\[;m", self.log_path.read_text(errors="replace"), re.S)
-        return [message for to, message in trace if to == f"{self.ip}:{self.sip_port}" and message.startswith(f"{method} ")]
+        me = f"{self.ip}:{self.sip_port}"
+        return [message for _, to, message in self._trace() if to == me and message.startswith(f"{method} ")]
+
+    def audio_port(self) -> int:
+        """The RTP port this phone offered or answered for audio, from the first SDP it sent."""
+        me = f"{self.ip}:{self.sip_port}"
+        for source, _, message in self._trace():
+            if source == me and (m_line := re.search(r"^m=audio (\d+) ", message, re.M)):
+                return int(m_line[1])
+        raise BaresipError(f"no SDP sent yet; see {self.log_path}")
+
+    def _trace(self) -> list[tuple[str, str, str]]:
+        """(from, to, message) of every SIP message in its trace (-s), oldest first."""
+        pattern = r"\x1b\[36;1m#\n\S+ (\S+) -> (\S+)\n(.*?)\x1b\[;m"
+        return re.findall(pattern, self.log_path.read_text(errors="replace"), re.S)
 
     def recording(self, timeout: float = 5.0) -> Path:
         """WAV of what this phone heard in its latest call, once the call has ended.

@@ -5,21 +5,12 @@
 
 import { cleanTarget } from "./dialtarget.js";
 import { displayAddress } from "./ui.js";
+import { $, el, iconButton } from "./dom.js";
 
 const byFavouriteThenName = (a, b) => Number(b.favourite) - Number(a.favourite) || a.name.localeCompare(b.name);
 
-function iconButton(className, icon, label) {
-  const button = document.createElement("button");
-  button.type = "button";
-  button.className = className;
-  button.setAttribute("aria-label", label);
-  button.innerHTML = `<svg aria-hidden="true"><use href="#${icon}"/></svg>`;
-  return button;
-}
-
 /** Wire the panel to the gateway's messages. dial(number): place a call (returns nothing). */
 export function startContacts({ sig, dial, canDial, onError }) {
-  const $ = (id) => document.getElementById(id);
   const listEl = $("contacts");
   const empty = $("contacts-empty");
   const add = $("contact-add");
@@ -36,20 +27,16 @@ export function startContacts({ sig, dial, canDial, onError }) {
   function render() {
     listEl.replaceChildren(
       ...[...contacts].sort(byFavouriteThenName).map((c) => {
-        const li = document.createElement("li");
-        li.className = "contact";
+        const li = el("li", "contact");
         li.dataset.id = c.id;
         li.dataset.favourite = String(c.favourite);
-        const info = document.createElement("div");
-        info.className = "contact-info";
-        const who = document.createElement("span");
-        who.className = "contact-name";
+        const info = el("div", "contact-info");
+        const who = el("span", "contact-name");
         if (c.favourite) {
           who.insertAdjacentHTML("beforeend", '<svg class="contact-star" role="img" aria-label="Favourite"><use href="#i-star"/></svg>');
         }
         who.append(c.name);
-        const address = document.createElement("span");
-        address.className = "contact-number";
+        const address = el("span", "contact-number");
         address.textContent = c.shared ? `${displayAddress(c.number) || c.number} · shared` : displayAddress(c.number) || c.number;
         address.title = c.number;
         info.append(who, address);

@@ -1,6 +1,8 @@
 // Audio settings: output volume, microphone and speaker choice (remembered
 // in localStorage), and opt-in notifications for calls while the tab is hidden.
 
+import { $ } from "./dom.js";
+
 const VOLUME_KEY = "webphone.volume";
 const MIC_KEY = "webphone.mic";
 const SPEAKER_KEY = "webphone.speaker";
@@ -23,7 +25,6 @@ function recall(key) {
 
 /** audio: #remote-audio; useMicrophone(deviceId): switch the microphone (also mid-call). */
 export function startAudioSettings({ audio, useMicrophone, onError }) {
-  const $ = (id) => document.getElementById(id);
   const volume = $("volume");
   const volumeValue = $("volume-value");
   const micSelect = $("mic-select");
@@ -107,7 +108,6 @@ export function startAudioSettings({ audio, useMicrophone, onError }) {
 
 /** Opt-in notifications: the browser is asked only when the user presses the button. */
 export function startNotifications({ onActivate }) {
-  const $ = (id) => document.getElementById(id);
   const button = $("enable-notifications");
   const state = $("notifications-state");
   const supported = "Notification" in window;
@@ -146,7 +146,7 @@ export function startNotifications({ onActivate }) {
         const note = new Notification(title, { body, tag });
         note.onclick = () => {
           window.focus();
-          document.getElementById("mailbox")?.scrollIntoView();
+          $("mailbox")?.scrollIntoView();
           note.close();
         };
       } catch {

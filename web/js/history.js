@@ -4,6 +4,7 @@
 
 import { CAUSE_WORDS, isMissed } from "./causes.js";
 import { displayAddress, formatDuration } from "./ui.js";
+import { $, el, iconButton } from "./dom.js";
 
 const MAX_ENTRIES = 200; // as many as the gateway keeps
 
@@ -39,9 +40,22 @@ function outcomeOf(d) {
   return OUTCOME_WORDS[d.cause] ? d.cause : "failed";
 }
 
+/** A list entry's who (`address` on hover) and, below, when: "<before><time><after>". */
+export function entryInfo(who, address, when, before, after) {
+  const name = el("span", "history-who", who);
+  name.title = address;
+  const time = el("time", "");
+  time.dateTime = when.toISOString();
+  time.textContent = when.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+  const meta = el("span", "history-meta");
+  meta.append(before, time, after);
+  const info = el("div", "history-info");
+  info.append(name, meta);
+  return info;
+}
+
 /** Wire the list to the gateway's messages. dial(number): place a call (returns nothing). */
 export function startHistory({ sig, dial, canDial, onError }) {
-  const $ = (id) => document.getElementById(id);
   const listEl = $("history");
   const empty = $("history-empty");
   const clear = $("history-clear");
@@ -56,35 +70,16 @@ export function startHistory({ sig, dial, canDial, onError }) {
   function render() {
     listEl.replaceChildren(
       ...entries.map((e) => {
-        const li = document.createElement("li");
-        li.className = "history-item";
+        const li = el("li", "history-item");
         li.dataset.outcome = e.outcome;
         const who = e.name || displayAddress(e.number) || e.number;
         const when = new Date(e.time);
         const dir = e.direction === "in" ? "Incoming" : "Outgoing";
         const outcome = OUTCOME_WORDS[e.outcome] ?? e.outcome;
         const length = e.outcome === "answered" ? formatDuration(e.duration) : outcome;
-
-        const info = document.createElement("div");
-        info.className = "history-info";
-        const name = document.createElement("span");
-        name.className = "history-who";
-        name.textContent = who;
-        name.title = e.number;
-        const meta = document.createElement("span");
-        meta.className = "history-meta";
-        const time = document.createElement("time");
-        time.dateTime = when.toISOString();
-        time.textContent = when.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
-        meta.append(`${e.direction === "in" ? "↙" : "↗"} ${dir} · `, time, ` · ${length}`);
-        info.append(name, meta);
-
-        const button = document.createElement("button");
-        button.type = "button";
-        button.className = "history-call";
+        const info = entryInfo(who, e.number, when, `${e.direction === "in" ? "↙" : "↗"} ${dir} · `, ` · ${length}`);
+        const button = iconButton("history-call", "i-phone", `Call ${who} back`);
         button.dataset.number = e.number;
-        button.setAttribute("aria-label", `Call ${who} back`);
-        button.innerHTML = '<svg aria-hidden="true"><use href="#i-phone"/></svg>';
         li.append(info, button);
         return li;
       }),

@@ -4,13 +4,14 @@
 // while the tab is in the background.
 
 import { displayAddress, formatDuration } from "./ui.js";
+import { $, el } from "./dom.js";
+import { entryInfo } from "./history.js";
 
 /**
  * request(msg): a request with a reply (mailbox_play); send(msg): one without (mailbox_heard, mailbox_delete);
  * notify(title, body, tag): a notification while the tab is hidden; onError(err): show a failure.
  */
 export function startMailbox({ request, send, notify, onError }) {
-  const $ = (id) => document.getElementById(id);
   const badge = $("mailbox-badge");
   const count = $("mailbox-count");
   const listEl = $("mailbox-list");
@@ -22,13 +23,11 @@ export function startMailbox({ request, send, notify, onError }) {
   const who = (e) => e.from_name || displayAddress(e.from) || e.from || "Unknown caller";
 
   function button(action, label, text, entry) {
-    const b = document.createElement("button");
+    const b = el("button", `btn btn-quiet btn-small mailbox-${action}`, text);
     b.type = "button";
-    b.className = `btn btn-quiet btn-small mailbox-${action}`;
     b.dataset.action = action;
     b.dataset.entry = entry.id;
     b.setAttribute("aria-label", `${label} ${who(entry)}`);
-    b.textContent = text;
     return b;
   }
 
@@ -39,27 +38,12 @@ export function startMailbox({ request, send, notify, onError }) {
     badge.setAttribute("aria-label", `${fresh} new missed ${fresh === 1 ? "call" : "calls"} and voicemail`);
     listEl.replaceChildren(
       ...entries.map((e) => {
-        const li = document.createElement("li");
-        li.className = "history-item mailbox-item";
+        const li = el("li", "history-item mailbox-item");
         li.dataset.entry = e.id;
         li.dataset.new = String(e.new);
-        const info = document.createElement("div");
-        info.className = "history-info";
-        const name = document.createElement("span");
-        name.className = "history-who";
-        name.textContent = who(e);
-        name.title = e.from;
-        const meta = document.createElement("span");
-        meta.className = "history-meta";
-        const when = new Date(e.time * 1000);
-        const time = document.createElement("time");
-        time.dateTime = when.toISOString();
-        time.textContent = when.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
         const what = e.voicemail ? `Voicemail ${formatDuration(Math.round(e.voicemail * 1000))}` : "Missed call";
-        meta.append(time, ` · ${what}`);
-        info.append(name, meta);
-        const actions = document.createElement("div");
-        actions.className = "mailbox-actions";
+        const info = entryInfo(who(e), e.from, new Date(e.time * 1000), "", ` · ${what}`);
+        const actions = el("div", "mailbox-actions");
         if (e.voicemail) actions.append(button("play", "Play the message from", playing === e.id ? "Stop" : "Play", e));
         if (e.new) actions.append(button("heard", "Mark as heard:", "Heard", e));
         actions.append(button("delete", "Delete", "Delete", e));

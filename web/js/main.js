@@ -243,7 +243,14 @@ els.dialForm.addEventListener("submit", (ev) => {
   placeCall();
 });
 
-els.hangup.addEventListener("click", () => phone.hangup());
+/** The big Hang up button and Escape: the call shown, or, merged, the whole three-way call (as a desk phone's conference). */
+function hangUp() {
+  const v = phone.view();
+  if (v.merged) for (const line of v.lines) phone.hangup(line.id);
+  else phone.hangup();
+}
+
+els.hangup.addEventListener("click", hangUp);
 
 function answer(call) {
   if (!call || !account) return;
@@ -303,7 +310,7 @@ document.addEventListener("keydown", (ev) => {
   const ringing = phone.ringing;
   if (ev.key === "Escape") {
     if (ringing) phone.decline(ringing.id);
-    else if (phone.inCall) phone.hangup();
+    else if (phone.inCall) hangUp();
     else return;
     ev.preventDefault();
     return;
@@ -366,7 +373,7 @@ function render() {
   ui.renderTitle(view, missedFrom);
   updateQuality(view);
   recording.update(view);
-  room.update(view);
+  room.update(view); // after Hold, Record and Transfer: it disables them in a room
   callHistory.refresh();
   contactList.refresh();
   if (view.incoming) {

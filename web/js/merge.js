@@ -6,7 +6,7 @@
 // so it works whatever carries each call, and costs the gateway nothing more.
 // Pressing Merge again splits them: the call shown talks on, the other is held.
 
-const $ = (id) => document.getElementById(id);
+import { $ } from "./dom.js";
 
 /** Wire the Merge toggle to `phone`; audio: #remote-audio. Returns the function that renders it for a Phone.view(). */
 export function startMerge({ phone, audio, onError }) {

@@ -164,8 +164,9 @@ export class Phone extends EventTarget {
       transferTo: live?.transferTo ?? "",
       transferredTo: live?.transferredTo ?? "",
       canTransfer: !other && live?.state === "answered" && !live.transferTo && !live.transferredTo,
+      // Not while merged: the page mixes the three then; Merge again splits them, and the transfer is offered again.
       canCompleteTransfer:
-        !!other && live?.state === "answered" && other.state === "answered" && !live.transferTo && !other.transferTo,
+        !!other && !this.#merged && live?.state === "answered" && other.state === "answered" && !live.transferTo && !other.transferTo,
       // The other call ended while this one stays on hold: {peer, peerName}, until the user acts.
       endedBeside:
         live && !other && this.#endedBeside && (live.holdWanted || live.holdLocal)

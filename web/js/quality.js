@@ -6,6 +6,8 @@
 // The browser leg's figures go to the gateway with each `stats` request, for
 // its metrics (loss over the whole call there, not over the last second).
 
+import { $ } from "./dom.js";
+
 const EVERY_MS = 1000;
 const HISTORY = 60; // graph points (seconds)
 const GRAPH_H = 40; // the SVG viewBox height
@@ -89,7 +91,6 @@ export function browserFigures(s) {
  * reply (a promise), browser the figures of browserFigures() or null.
  */
 export function startQualityPanel({ getPc, ask }) {
-  const $ = (id) => document.getElementById(id);
   const el = {
     panel: $("quality"),
     summary: $("quality-summary"),

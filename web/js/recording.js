@@ -3,10 +3,10 @@
 // played from /recordings with the short-lived token the gateway gives over the WebSocket.
 
 import { displayAddress, formatDuration } from "./ui.js";
+import { $, el } from "./dom.js";
 
 /** Wire the button, the indicator and the list. onError({message, code}): show a failure. */
 export function startRecording({ sig, onError }) {
-  const $ = (id) => document.getElementById(id);
   const button = $("record");
   const indicator = $("rec-indicator");
   const clock = $("rec-time");
@@ -61,18 +61,14 @@ export function startRecording({ sig, onError }) {
   }
 
   function item(r, token) {
-    const li = document.createElement("li");
-    li.className = "recording-item";
+    const li = el("li", "recording-item");
     li.dataset.recording = r.id;
-    const who = document.createElement("span");
-    who.className = "recording-who";
     const other = r.direction === "inbound" ? r.caller : r.callee;
-    who.textContent = displayAddress(other) || other || "Call";
-    const meta = document.createElement("span");
-    meta.className = "recording-meta";
+    const who = el("span", "recording-who", displayAddress(other) || other || "Call");
+    const meta = el("span", "recording-meta");
     const when = new Date(r.start);
     meta.textContent = `${when.toLocaleDateString()} ${when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })} · ${formatDuration(r.duration * 1000)}`;
-    const audio = document.createElement("audio");
+    const audio = el("audio", "");
     audio.controls = true;
     audio.preload = "none";
     audio.src = `/recordings/${encodeURIComponent(r.files.wav)}?token=${encodeURIComponent(token)}`;

@@ -7,8 +7,7 @@
 
 import { cleanTarget } from "./dialtarget.js";
 import { displayAddress } from "./ui.js";
-
-const $ = (id) => document.getElementById(id);
+import { $ } from "./dom.js";
 
 /** Wire the transfer controls to `phone`; returns the function that renders them for a Phone.view(). */
 export function startTransfer({ phone, onError }) {

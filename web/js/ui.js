@@ -2,8 +2,7 @@
 // holds no call logic and sends nothing.
 
 import { describeEnd } from "./causes.js";
-
-const $ = (id) => document.getElementById(id);
+import { $, el, iconButton } from "./dom.js";
 
 export const els = {
   body: document.body,
@@ -212,19 +211,10 @@ function renderLines(lines) {
 }
 
 function newLineRow(key) {
-  const row = document.createElement("li");
-  row.className = "line";
+  const row = el("li", "line");
   row.dataset.call = key;
-  const parts = ["line-state", "line-who", "line-time"].map((className) => {
-    const span = document.createElement("span");
-    span.className = className;
-    return span;
-  });
-  const hangup = document.createElement("button");
-  hangup.type = "button";
-  hangup.className = "line-hangup";
-  hangup.innerHTML = '<svg aria-hidden="true"><use href="#i-hangup"/></svg>';
-  row.append(...parts, hangup);
+  const parts = ["line-state", "line-who", "line-time"].map((className) => el("span", className));
+  row.append(...parts, iconButton("line-hangup", "i-hangup"));
   return row;
 }
 
@@ -251,8 +241,10 @@ function renderCallControls(v, live) {
   els.swap.hidden = !two;
   els.swap.disabled = !v.canSwap;
   const who = v.peerName || displayAddress(v.peer);
-  els.hangup.setAttribute("aria-label", two && who ? `Hang up ${who}` : "Hang up");
-  els.hangup.title = two && who ? `Hang up ${who}` : "";
+  const names = v.lines.map((line) => line.peerName || displayAddress(line.peer) || "Unknown");
+  const hangup = v.merged ? `Hang up all (${names.join(" and ")})` : two && who ? `Hang up ${who}` : "";
+  els.hangup.setAttribute("aria-label", hangup || "Hang up");
+  els.hangup.title = hangup;
   // Constant names: aria-pressed says whether it is on, the look shows it too.
   setToggle(els.mute, v.muted);
   els.mute.disabled = !inCall;
