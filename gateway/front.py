@@ -32,7 +32,7 @@ import aiohttp
 from . import siptls
 from .background import Background
 from .config import Config, sip_tls, user_registrar
-from .hostaddr import kernel_port, own_address, own_addresses
+from .hostaddr import WILDCARD, kernel_port, own_address, own_addresses
 from .userregistration import Rpc, UserRegistrations
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ _REFRESH_SECONDS = PRESENCE_SECONDS / 3
 _RPC_TIMEOUT = aiohttp.ClientTimeout(total=5)
 SECRET_HEADER = "X-Gateway-Secret"
 """Carries the front's RPC secret; front.cfg answers 403 to a JSON-RPC request without it."""
-_WILDCARD = ("0.0.0.0", "")
 _INACTIVE = 1
 """dispatcher destination flag: in the list, but given no calls."""
 _UACREG_TABLES = {
@@ -95,15 +94,15 @@ class Front:
     def _own_addresses(self, config: Config) -> None:
         """Where our own Kamailio listens and takes JSON-RPC."""
         sip, engines = config.sip, config.engines
-        bind = sip.listen if sip.listen not in _WILDCARD else "0.0.0.0"
+        bind = sip.listen if sip.listen not in WILDCARD else "0.0.0.0"
         self.port = sip.port or kernel_port(bind)
-        public = sip.public_host or (sip.listen if sip.listen not in _WILDCARD else own_address())
+        public = sip.public_host or (sip.listen if sip.listen not in WILDCARD else own_address())
         self.address = f"{public}:{self.port}"
         """Where trunks and phones send SIP: the gateway's public SIP address."""
         self.tls_port = (sip.tls_port or kernel_port(bind)) if sip_tls(config) else 0
         self.tls_address = f"{public}:{self.tls_port}" if self.tls_port else ""
         """Where they send SIP over TLS ("" without TLS)."""
-        self.proxy = f"{engines.internal_host if sip.listen in _WILDCARD else sip.listen}:{self.port}"
+        self.proxy = f"{engines.internal_host if sip.listen in WILDCARD else sip.listen}:{self.port}"
         """Where the workers send their requests."""
         self._rpc_port = config.front.rpc_port or kernel_port(engines.internal_host)
         self.rpc_url = f"http://{engines.internal_host}:{self._rpc_port}/RPC"
@@ -184,7 +183,7 @@ class Front:
         }
         # One socket per address, never 0.0.0.0: Kamailio writes the socket's
         # address into Record-Route and picks the socket facing each peer.
-        hosts = [sip.listen] if sip.listen not in _WILDCARD else own_addresses()
+        hosts = [sip.listen] if sip.listen not in WILDCARD else own_addresses()
         lines = ["#!KAMAILIO"]
         for host in hosts:
             lines += [f"listen={proto}:{host}:{self.port}{advertise}" for proto in ("udp", "tcp")[: 1 + sip.tcp]]

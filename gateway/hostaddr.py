@@ -6,6 +6,9 @@ import socket
 
 import ifaddr
 
+WILDCARD = ("0.0.0.0", "")
+"""``[sip] listen`` values that mean every local address."""
+
 
 def own_addresses(loopback: bool = True) -> list[str]:
     """This machine's IPv4 addresses, loopback (if wanted) last."""

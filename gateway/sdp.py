@@ -2,10 +2,10 @@
 
 When a call's media is carried natively, pjsua2 still negotiates it (codecs,
 direction, hold), but the port in its SDP must be the native path's socket,
-bound to the same address as pjsua2's own.  pjsua2's ``a=rtcp`` line goes,
-so RTCP follows the RFC 3605 default (the next port, where the native path
-has its RTCP socket: :mod:`gateway.rtpsockets`) instead of pointing at
-pjsua2's socket.
+on the address pjsua2's SDP names (:mod:`gateway.sipaccount`: its own
+streams have no socket).  pjsua2's ``a=rtcp`` line goes, so RTCP follows the
+RFC 3605 default (the next port, where the native path has its RTCP socket:
+:mod:`gateway.rtpsockets`) instead of pointing at pjsua2's placeholder.
 """
 
 from __future__ import annotations

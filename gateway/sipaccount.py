@@ -44,8 +44,14 @@ _NAME_ADDR = re.compile(r'^[^<]*<|>.*$')
 _SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL, "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
 
 
-def _account(sip: SipConfig, role: SipRole, srtp: Srtp) -> pj.AccountConfig:
-    """What every account shares; ``srtp`` is whether its calls offer and take SRTP (SDES)."""
+def _account(sip: SipConfig, role: SipRole, srtp: Srtp, native_host: str) -> pj.AccountConfig:
+    """What every account shares; ``srtp`` is whether its calls offer and take SRTP (SDES).
+
+    With ``native_host`` (native media) pjsua2 negotiates but carries nothing: its streams get a
+    loop transport, no socket, so they can send the far end no RTCP of their own (an RR about
+    nobody, from a port the SDP does not name); its SDP names ``native_host``, where the relay's
+    sockets are, and :func:`gateway.sdp.point_audio_at` puts in the relay's port.
+    """
     account = pj.AccountConfig()
     account.mediaConfig.srtpUse = _SRTP_USE[srtp]
     # pjsua2 never speaks TLS itself (the front does), so SRTP must not wait for a TLS first hop.
@@ -55,6 +61,10 @@ def _account(sip: SipConfig, role: SipRole, srtp: Srtp) -> pj.AccountConfig:
     account.mediaConfig.lockCodecEnabled = False
     if role.front:
         account.sipConfig.proxies.append(f"sip:{role.front};lr")
+    if native_host:
+        account.mediaConfig.useLoopMedTp = True
+        account.mediaConfig.transportConfig.boundAddress = native_host
+        return account
     account.mediaConfig.transportConfig.port = sip.rtp_port
     # pjsua's own RTP (the Python media path) stays inside this engine's block too.
     account.mediaConfig.transportConfig.portRange = PORTS_PER_ENGINE if sip.rtp_port else 0
@@ -110,9 +120,11 @@ class LocalAccount(_Account):
     rings web users through this account, not its own.
     """
 
-    def __init__(self, ua: SipUserAgent, address: str, sip: SipConfig, role: SipRole, srtp: bool) -> None:
+    def __init__(
+        self, ua: SipUserAgent, address: str, sip: SipConfig, role: SipRole, srtp: bool, native_host: str = ""
+    ) -> None:
         super().__init__(ua, None)
-        config = _account(sip, role, "optional" if srtp else "off")
+        config = _account(sip, role, "optional" if srtp else "off", native_host)
         config.idUri = f"sip:gateway@{address}"
         self.create(config, True)
 
@@ -122,13 +134,13 @@ class TrunkAccount(_Account):
 
     trunk: Trunk
 
-    def __init__(self, ua: SipUserAgent, trunk: Trunk, sip: SipConfig, role: SipRole) -> None:
+    def __init__(self, ua: SipUserAgent, trunk: Trunk, sip: SipConfig, role: SipRole, native_host: str = "") -> None:
         super().__init__(ua, trunk)
         self._first_retry = sip.register_retry
         self._refusals = 0
         self.retry_at: float | None = None
         """When to REGISTER again after a refusal (monotonic time), or None."""
-        config = _account(sip, role, trunk.srtp)
+        config = _account(sip, role, trunk.srtp, native_host)
         config.idUri = trunk_uri(trunk, trunk.username or "gateway")
         config.regConfig.registrarUri = trunk_uri(trunk)
         config.regConfig.registerOnAdd = trunk.register and role.registers

@@ -172,7 +172,7 @@ class AudioIO:
 
 @dataclasses.dataclass(frozen=True)
 class NativePort:
-    """A call's audio bypasses pjsua2: its SDP names this port (on pjsua2's own RTP address) instead,
+    """A call's audio bypasses pjsua2: its SDP names this port (on the address pjsua2's SDP gives) instead,
     and RTCP is taken on the next one."""
 
     port: int

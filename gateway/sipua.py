@@ -7,7 +7,6 @@ the pjsua2 objects never leave the ``sip*`` modules.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import os
@@ -22,6 +21,7 @@ import pjsua2 as pj
 from . import audioformat, engineapi as api, logs, siptransfer
 from .config import SipConfig
 from .engineapi import SipRole
+from .hostaddr import WILDCARD
 from .rtpsockets import bind_pair
 from .sipaccount import LocalAccount, TrunkAccount, name_addr, name_and_uri, trunk_uri
 from .sipapi import CallAudio, Caller, MediaTimeout, NativePort, NativeSocket, Quality, SipError, SipEvent, SipEventSink
@@ -148,13 +148,13 @@ class SipUserAgent:
         # one way, with the G.711 side's 4 kHz band unchanged for speech.
         cfg.medConfig.quality = 4
         if self.native:
-            # pjsua's RTP sockets carry nothing but a few RTCP packets: the SIP thread's poll
-            # serves them, instead of a media thread waking every 10 ms in each worker.
+            # pjsua has no media sockets (its streams' transport is a loop, gateway.sipaccount):
+            # no media thread waking every 10 ms in each worker for them.
             cfg.medConfig.hasIoqueue = False
             cfg.medConfig.threadCnt = 0
         ep.libInit(cfg)
         if self.native:
-            # No clock at all: pjsua2 then sends no RTP of its own from the ports its SDP no longer names.
+            # No clock at all: pjsua2's streams encode nothing (and have no socket to send it from).
             ep.audDevManager().setNoDev()
         else:
             ep.audDevManager().setNullDev()
@@ -170,14 +170,26 @@ class SipUserAgent:
         self.endpoint = ep
         self.address = ep.transportGetInfo(udp).localName
         bound = self.role.internal_host or self.config.listen
-        self.sip.wake_through((bound if bound not in ("", "0.0.0.0") else "127.0.0.1", int(self.address.rsplit(":", 1)[1])))
-        # With native media the configured RTP ports are the relay's; pjsua's own, unused, go where the kernel puts them.
-        accounts = dataclasses.replace(self.config, rtp_port=0) if self.native else self.config
-        self.account = LocalAccount(self, self.address, accounts, self.role, any(t.srtp != "off" for t in self.trunk_list))
-        self.trunks = {trunk.name: TrunkAccount(self, trunk, accounts, self.role) for trunk in self.trunk_list}
+        self.sip.wake_through((bound if bound not in WILDCARD else "127.0.0.1", int(self.address.rsplit(":", 1)[1])))
+        native_host = self._media_host(ep) if self.native else ""
+        srtp = any(t.srtp != "off" for t in self.trunk_list)
+        self.account = LocalAccount(self, self.address, self.config, self.role, srtp, native_host)
+        self.trunks = {trunk.name: TrunkAccount(self, trunk, self.config, self.role, native_host) for trunk in self.trunk_list}
         self.trunk_sources = {address: trunk for trunk in self.trunk_list for address in _addresses(trunk)}
         log.info("SIP listening on %s (udp%s)", self.address, "+tcp" if self.config.tcp else "")
         return ep
+
+    def _media_host(self, ep: pj.Endpoint) -> str:
+        """The address pjsua2 gave in SDP for RTP sockets bound as the relay's are (``[sip] listen``):
+        ``public_host``, else ``listen``, else, for a wildcard, the one pjsip picks for this machine,
+        which a UDP transport on the wildcard shows (a worker's SIP transport is on its internal host)."""
+        if self.config.public_host or self.config.listen not in WILDCARD:
+            return self.config.public_host or self.config.listen
+        probe = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, pj.TransportConfig())
+        try:
+            return ep.transportGetInfo(probe).localName.rsplit(":", 1)[0]
+        finally:
+            ep.transportClose(probe)
 
     def _listen(self, ep: pj.Endpoint) -> int:
         """UDP and TCP transports on one port; returns the UDP transport's id.

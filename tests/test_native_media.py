@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.rtpsockets import PORTS_PER_ENGINE
+from gateway.rtpsockets import PORTS_PER_ENGINE, bind_pair
 
 from .audio import has_tone, tone, write_wav
 from .browser import MIC_HZ, OpenPhone
@@ -23,7 +23,9 @@ from .gatewayprocess import GatewayProcess
 from .peers.baresip import Baresip
 from .peers.coturn import Coturn
 from .peers.delaylink import delayed_host
-from .peers.net import wait_for_async
+from .peers.net import LOOPBACK, wait_for_async
+from .peers.sipp import SCENARIOS, Sipp, received
+from .relayharness import parse_rtcp
 from .test_browser import tone_call
 from .test_sip_peers import PAGE_HZ, assert_phone_heard
 from .webclient import RATE, WebClient
@@ -206,3 +208,46 @@ async def test_the_relays_sip_ports_come_from_the_configured_range(
     await alice.next("ended")
     await asyncio.to_thread(phone.wait_event, "CALL_CLOSED")
     assert_phone_heard(phone, PAGE_HZ)
+
+
+def _arrived(sock: socket.socket, into: list[tuple[int, bytes]]) -> None:
+    """Every datagram waiting on non-blocking ``sock``, with its source port, added to ``into``."""
+    while True:
+        try:
+            packet, source = sock.recvfrom(4096)
+        except BlockingIOError:
+            return
+        into.append((source[1], packet))
+
+
+async def test_only_the_relay_sends_the_far_end_media(gateway: GatewayProcess, web_client, tmp_path: Path) -> None:
+    """pjsua2 only negotiates: every RTP and RTCP datagram the far end gets in a call, from its start to past
+    its end, comes from the relay's port pair, none from a stream of pjsua2's own (which the far end could
+    only take for a silent second member of the session)."""
+    rtp, rtcp = bind_pair(LOOPBACK)
+    got_rtp: list[tuple[int, bytes]] = []
+    got_rtcp: list[tuple[int, bytes]] = []
+    scenario = ["-sf", str(SCENARIOS / "uas_media_at.xml"), "-m", "1"]
+    with rtp, rtcp, Sipp(tmp_path, "media_at", scenario, variables={"rtp_port": str(rtp.getsockname()[1])}) as peer:
+        rtp.setblocking(False)
+        rtcp.setblocking(False)
+        alice = await web_client()
+        call = await alice.call(peer.uri(), tone_hz=PAGE_HZ)
+        await alice.next("answered")
+
+        def relay_reported() -> bool:  # an SR whose SSRC is the RTP stream's: the relay's, a few seconds in
+            _arrived(rtp, got_rtp)
+            _arrived(rtcp, got_rtcp)
+            ssrcs = {int.from_bytes(packet[8:12], "big") for _, packet in got_rtp}
+            return any(report.ssrc in ssrcs for _, packet in got_rtcp for report in parse_rtcp(packet)[0])
+
+        await wait_for_async(relay_reported, 10)
+        await alice.send({"type": "hangup", "call": call})
+        await alice.next("ended")
+        assert (await asyncio.to_thread(peer.result, 10)).returncode == 0
+        _arrived(rtp, got_rtp)
+        _arrived(rtcp, got_rtcp)
+    offer = received(peer, "INVITE")[0]
+    relay = int(re.search(r"^m=audio (\d+) ", offer, re.MULTILINE).group(1))
+    assert {port for port, _ in got_rtp} == {relay}
+    assert {port for port, _ in got_rtcp} == {relay + 1}, [(port, parse_rtcp(packet)) for port, packet in got_rtcp]
