@@ -5,7 +5,9 @@ has a host candidate on each, and the pair the page's ICE agent sends on need no
 nominated: an aioice page with aggressive nomination keeps the last pair whose check completed, Chromium may
 switch pairs. The hand-off once took aioice's pair, and the relay read a socket the page's media never came
 to. Here the gateway and the page share a namespace with two addresses, and the page sends on a pair of
-its choosing; the echo extension brings its tone back, so the tone heard went to the relay and came back.
+its choosing, and moves in mid-call: to another of its own sockets, or to the gateway's other address (a
+socket the relay reads only because it reads every local socket of the call). The echo extension brings
+its tone back, so the tone heard went to the relay and came back.
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ class PairChoosingClient(WebClient):
         self.sending = CandidatePair(self._spare_protocol(left), self.sending.remote_candidate)
         left.transport.close()
 
+    def move_to_the_gateways_other_address(self) -> None:
+        """Send, from the same socket, to the gateway's other candidate (its other address): its media then
+        arrives on another of the gateway's sockets, as when an ICE agent switches pairs."""
+        assert self.sending is not None
+        now = self.sending.remote_candidate
+        other = next(c for c in self.ice().remote_candidates if (c.host, c.port) != (now.host, now.port))
+        self.sending = CandidatePair(self.sending.protocol, other)
+
 
 @asynccontextmanager
 async def page_on_a_two_address_host(workdir: Path) -> AsyncIterator[tuple[GatewayProcess, PairChoosingClient]]:
@@ -106,5 +116,18 @@ async def test_the_relay_follows_the_pages_media_to_another_address(tmp_path: Pa
         page.received.clear()
         await page.wait_tone(PAGE_HZ)
         assert page.sending is not None
-        moved_to = "{}:{}".format(*page.sending.local_addr)
-        await wait_for_async(lambda: f"media moved to {moved_to}, and the relay with it" in gateway.log(), 5)
+        moved = "media moved to {}:{}, on our {}:{}, and the relay".format(*page.sending.local_addr, *page.sending.remote_addr)
+        await wait_for_async(lambda: moved in gateway.log(), 5)
+
+
+async def test_the_relay_follows_the_pages_media_to_the_gateways_other_address(tmp_path: Path) -> None:
+    async with page_on_a_two_address_host(tmp_path) as (gateway, page):
+        await page.call(ECHO, tone_hz=PAGE_HZ)
+        await page.next("answered")
+        await page.wait_tone(PAGE_HZ)
+        page.move_to_the_gateways_other_address()
+        page.received.clear()
+        await page.wait_tone(PAGE_HZ)
+        assert page.sending is not None
+        moved = "media moved to {}:{}, on our {}:{}, and the relay".format(*page.sending.local_addr, *page.sending.remote_addr)
+        await wait_for_async(lambda: moved in gateway.log(), 5)
