@@ -75,7 +75,6 @@ _RELIED_ON: list[tuple[type, str]] = [
     (Connection, "_protocols"),
     (Connection, "_remote_candidates"),
     (Connection, "_check_list"),
-    (Connection, "_use_ipv6"),  # webrtcleg gathers IPv4 only before a hand-off
     (RTCIceGatherer, "_connection"),
     (CandidatePair, "protocol"),
     (CandidatePair, "remote_addr"),
