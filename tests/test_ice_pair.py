@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from aioice.ice import Candidate, CandidatePair, Connection, StunProtocol
 
+from .browser import MIC_HZ, BrowserPhone, open_phone, require_chromium
 from .gatewayprocess import GatewayProcess
 from .peers import netns
 from .peers.net import wait_for_async
@@ -131,3 +133,53 @@ async def test_the_relay_follows_the_pages_media_to_the_gateways_other_address(t
         assert page.sending is not None
         moved = "media moved to {}:{}, on our {}:{}, and the relay".format(*page.sending.local_addr, *page.sending.remote_addr)
         await wait_for_async(lambda: moved in gateway.log(), 5)
+
+
+_SELECTED_PAIR = """async () => {
+  const stats = await window.phone.pc.getStats();
+  let found = null;
+  stats.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) found = stats.get(s.selectedCandidatePairId);
+  });
+  if (!found) return null;
+  const local = stats.get(found.localCandidateId), remote = stats.get(found.remoteCandidateId);
+  return { local: [local.address, local.port], remote: [remote.address, remote.port] };
+}"""
+
+
+@pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4-ipv4", "ipv4-ipv6"])
+async def test_chromium_moved_to_the_gateways_other_address_is_still_heard_both_ways(
+    tmp_path: Path, mic_wav: Path, ipv6: bool
+) -> None:
+    """Chromium and the gateway in one namespace with two addresses (signalling on its loopback, which neither
+    offers as a candidate): the page calls the echo and hears its microphone. Then the address of the gateway's
+    side of Chromium's selected pair goes away, so Chromium switches to a pair on the other address (another
+    socket of the gateway's), and the echo must be heard again. With an IPv6 address beside the IPv4 one,
+    Chromium starts on IPv6 (preferred) and moves to IPv4."""
+    with netns.two_address_host(ipv6) as host:
+        gateway = GatewayProcess(tmp_path, NATIVE, netns=host.netns)
+        try:
+            chromium = netns.program_inside(host, require_chromium(), tmp_path)
+            async with open_phone(gateway.url, mic_wav, "two-address-chromium", executable=chromium) as phone:
+                await phone.sign_in("alice")
+                await phone.dial(ECHO)
+                await phone.wait_state("answered")
+                await phone.wait_tone(MIC_HZ)
+                before = await wait_for_async(lambda: phone.page.evaluate(_SELECTED_PAIR), 5)
+                offer = await phone.page.evaluate("window.phone.pc.localDescription.sdp")
+                assert offer.count("typ host") == 2, offer
+                assert (":" in before["remote"][0]) == ipv6, before
+                netns.delete_address(host, before["remote"][0])
+                after = await wait_for_async(lambda: _pair_moved(phone, before), 15)
+                assert after["local"][0] == after["remote"][0] != before["remote"][0], (before, after)
+                await phone.wait_tone(MIC_HZ)
+                moved = "media moved to {}:{}, on our {}:{}, and the relay".format(*after["local"], *after["remote"])
+                await wait_for_async(lambda: moved in gateway.log(), 5)
+        finally:
+            assert gateway.stop() == 0, gateway.log()[-3000:]
+        assert "media carried natively" in gateway.log()
+
+
+async def _pair_moved(phone: BrowserPhone, before: dict[str, list]) -> dict[str, list] | None:
+    pair = await phone.page.evaluate(_SELECTED_PAIR)
+    return pair if pair and pair["remote"] != before["remote"] else None
