@@ -20,7 +20,7 @@ Handing a call over (the engine's part): stop asyncio reading the browser's
 socket (the relay must be its only reader) and stop aiortc's sender and
 receiver; pass the relay the socket, the SRTP keys aiortc derived and the next
 RTP sequence number and timestamp of aiortc's sender, so the browser sees one
-continuous stream. The relay duplicates both fds and never closes the
+continuous stream. The relay duplicates the fds and never closes the
 caller's; Python may keep sending on them (STUN answers, DTLS).
 
 Conference rooms: a participant is a call with one leg (browser or SIP) added
@@ -253,8 +253,8 @@ class NativeRelay:
 
         Both times start at add_call, so a call that never gets media times out too: the engine
         ends a call whose media stopped from these (its media timeout). ``browser_moved`` counts
-        the times the browser's media came from a new address (SRTP that authenticated, newer
-        than any before) and the relay followed it there. KeyError if unknown.
+        the times the browser's media came from a new address or on another of its sockets (SRTP
+        that authenticated, newer than any before) and the relay followed it there. KeyError if unknown.
 
         Each leg's RTCP figures, prefixed ``browser_`` and ``sip_``: of the stream that arrives,
         ``jitter_ms`` (RFC 3550's interarrival jitter), ``lost`` and ``expected`` (cumulative) and
