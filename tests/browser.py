@@ -163,7 +163,9 @@ class BrowserPhone:
 
 
 @asynccontextmanager
-async def open_phone(url: str, mic_wav: Path, label: str, executable: Path | None = None) -> AsyncIterator[BrowserPhone]:
+async def open_phone(
+    url: str, mic_wav: Path, label: str, executable: Path | None = None
+) -> AsyncIterator[BrowserPhone]:
     """Chromium with `mic_wav` (16-bit PCM, looped) as microphone, showing the page at `url`; `executable`
     runs Chromium some other way (in a network namespace, say), with the same arguments.
 

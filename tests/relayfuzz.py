@@ -175,8 +175,8 @@ class Fuzzer:
 
 
 def fuzz(call: Call, count: int) -> int:
-    """Send `count` datagrams, half at each RTP socket (the browser's two), and RTCP for one in eight at the SIP RTCP socket
-    (a tenth from the wrong address), each batch taken by the relay before the next.
+    """Send `count` datagrams, half at each side's RTP sockets (the browser's two), and RTCP for one in eight at
+    the SIP RTCP socket (a tenth from the wrong address), each batch taken by the relay before the next.
 
     The call's own streams then go on well past the sequence numbers the fuzz used.
     """

@@ -327,7 +327,8 @@ class Call:
         return np.concatenate([G711_DECODE[self.law][np.frombuffer(p[12:], np.uint8)] for p in packets])
 
     def close(self) -> None:
-        for sock in (self.relay_browser, self.relay_browser_other, self.relay_sip, self.relay_sip_rtcp, self.browser, self.phone, self.phone_rtcp):
+        relay = (self.relay_browser, self.relay_browser_other, self.relay_sip, self.relay_sip_rtcp)
+        for sock in (*relay, self.browser, self.phone, self.phone_rtcp):
             sock.close()
 
 

@@ -82,6 +82,12 @@ class PairChoosingClient(WebClient):
         self.sending = CandidatePair(self.sending.protocol, other)
 
 
+def moved_in_the_log(gateway: GatewayProcess, sending: CandidatePair) -> bool:
+    """Whether the gateway logged that it followed the page's media to ``sending`` (page side, gateway side)."""
+    line = "media moved to {}:{}, on our {}:{}, and the relay".format(*sending.local_addr, *sending.remote_addr)
+    return line in gateway.log()
+
+
 @asynccontextmanager
 async def page_on_a_two_address_host(workdir: Path) -> AsyncIterator[tuple[GatewayProcess, PairChoosingClient]]:
     """A native gateway and a signed-in page in one namespace with two addresses."""
@@ -117,9 +123,9 @@ async def test_the_relay_follows_the_pages_media_to_another_address(tmp_path: Pa
         page.move()
         page.received.clear()
         await page.wait_tone(PAGE_HZ)
-        assert page.sending is not None
-        moved = "media moved to {}:{}, on our {}:{}, and the relay".format(*page.sending.local_addr, *page.sending.remote_addr)
-        await wait_for_async(lambda: moved in gateway.log(), 5)
+        sending = page.sending
+        assert sending is not None
+        await wait_for_async(lambda: moved_in_the_log(gateway, sending), 5)
 
 
 async def test_the_relay_follows_the_pages_media_to_the_gateways_other_address(tmp_path: Path) -> None:
@@ -130,9 +136,9 @@ async def test_the_relay_follows_the_pages_media_to_the_gateways_other_address(t
         page.move_to_the_gateways_other_address()
         page.received.clear()
         await page.wait_tone(PAGE_HZ)
-        assert page.sending is not None
-        moved = "media moved to {}:{}, on our {}:{}, and the relay".format(*page.sending.local_addr, *page.sending.remote_addr)
-        await wait_for_async(lambda: moved in gateway.log(), 5)
+        sending = page.sending
+        assert sending is not None
+        await wait_for_async(lambda: moved_in_the_log(gateway, sending), 5)
 
 
 _SELECTED_PAIR = """async () => {

@@ -3,7 +3,8 @@
 The extension is compiled here with gcc (``-fsanitize=address,undefined``) and
 loaded in a subprocess with the compiler's libasan preloaded; that subprocess
 (``tests/relayfuzz.py``) throws malformed, truncated, oversized and random
-datagrams (RTCP among them) at the four sockets of a live call (the browser leg has two), whose tones must still be heard
+datagrams (RTCP among them) at the four sockets of a live call (the browser
+leg has two, and the relay follows it between them), whose tones must still be heard
 afterwards. Any sanitizer report, crash or silence fails the test. Without gcc
 it fails: the C file must stay buildable and clean.
 """

@@ -103,9 +103,12 @@ def two_address_host(ipv6: bool = False) -> Iterator[Host]:
 
 def delete_address(host: Host, address: str) -> None:
     """Take ``address`` off its interface in ``host`` (what an interface going away does to the sockets on it)."""
-    shown = subprocess.run(["ip", "-n", host.netns, "-o", "addr", "show", "to", address], check=True, capture_output=True, text=True)
-    fields = shown.stdout.split()
-    run_ip("-n", host.netns, "addr", "del", fields[fields.index("inet" if "inet" in fields else "inet6") + 1], "dev", fields[1])
+    shown = subprocess.run(
+        ["ip", "-n", host.netns, "-o", "addr", "show", "to", address], check=True, capture_output=True, text=True
+    )
+    fields = shown.stdout.split()  # "3: two0 inet 10.1.2.1/25 ...", or inet6
+    prefix = fields[fields.index("inet" if "inet" in fields else "inet6") + 1]
+    run_ip("-n", host.netns, "addr", "del", prefix, "dev", fields[1])
 
 
 def program_inside(host: Host, program: str, directory: Path) -> Path:
