@@ -13,7 +13,7 @@
  * browser socket's STUN and DTLS datagrams (aioice must keep answering
  * consent checks, DTLS alerts must reach aiortc) and the SIP side's
  * telephone-event RTP packets (kind 1, whole packets, for DTMF reporting),
- * and the new address when it follows the browser's media (kind 2, no data).
+ * and the new socket and address when it follows the browser's media (kind 2, no data).
  * libopus and libsrtp are dlopen'ed by init(); nothing is linked. Limits:
  * datagrams above RX_BUF bytes are dropped; the SIP source must be the
  * configured remote (no latching); the SRTP contexts start at rollover
@@ -25,8 +25,10 @@
  * the far ends' reports (_rtcp.c keeps the figures); there is no playout clock
  * (packets leave as they arrive, the far ends' jitter buffers absorb the
  * timing); SIP RTP is taken in arrival order (only older packets dropped);
- * SRTP is taken from any source (its authentication is the check), and what goes to the browser
- * follows the source of its newest authenticated RTP packet.
+ * SRTP is taken from any source on any of the call's browser sockets (every local socket of its ICE
+ * connection: its authentication is the check), and what goes to the browser follows the socket and
+ * source of its newest authenticated RTP packet; what is not SRTP goes back to Python with the index of
+ * the socket it came on, so that the right ICE socket answers it.
  * Recording (record/recording): each leg's 8 kHz PCM as it is carried (the browser's as sent to SIP,
  * the SIP side's as sent to the browser) goes into a small buffer per leg; the tick takes 20 ms of
  * each per 20 ms of the monotonic clock (silence for a leg that has none, a leg refilling PCM_CUSHION
@@ -164,9 +166,11 @@ static struct {
 #define KIND_BROWSER 0
 #define KIND_TELEPHONE_EVENT 1
 #define KIND_MOVED 2
-#define LEG_BROWSER 0         /* what a call's epoll token names, with its handle above two bits */
-#define LEG_SIP 1
-#define LEG_SIP_RTCP 2
+#define LEG_SIP 0             /* what a call's epoll token names, with its handle above LEG_BITS bits */
+#define LEG_SIP_RTCP 1
+#define LEG_BROWSER 2         /* and up: the call's browser socket LEG_BROWSER + i */
+#define LEG_BITS 4
+#define MAX_BROWSER_SOCKETS 8 /* local ICE sockets of one call (host candidates) the relay reads */
 #define OPUS_CLOCK 48000
 #define G711_CLOCK 8000
 #define MAX_SRTCP_INDEX (1u << 20) /* SRTCP packets aiortc may have sent before the hand-off */
@@ -221,8 +225,10 @@ typedef struct {
     uint64_t handle;
     uint64_t stat[ST_COUNT];
     double last_browser_media, last_sip_media;
-    /* browser leg */
-    int browser_fd;
+    /* browser leg: every local socket of its ICE connection, and the one its media now comes on and goes from */
+    int browser_fds[MAX_BROWSER_SOCKETS];
+    int nbrowser_fds, browser_socket;
+    int browser_fd; /* browser_fds[browser_socket], or -1 without a browser leg */
     address_t browser_remote;
     void *srtp_rx, *srtp_tx;
     void *decoder, *encoder;
@@ -279,7 +285,7 @@ typedef struct room {
 
 typedef struct {
     uint64_t handle;
-    int kind;
+    int kind, socket; /* socket: the browser socket's index (0 for the SIP leg's) */
     uint16_t len;
     address_t source;
     uint8_t data[RX_BUF];
@@ -497,7 +503,7 @@ static void tx_commit(Relay *r, int len)
 }
 
 /* ---- foreign queue: datagrams for Python ---- */
-static void hand_to_python(Relay *r, call_t *c, int kind, const uint8_t *data, int len,
+static void hand_to_python(Relay *r, call_t *c, int kind, int sock, const uint8_t *data, int len,
                            const struct sockaddr_storage *from, socklen_t fromlen)
 {
     if (r->queue_count == r->queue_size) {
@@ -507,6 +513,7 @@ static void hand_to_python(Relay *r, call_t *c, int kind, const uint8_t *data, i
     foreign_t *f = &r->queue[(r->queue_head + r->queue_count) % r->queue_size];
     f->handle = c->handle;
     f->kind = kind;
+    f->socket = sock;
     f->len = (uint16_t)len;
     memcpy(f->data, data, (size_t)len);
     memcpy(&f->source.addr, from, sizeof *from);
@@ -722,27 +729,31 @@ static void srtp_failed(call_t *c, int status)
         c->stat[ST_SRTP_ERRORS]++;
 }
 
-/* SRTP authenticated a packet from `from`, newer than any before: if the browser's media moved there
- * (another of its addresses, a NAT's new mapping), send there from now on, as rtpengine and Janus latch.
- * Never on unauthenticated packets: nobody without the keys can take the stream, and libsrtp drops a
- * replayed one first; nor on a late packet still coming the old way. Python hears of it (KIND_MOVED),
- * so that ICE consent checks follow too. */
-static void follow_browser(Relay *r, call_t *c, const struct sockaddr_storage *from, socklen_t fromlen)
+/* SRTP authenticated a packet from `from` on browser socket `sock`, newer than any before: if the
+ * browser's media moved there (another of its addresses, a NAT's new mapping, another of our addresses
+ * when its ICE agent switched pairs), send there, from that socket, from now on, as rtpengine and Janus
+ * latch. Never on unauthenticated packets: nobody without the keys can take the stream, and libsrtp
+ * drops a replayed one first; nor on a late packet still coming the old way. Python hears of it
+ * (KIND_MOVED), so that ICE consent checks follow too. */
+static void follow_browser(Relay *r, call_t *c, int sock, const struct sockaddr_storage *from, socklen_t fromlen)
 {
-    if (same_address(&c->browser_remote, from) || fromlen > (socklen_t)sizeof c->browser_remote.addr)
+    if ((sock == c->browser_socket && same_address(&c->browser_remote, from)) ||
+        fromlen > (socklen_t)sizeof c->browser_remote.addr)
         return;
     memcpy(&c->browser_remote.addr, from, fromlen);
     c->browser_remote.len = fromlen;
+    c->browser_socket = sock;
+    c->browser_fd = c->browser_fds[sock];
     c->stat[ST_BROWSER_MOVED]++;
-    hand_to_python(r, c, KIND_MOVED, (const uint8_t *)"", 0, from, fromlen);
+    hand_to_python(r, c, KIND_MOVED, sock, (const uint8_t *)"", 0, from, fromlen);
 }
 
-static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const struct sockaddr_storage *from,
-                             socklen_t fromlen)
+static void browser_datagram(Relay *r, call_t *c, int sock, uint8_t *p, int len,
+                             const struct sockaddr_storage *from, socklen_t fromlen)
 {
     uint8_t b0 = p[0];
     if (b0 <= 3 || (b0 >= 20 && b0 <= 63)) { /* RFC 7983: STUN, DTLS */
-        hand_to_python(r, c, KIND_BROWSER, p, len, from, fromlen);
+        hand_to_python(r, c, KIND_BROWSER, sock, p, len, from, fromlen);
         return;
     }
     if (b0 < 128 || b0 > 191 || len < 12) {
@@ -769,7 +780,7 @@ static void browser_datagram(Relay *r, call_t *c, uint8_t *p, int len, const str
     }
     c->last_browser_media = r->now;
     if (!c->browser_rtcp.have_source || (int16_t)(rd16(p + 2) - c->browser_rtcp.max_seq) > 0)
-        follow_browser(r, c, from, fromlen);
+        follow_browser(r, c, sock, from, fromlen);
     int plen, off = rtp_payload(p, len, &plen);
     if (off < 0 || plen == 0) {
         c->stat[ST_MALFORMED]++;
@@ -827,7 +838,7 @@ static void sip_datagram(Relay *r, call_t *c, const uint8_t *p, int len, const s
         c->stat[ST_TELEPHONE_EVENTS]++;
         c->last_sip_media = r->now;
         rtcp_received(&c->sip_rtcp, p, 0, r->now); /* an event's timestamp is its start, not the clock */
-        hand_to_python(r, c, KIND_TELEPHONE_EVENT, p, len, from, fromlen);
+        hand_to_python(r, c, KIND_TELEPHONE_EVENT, 0, p, len, from, fromlen);
         return;
     }
     if (pt != c->sip_pt || plen == 0) {
@@ -966,7 +977,8 @@ static call_t *lookup(Relay *r, uint64_t handle)
 
 static void readable(Relay *r, call_t *c, int leg)
 {
-    int fd = leg == LEG_BROWSER ? c->browser_fd : leg == LEG_SIP ? c->sip_fd : c->sip_rtcp_fd;
+    int sock = leg - LEG_BROWSER;
+    int fd = leg >= LEG_BROWSER ? c->browser_fds[sock] : leg == LEG_SIP ? c->sip_fd : c->sip_rtcp_fd;
     for (int i = 0; i < RX_BATCH; i++)
         r->rx_msgs[i].msg_hdr.msg_namelen = sizeof r->rx_from[i];
     int n = recvmmsg(fd, r->rx_msgs, RX_BATCH, MSG_DONTWAIT, NULL);
@@ -974,9 +986,9 @@ static void readable(Relay *r, call_t *c, int leg)
         return;
     if (leg == LEG_SIP)
         tx_begin(r, c->browser_fd, &c->browser_remote, &c->stat[ST_BROWSER_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
-    else if (leg == LEG_BROWSER)
+    else if (leg >= LEG_BROWSER)
         tx_begin(r, c->sip_fd, &c->sip_remote, &c->stat[ST_SIP_TX_PACKETS], &c->stat[ST_SEND_ERRORS]);
-    uint64_t *rx = &c->stat[leg == LEG_BROWSER ? ST_BROWSER_RX_PACKETS
+    uint64_t *rx = &c->stat[leg >= LEG_BROWSER ? ST_BROWSER_RX_PACKETS
                             : leg == LEG_SIP   ? ST_SIP_RX_PACKETS
                                                : ST_SIP_RTCP_RX_PACKETS];
     for (int i = 0; i < n; i++) {
@@ -994,8 +1006,8 @@ static void readable(Relay *r, call_t *c, int leg)
         }
         if (leg == LEG_SIP)
             sip_datagram(r, c, r->rx[i], len, &r->rx_from[i], h->msg_namelen);
-        else if (leg == LEG_BROWSER)
-            browser_datagram(r, c, r->rx[i], len, &r->rx_from[i], h->msg_namelen);
+        else if (leg >= LEG_BROWSER)
+            browser_datagram(r, c, sock, r->rx[i], len, &r->rx_from[i], h->msg_namelen);
         else
             sip_rtcp_datagram(r, c, r->rx[i], len, &r->rx_from[i]);
     }
@@ -1044,9 +1056,9 @@ static void *worker(void *arg)
             uint64_t token = events[i].data.u64, woken;
             if (token == WAKE_TOKEN && read(r->wakefd, &woken, sizeof woken) < 0) { /* already drained */
             }
-            call_t *c = token == WAKE_TOKEN ? NULL : lookup(r, token >> 2);
+            call_t *c = token == WAKE_TOKEN ? NULL : lookup(r, token >> LEG_BITS);
             if (c)
-                readable(r, c, (int)(token & 3));
+                readable(r, c, (int)(token & ((1u << LEG_BITS) - 1)));
         }
         if (r->now - last_tick >= TICK_MS / 1000.0) {
             tick(r);
@@ -1210,8 +1222,8 @@ static void free_call(call_t *c)
         lib.decoder_destroy(c->decoder);
     if (c->encoder)
         lib.encoder_destroy(c->encoder);
-    if (c->browser_fd >= 0)
-        close(c->browser_fd);
+    for (int i = 0; i < c->nbrowser_fds; i++)
+        close(c->browser_fds[i]);
     if (c->sip_fd >= 0)
         close(c->sip_fd);
     if (c->sip_rtcp_fd >= 0)
@@ -1358,13 +1370,44 @@ static int watch(Relay *r, int fd, uint64_t token, int op)
 
 static void unwatch(Relay *r, call_t *c)
 {
-    int fds[] = {c->browser_fd, c->sip_fd, c->sip_rtcp_fd};
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < c->nbrowser_fds; i++)
+        epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->browser_fds[i], NULL);
+    int fds[] = {c->sip_fd, c->sip_rtcp_fd};
+    for (int i = 0; i < 2; i++)
         if (fds[i] >= 0)
             epoll_ctl(r->epfd, EPOLL_CTL_DEL, fds[i], NULL);
     if (c->room && --c->room->members == 0)
         c->room->id = 0; /* the last one left: the slot is free */
     c->room = NULL;
+}
+
+/* The browser leg's other sockets (a sequence of fds) after `fds[0]`; ValueError if too many or not fds. */
+static int browser_other_fds(PyObject *seq, int *fds, int *n)
+{
+    PyObject *fast = PySequence_Fast(seq, "browser_other_fds must be a sequence of file descriptors");
+    if (!fast)
+        return -1;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
+    int status = 0;
+    if (count && *n == 0) {
+        PyErr_SetString(PyExc_ValueError, "browser_other_fds without browser_fd");
+        status = -1;
+    } else if (count > MAX_BROWSER_SOCKETS - 1) {
+        PyErr_Format(PyExc_ValueError, "a call's browser leg reads at most %d sockets", MAX_BROWSER_SOCKETS);
+        status = -1;
+    }
+    for (Py_ssize_t i = 0; status == 0 && i < count; i++) {
+        long fd = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        if (fd < 0 || fd > INT32_MAX) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_ValueError, "%ld is not a file descriptor", fd);
+            status = -1;
+        } else {
+            fds[(*n)++] = (int)fd;
+        }
+    }
+    Py_DECREF(fast);
+    return status;
 }
 
 /* Room `id` with one more participant (a free slot, its clock started, for its first); NULL when full. */
@@ -1394,19 +1437,20 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
                                "opus_pt", "browser_ssrc", "browser_seq", "browser_timestamp", "sip_fd",
                                "sip_remote", "sip_pt", "sip_ssrc", "telephone_event_pt", "send", "receive",
                                "opus_bitrate", "opus_complexity", "sip_rtcp_fd", "sip_rtcp_remote",
-                               "srtcp_index", "cname", "rtcp_interval", "room", NULL};
+                               "srtcp_index", "cname", "rtcp_interval", "room", "browser_other_fds", NULL};
     int browser_fd, profile, opus_pt, sip_fd, sip_pt, dtmf_pt, send, receive, bitrate, complexity;
     int sip_rtcp_fd = -1;
     unsigned int browser_ssrc, sip_ssrc, browser_seq, browser_ts, srtcp_index = 0, room = 0;
-    PyObject *browser_remote, *sip_remote, *sip_rtcp_remote = Py_None;
+    PyObject *browser_remote, *sip_remote, *sip_rtcp_remote = Py_None, *other_fds = NULL;
     const char *rx_key, *tx_key, *cname = NULL;
     Py_ssize_t rx_len, tx_len, cname_len = 0;
     double rtcp_interval = 5.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOiy#y#iIIIiOiIippii|iOIz#dI", keywords, &browser_fd,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iOiy#y#iIIIiOiIippii|iOIz#dIO", keywords, &browser_fd,
                                      &browser_remote, &profile, &rx_key, &rx_len, &tx_key, &tx_len, &opus_pt,
                                      &browser_ssrc, &browser_seq, &browser_ts, &sip_fd, &sip_remote, &sip_pt,
                                      &sip_ssrc, &dtmf_pt, &send, &receive, &bitrate, &complexity, &sip_rtcp_fd,
-                                     &sip_rtcp_remote, &srtcp_index, &cname, &cname_len, &rtcp_interval, &room))
+                                     &sip_rtcp_remote, &srtcp_index, &cname, &cname_len, &rtcp_interval, &room,
+                                     &other_fds))
         return NULL;
     if (closed_error(r))
         return NULL;
@@ -1430,6 +1474,9 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "sip_rtcp_fd without sip_fd");
         return NULL;
     }
+    int browser_fds[MAX_BROWSER_SOCKETS] = {browser_fd}, nbrowser_fds = browser;
+    if (other_fds && other_fds != Py_None && browser_other_fds(other_fds, browser_fds, &nbrowser_fds) < 0)
+        return NULL;
     call_t *c = PyMem_RawCalloc(1, sizeof *c);
     if (!c)
         return PyErr_NoMemory();
@@ -1448,10 +1495,16 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
         free_call(c);
         return PyErr_NoMemory();
     }
-    c->browser_fd = browser ? fcntl(browser_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    int duplicated = 1;
+    for (int i = 0; i < nbrowser_fds && duplicated; i++) {
+        c->browser_fds[i] = fcntl(browser_fds[i], F_DUPFD_CLOEXEC, 0);
+        duplicated = c->browser_fds[i] >= 0;
+        c->nbrowser_fds += duplicated;
+    }
+    c->browser_fd = browser ? c->browser_fds[0] : -1;
     c->sip_fd = sip ? fcntl(sip_fd, F_DUPFD_CLOEXEC, 0) : -1;
     c->sip_rtcp_fd = sip_rtcp_fd >= 0 ? fcntl(sip_rtcp_fd, F_DUPFD_CLOEXEC, 0) : -1;
-    if ((browser && c->browser_fd < 0) || (sip && c->sip_fd < 0) || (sip_rtcp_fd >= 0 && c->sip_rtcp_fd < 0)) {
+    if (!duplicated || (sip && c->sip_fd < 0) || (sip_rtcp_fd >= 0 && c->sip_rtcp_fd < 0)) {
         PyErr_SetFromErrno(PyExc_OSError);
         free_call(c);
         return NULL;
@@ -1505,9 +1558,11 @@ static PyObject *relay_add_call(Relay *r, PyObject *args, PyObject *kwds)
     c->handle = (uint64_t)(++r->generation) << 16 | (uint64_t)slot;
     c->last_browser_media = c->last_sip_media = monotonic_now();
     c->next_report = c->last_browser_media + rtcp_interval * (0.5 + random_unit(c)) / 2; /* RFC 3550 6.2: half at first */
-    if ((browser && watch(r, c->browser_fd, c->handle << 2 | LEG_BROWSER, EPOLL_CTL_ADD) < 0) ||
-        (sip && watch(r, c->sip_fd, c->handle << 2 | LEG_SIP, EPOLL_CTL_ADD) < 0) ||
-        (c->sip_rtcp_fd >= 0 && watch(r, c->sip_rtcp_fd, c->handle << 2 | LEG_SIP_RTCP, EPOLL_CTL_ADD) < 0)) {
+    int watched = 1;
+    for (int i = 0; i < c->nbrowser_fds && watched; i++)
+        watched = watch(r, c->browser_fds[i], c->handle << LEG_BITS | (uint64_t)(LEG_BROWSER + i), EPOLL_CTL_ADD) == 0;
+    if (!watched || (sip && watch(r, c->sip_fd, c->handle << LEG_BITS | LEG_SIP, EPOLL_CTL_ADD) < 0) ||
+        (c->sip_rtcp_fd >= 0 && watch(r, c->sip_rtcp_fd, c->handle << LEG_BITS | LEG_SIP_RTCP, EPOLL_CTL_ADD) < 0)) {
         PyErr_SetFromErrno(PyExc_OSError);
         unwatch(r, c);
         pthread_mutex_unlock(&r->lock);
@@ -1807,8 +1862,8 @@ static PyObject *relay_drain(Relay *r, PyObject *unused)
     r->queue_signalled = 0;
     while (list && r->queue_count > 0) {
         foreign_t *f = &r->queue[r->queue_head];
-        PyObject *item = Py_BuildValue("(Kiy#N)", (unsigned long long)f->handle, f->kind, f->data,
-                                       (Py_ssize_t)f->len, address_tuple(&f->source));
+        PyObject *item = Py_BuildValue("(Kiy#Ni)", (unsigned long long)f->handle, f->kind, f->data,
+                                       (Py_ssize_t)f->len, address_tuple(&f->source), f->socket);
         if (!item || PyList_Append(list, item) < 0)
             Py_CLEAR(list);
         Py_XDECREF(item);
@@ -1903,7 +1958,8 @@ static PyMethodDef relay_methods[] = {
     {"stats", (PyCFunction)relay_stats, METH_VARARGS,
      "The call's counters, last-media times and each leg's RTCP figures (browser_*, sip_*)."},
     {"drain", (PyCFunction)relay_drain, METH_NOARGS,
-     "Datagrams for Python: [(handle, kind, bytes, (host, port))]; kind 0 STUN/DTLS, 1 telephone-event."},
+     "Datagrams for Python: [(handle, kind, bytes, (host, port), socket)]; kind 0 STUN/DTLS (socket: the "
+     "browser socket's index), 1 telephone-event, 2 the browser's media moved (to that socket and address)."},
     {"fileno", (PyCFunction)relay_fileno, METH_NOARGS, "The eventfd readable while drain() has work."},
     {"close", (PyCFunction)relay_close, METH_NOARGS, "Stop the worker and free every call; idempotent."},
     {NULL, NULL, 0, NULL},

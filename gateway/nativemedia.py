@@ -5,7 +5,7 @@ negotiates, see :mod:`gateway.sdp`); once the browser's ICE and DTLS are up,
 aiortc's media path is taken over (:mod:`gateway.webrtchandoff`) and the relay
 carries SRTP/Opus <-> RTP/G.711 with no Python per packet.  What the relay
 hands back comes through here: STUN and DTLS go to aioice and aiortc (ICE
-consent, DTLS alerts), RFC 4733 telephone-events become DTMF events.  The
+consent, DTLS alerts) through the ICE socket they came on, RFC 4733 telephone-events become DTMF events.  The
 media timeout is read from the relay's counters, the SIP leg's quality
 (jitter, loss, round trip) from its RTCP figures.  Each call has an RTCP
 socket on the SIP side too, on the port after RTP's (:mod:`gateway.rtpsockets`).
@@ -277,10 +277,13 @@ class NativeMedia:
             if call is None:
                 continue
             if item.kind == "browser":
-                call.path.feed_back(item.data, item.source)
+                call.path.feed_back(item.data, item.source, item.socket)
             elif item.kind == "moved":
-                log.info("call %s: the browser's media moved to %s:%d, and the relay with it", call_id, *item.source)
-                call.path.follow(item.source)
+                log.info(
+                    "call %s: the browser's media moved to %s:%d, on our %s:%d, and the relay with it",
+                    call_id, *item.source, *call.path.local_address(item.socket),
+                )
+                call.path.follow(item.source, item.socket)
             else:
                 self._telephone_event(call_id, call, item.data)
 
@@ -310,7 +313,7 @@ def _browser_media(path: Any) -> BrowserMedia:
     """The relay's view of a browser's :class:`~gateway.webrtchandoff.MediaPath`."""
     return BrowserMedia(
         path.fd, path.remote_addr, path.srtp_profile, path.inbound_key, path.outbound_key,
-        path.payload_type, path.ssrc, path.sequence, path.timestamp, path.srtcp_index, path.cname,
+        path.payload_type, path.ssrc, path.sequence, path.timestamp, path.srtcp_index, path.cname, path.other_fds,
     )
 
 

@@ -6,7 +6,8 @@ with no Python per packet (about 1.3 % of a core per call, against ~8 % for the
 Python bridge). Everything that is not media comes back here: STUN and DTLS
 from the browser's socket (aioice must keep answering consent checks) and the
 SIP side's telephone-event packets (for DTMF), through :meth:`drain_foreign`,
-and word of the browser's media moving to another address, which the relay
+and word of the browser's media moving to another address or to another of
+the call's local ICE sockets (the relay reads them all), which the relay
 follows once new SRTP from there authenticates (aioice's consent checks must too).
 RTCP ends in the relay on each leg: it sends its own reports and reads the far
 ends', and :meth:`stats` gives each leg's jitter, loss and round trip.
@@ -19,7 +20,7 @@ Handing a call over (the engine's part): stop asyncio reading the browser's
 socket (the relay must be its only reader) and stop aiortc's sender and
 receiver; pass the relay the socket, the SRTP keys aiortc derived and the next
 RTP sequence number and timestamp of aiortc's sender, so the browser sees one
-continuous stream. The relay duplicates both fds and never closes the
+continuous stream. The relay duplicates the fds and never closes the
 caller's; Python may keep sending on them (STUN answers, DTLS).
 
 Conference rooms: a participant is a call with one leg (browser or SIP) added
@@ -46,7 +47,7 @@ SYSTEM_SRTP = "libsrtp2.so.1"
 class BrowserMedia:
     """The WebRTC leg as the relay needs it, once DTLS has given the SRTP keys."""
 
-    fd: int  # the ICE-selected UDP socket (duplicated, never closed by the relay)
+    fd: int  # the UDP socket the browser's media comes on (duplicated, never closed by the relay)
     remote: tuple[str, int]  # where the browser's media comes from; followed where its newest valid SRTP comes from
     srtp_profile: int  # pylibsrtp.Policy.SRTP_PROFILE_*: AES128_CM_SHA1_80, AEAD_AES_128_GCM or _256_GCM
     srtp_rx_key: bytes  # master key + salt for what the browser sends
@@ -57,6 +58,7 @@ class BrowserMedia:
     timestamp: int | None = None  # next outbound 48 kHz timestamp (None: random)
     srtcp_index: int = 0  # SRTCP packets already sent under `ssrc` (aiortc's, before the hand-off)
     cname: str | None = None  # the RTCP CNAME of our SDP, used on both legs (None: a random one)
+    other_fds: tuple[int, ...] = ()  # the ICE connection's other local sockets (at most 7), read too: socket 1, 2...
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,11 @@ class Foreign(NamedTuple):
     """A datagram the relay does not carry, for Python to handle, or news that the browser moved."""
 
     handle: int
-    kind: Literal["browser", "telephone-event", "moved"]  # browser: STUN or DTLS from the browser's socket
+    kind: Literal["browser", "telephone-event", "moved"]  # browser: STUN or DTLS from one of the browser's sockets
     data: bytes  # b"" for moved
     source: tuple[str, int]  # for moved: where the browser's media now comes from, and goes
+    socket: int = 0
+    """For browser and moved, the browser socket it came on: 0 ``fd``, then ``other_fds`` in order."""
 
 
 def library_paths() -> tuple[str, str]:
@@ -203,6 +207,7 @@ class NativeRelay:
             cname=browser.cname,
             rtcp_interval=rtcp_interval,
             room=room,
+            browser_other_fds=list(browser.other_fds),
         )
 
     def update_sip(
@@ -248,8 +253,8 @@ class NativeRelay:
 
         Both times start at add_call, so a call that never gets media times out too: the engine
         ends a call whose media stopped from these (its media timeout). ``browser_moved`` counts
-        the times the browser's media came from a new address (SRTP that authenticated, newer
-        than any before) and the relay followed it there. KeyError if unknown.
+        the times the browser's media came from a new address or on another of its sockets (SRTP
+        that authenticated, newer than any before) and the relay followed it there. KeyError if unknown.
 
         Each leg's RTCP figures, prefixed ``browser_`` and ``sip_``: of the stream that arrives,
         ``jitter_ms`` (RFC 3550's interarrival jitter), ``lost`` and ``expected`` (cumulative) and
@@ -262,7 +267,9 @@ class NativeRelay:
     def drain_foreign(self) -> list[Foreign]:
         """Take every queued STUN/DTLS datagram, telephone-event packet and move of the browser, oldest first."""
         kinds: tuple[Literal["browser", "telephone-event", "moved"], ...] = ("browser", "telephone-event", "moved")
-        return [Foreign(handle, kinds[kind], data, source) for handle, kind, data, source in self._relay.drain()]
+        return [
+            Foreign(handle, kinds[kind], data, source, sock) for handle, kind, data, source, sock in self._relay.drain()
+        ]
 
     def close(self) -> None:
         """Stop the worker thread and free every call; safe twice."""

@@ -7,10 +7,12 @@ a native relay (or a benchmark's load generator) can carry the packets
 instead, RTCP included: its SRTCP must go on from the index aiortc reached
 under our SSRC, or the browser drops it as replayed. ``hand_off(pc)``
 returns those as a ``MediaPath``, stops aiortc's RTP
-sender and receiver, and stops asyncio reading the socket (``pause_reading``). aiortc keeps the
+sender and receiver, and stops asyncio reading the socket (``pause_reading``), and the
+connection's other local sockets too: the browser's ICE agent may move its media to a pair on
+another of them in mid-call, so the new owner reads them all. aiortc keeps the
 DTLS session and aioice keeps ICE consent alive, as long as the new owner of
-the socket gives every datagram that is not SRTP back through
-``MediaPath.feed_back``.
+the sockets gives every datagram that is not SRTP back through
+``MediaPath.feed_back``, naming the socket it came on.
 
 The path taken is the pair the browser's media comes on, not the one aioice
 holds as nominated: with a local address on each of two interfaces (a Docker
@@ -19,6 +21,8 @@ browser sends on its own. ``note_arrivals``, called once candidates are
 gathered, has each local socket note the source of the last DTLS or SRTP
 datagram it got from one of the browser's candidates (as rtpengine and Janus
 latch onto where media comes from); the hand-off takes the latest of them.
+When the media moves later, ``MediaPath.follow`` points aioice's consent
+checks and aiortc's DTLS at the new socket and address.
 
 It relies on private attributes of aiortc 1.16 and aioice 0.13; importing
 this module checks them and raises ``HandoffUnavailable`` (an ImportError)
@@ -48,6 +52,9 @@ from pylibsrtp import Policy
 
 TESTED_VERSIONS = {"aiortc": (aiortc.__version__, "1.16."), "aioice": (aioice.__version__, "0.13.")}
 SAMPLES_PER_FRAME = 960  # 20 ms of Opus's 48 kHz RTP clock
+MAX_OTHER_SOCKETS = 7
+"""Other local sockets handed off with the media's (the native relay reads at most 8 per call); any more
+stay asyncio's, as they were."""
 
 _RELIED_ON: list[tuple[type, str]] = [
     (RTCPeerConnection, "getTransceivers"),
@@ -68,7 +75,6 @@ _RELIED_ON: list[tuple[type, str]] = [
     (Connection, "_protocols"),
     (Connection, "_remote_candidates"),
     (Connection, "_check_list"),
-    (Connection, "_use_ipv6"),  # webrtcleg gathers IPv4 only before a hand-off
     (RTCIceGatherer, "_connection"),
     (CandidatePair, "protocol"),
     (CandidatePair, "remote_addr"),
@@ -143,20 +149,30 @@ class MediaPath:
     """The last SRTCP index used under our SSRC: what we protect next must come after it."""
     cname: str
     """Our RTCP CNAME, as our SDP announced it."""
-    _protocol: StunProtocol = dataclasses.field(repr=False, compare=False)
+    other_fds: tuple[int, ...]
+    """The ICE connection's other local sockets (UDP host candidates; a server-reflexive candidate is its
+    host's socket; never a TURN allocation), aiortc's like ``fd``: socket 1, 2... of ``feed_back``."""
+    _protocols: tuple[StunProtocol, ...] = dataclasses.field(repr=False, compare=False)
+    """aioice's protocol of ``fd``, then of each of ``other_fds``."""
 
-    def feed_back(self, data: bytes, addr: tuple[str, int]) -> None:
-        """Hand a STUN or DTLS datagram that arrived on ``fd`` to aioice, so consent and DTLS keep working."""
-        self._protocol.datagram_received(data, addr)
+    def feed_back(self, data: bytes, addr: tuple[str, int], socket: int = 0) -> None:
+        """Hand a STUN or DTLS datagram that arrived on ``socket`` (0: ``fd``, then ``other_fds``) to aioice,
+        so consent and DTLS keep working."""
+        self._protocols[socket].datagram_received(data, addr)
 
-    def follow(self, source: tuple[str, int]) -> None:
-        """The browser's media (its SRTP authenticated) now comes from ``source`` on ``fd``: aioice's consent
-        checks and aiortc's DTLS go there too (a peer-reflexive candidate if aioice has not met it)."""
-        connection: Connection = self._protocol.receiver
+    def local_address(self, socket: int) -> tuple[str, int]:
+        """Our side of ``socket`` (0: ``fd``, then ``other_fds``)."""
+        return self._protocols[socket].transport.get_extra_info("sockname")[:2]
+
+    def follow(self, source: tuple[str, int], socket: int = 0) -> None:
+        """The browser's media (its SRTP authenticated) now comes from ``source`` on ``socket``: aioice's
+        consent checks and aiortc's DTLS go there too (a peer-reflexive candidate if aioice has not met it)."""
+        protocol = self._protocols[socket]
+        connection: Connection = protocol.receiver
         candidate = _remote_candidate(connection, source) or Candidate(
             secrets.token_hex(5), 1, "udp", 0, source[0], source[1], "prflx"
         )
-        connection._nominated[1] = CandidatePair(self._protocol, candidate)
+        connection._nominated[1] = CandidatePair(protocol, candidate)
 
 
 def _audio_transceiver(pc: RTCPeerConnection) -> RTCRtpTransceiver:
@@ -269,6 +285,15 @@ def _srtcp_index(dtls: RTCDtlsTransport, profile: SRTPProtectionProfile, ssrc: i
     return int.from_bytes(trailer, "big") & 0x7FFFFFFF
 
 
+def _other_protocols(connection: Connection, taken: StunProtocol) -> list[StunProtocol]:
+    """The connection's local UDP sockets besides ``taken``'s that the media may move to (not TURN's)."""
+    others = [
+        p for p in connection._protocols
+        if p is not taken and p.local_candidate.type == "host" and p.transport.get_extra_info("socket") is not None
+    ]
+    return others[:MAX_OTHER_SOCKETS]
+
+
 async def _silence_rtcp(packets: Any) -> None:
     """Stands in for a sender's ``_send_rtcp`` while it stops: no RTCP BYE for an SSRC that goes on."""
 
@@ -297,19 +322,22 @@ async def hand_off(pc: RTCPeerConnection) -> MediaPath:
     profile, inbound, outbound = _srtp_keys(dtls)
     payload_type = _opus_payload_type(transceiver)
     remote_ssrc = _remote_ssrc(pc, transceiver)
+    protocols = [pair.protocol, *_other_protocols(connection, pair.protocol)]
     transport = pair.protocol.transport
-    sock = transport.get_extra_info("socket")
-    stop_reading = _reading_stopper(transport)
+    socks = [p.transport.get_extra_info("socket") for p in protocols]
+    stoppers = [_reading_stopper(p.transport) for p in protocols]
     sender._send_rtcp = _silence_rtcp
     await sender.stop()
     await receiver.stop()
     sequence, timestamp, roc = _stream_position(sender)
-    stop_reading()
+    for stop_reading in stoppers:
+        stop_reading()
     connection._nominated[1] = pair  # aioice's consent checks and aiortc's DTLS go where the media goes
     return MediaPath(
-        fd=sock.fileno(), local_addr=transport.get_extra_info("sockname")[:2], remote_addr=pair.remote_addr,
+        fd=socks[0].fileno(), local_addr=transport.get_extra_info("sockname")[:2], remote_addr=pair.remote_addr,
         srtp_profile=profile.libsrtp_profile, srtp_profile_name=profile.openssl_profile.decode(),
         inbound_key=inbound, outbound_key=outbound, payload_type=payload_type, ssrc=sender._ssrc,
         remote_ssrc=remote_ssrc, sequence=sequence, timestamp=timestamp, roc=roc,
-        srtcp_index=_srtcp_index(dtls, profile, sender._ssrc), cname=sender._RTCRtpSender__cname, _protocol=pair.protocol,
+        srtcp_index=_srtcp_index(dtls, profile, sender._ssrc), cname=sender._RTCRtpSender__cname,
+        other_fds=tuple(sock.fileno() for sock in socks[1:]), _protocols=tuple(protocols),
     )

@@ -68,8 +68,6 @@ class WebRtcLeg:
         _shorten_jitter_buffer(audio[0].receiver, self._jitter_ms)
         _decode_on_loop(audio[0].receiver)
         _encode_on_loop(self._pc.addTrack(outgoing), outgoing)
-        if self._on_connected is not None:
-            _gather_ipv4_only(audio[0])
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         if self._on_connected is not None:
             from .webrtchandoff import note_arrivals
@@ -94,20 +92,6 @@ class WebRtcLeg:
 
     async def close(self) -> None:
         await self._pc.close()
-
-
-def _gather_ipv4_only(transceiver: Any) -> None:
-    """One local address family before a hand-off: fewer local sockets for the browser to move to.
-
-    The hand-off takes the socket the browser's media comes on, and the relay
-    follows the browser to a new address on it, but not to another of our
-    sockets; with IPv6 candidates too, Chromium may switch to a
-    higher-priority IPv6 pair after it started on IPv4. (aiortc offers no
-    option for this; aioice's Connection takes ``use_ipv6`` but aiortc does
-    not pass it, so it is set before gathering starts.)
-    """
-    connection = transceiver.sender.transport.transport.iceGatherer._connection
-    connection._use_ipv6 = False
 
 
 def _shorten_jitter_buffer(receiver: RTCRtpReceiver, jitter_ms: int) -> None:

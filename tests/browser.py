@@ -163,20 +163,23 @@ class BrowserPhone:
 
 
 @asynccontextmanager
-async def open_phone(url: str, mic_wav: Path, label: str) -> AsyncIterator[BrowserPhone]:
-    """Chromium with `mic_wav` (16-bit PCM, looped) as microphone, showing the page at `url`.
+async def open_phone(
+    url: str, mic_wav: Path, label: str, executable: Path | None = None
+) -> AsyncIterator[BrowserPhone]:
+    """Chromium with `mic_wav` (16-bit PCM, looped) as microphone, showing the page at `url`; `executable`
+    runs Chromium some other way (in a network namespace, say), with the same arguments.
 
     On failure a screenshot named `failure-<label>` is saved and the page's
     console is printed (pytest shows it with the failure). The browser and its
     throw-away profile are always removed.
     """
-    executable = require_chromium()
+    chromium = require_chromium()
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     try:
         async with async_playwright() as playwright:
             context = await playwright.chromium.launch_persistent_context(
                 user_data_dir=profile,
-                executable_path=executable,
+                executable_path=executable or chromium,
                 headless=True,
                 args=[*_FLAGS, f"--use-file-for-fake-audio-capture={mic_wav}"],
                 ignore_https_errors=True,

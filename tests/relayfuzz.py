@@ -3,7 +3,8 @@
 ``python -m tests.relayfuzz EXTENSION COUNT`` loads the relay from EXTENSION
 (the sanitizer build) in place of ``gateway._mediarelay``, checks a call carries
 both tones, sends COUNT malformed, truncated, oversized and random datagrams at
-the relay's browser and SIP sockets (half each), and RTCP compounds whose
+the relay's browser and SIP sockets (half each; a quarter of the browser's at
+the browser leg's other socket, so the relay follows it back and forth), and RTCP compounds whose
 counts and lengths lie at its SIP RTCP socket (one for every eight), while
 adding and removing a second call (recorded as it goes), reporting every 50 ms,
 mixing a conference room of two one-leg participants (fuzzed too),
@@ -174,8 +175,8 @@ class Fuzzer:
 
 
 def fuzz(call: Call, count: int) -> int:
-    """Send `count` datagrams, half at each RTP socket, and RTCP for one in eight at the SIP RTCP socket
-    (a tenth from the wrong address), each batch taken by the relay before the next.
+    """Send `count` datagrams, half at each side's RTP sockets (the browser's two), and RTCP for one in eight at
+    the SIP RTCP socket (a tenth from the wrong address), each batch taken by the relay before the next.
 
     The call's own streams then go on well past the sequence numbers the fuzz used.
     """
@@ -190,7 +191,7 @@ def fuzz(call: Call, count: int) -> int:
         sound = fuzzer.noise(0, 3200)
         relay.play(call.handle, sound[: len(sound) // 2 * 2])  # 8 kHz s16: an even length
         for i in range(BATCH // 2):
-            call.send_from_browser(fuzzer.to_browser_side())
+            call.send_from_browser(fuzzer.to_browser_side(), to_other=i % 4 == 1)
             call.send_from_phone(fuzzer.to_sip_side())
             if i % 4 == 0:
                 call.send_phone_rtcp(fuzzer.to_sip_rtcp_side(), call.phone if fuzzer.rng.random() < 0.1 else None)

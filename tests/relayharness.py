@@ -177,12 +177,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 @dataclass
 class Call:
-    """One call through a relay: the relay's own two sockets and the two Python ends."""
+    """One call through a relay: the relay's own sockets (two on the browser's side, as an ICE connection
+    with two local addresses has) and the two Python ends."""
 
     relay: NativeRelay
     law: int
     profile: int
     relay_browser: socket.socket = field(default_factory=udp_socket)
+    relay_browser_other: socket.socket = field(default_factory=udp_socket)
+    """The browser leg's other socket (the relay's socket 1), where the browser's media may move."""
     relay_sip: socket.socket = field(default_factory=udp_socket)
     relay_sip_rtcp: socket.socket = field(default_factory=udp_socket)
     browser: socket.socket = field(default_factory=udp_socket)
@@ -230,6 +233,7 @@ class Call:
             payload_type=OPUS_PT,
             ssrc=self.relay_to_browser_ssrc,
             srtcp_index=srtcp_index,
+            other_fds=(self.relay_browser_other.fileno(),),
         )
 
     def sip_media(self, **sip: object) -> SipMedia:
@@ -271,8 +275,9 @@ class Call:
         self.phone_seq += 1
         return rtp(self.law, self.phone_seq, self.phone_seq * FRAME_8K, self.phone_ssrc, g711_encode(samples, self.law))
 
-    def send_from_browser(self, packet: bytes) -> None:
-        self.browser.sendto(packet, self.relay_browser.getsockname())
+    def send_from_browser(self, packet: bytes, to_other: bool = False) -> None:
+        """To the relay's browser socket, or with ``to_other`` to the leg's other socket."""
+        self.browser.sendto(packet, (self.relay_browser_other if to_other else self.relay_browser).getsockname())
         self.sent_to_browser_side += 1
 
     def send_from_phone(self, packet: bytes) -> None:
@@ -322,7 +327,8 @@ class Call:
         return np.concatenate([G711_DECODE[self.law][np.frombuffer(p[12:], np.uint8)] for p in packets])
 
     def close(self) -> None:
-        for sock in (self.relay_browser, self.relay_sip, self.relay_sip_rtcp, self.browser, self.phone, self.phone_rtcp):
+        relay = (self.relay_browser, self.relay_browser_other, self.relay_sip, self.relay_sip_rtcp)
+        for sock in (*relay, self.browser, self.phone, self.phone_rtcp):
             sock.close()
 
 

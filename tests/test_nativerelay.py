@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import struct
 import sys
 import time
@@ -140,6 +141,49 @@ def test_the_relay_follows_the_browsers_media_to_another_address_only_once_srtp_
         moves = [item for item in call.relay.drain_foreign() if item.kind == "moved"]
         assert [(item.handle, item.data, item.source) for item in moves] == [(call.handle, b"", moved.getsockname())]
         assert has_tone(call.phone_audio(receive_all(call.phone))[WARM_UP_8K:], 8000, BROWSER_HZ)
+
+
+def test_the_relay_follows_the_browsers_media_to_another_of_the_calls_sockets() -> None:
+    """The browser's ICE agent switches to a pair on another of our local addresses: the relay reads every
+    socket of the call, hands what is not SRTP back with the socket it came on, and sends from the socket
+    (and to the address) of the newest authenticated SRTP, never on a forged packet or a late one."""
+    with relay_call() as call:
+        other = call.relay_browser_other.getsockname()
+        packets = [call.browser_packet(p) for p in call.opus_packets(tone(BROWSER_HZ, 1.0, 48000))]
+        stun = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + os.urandom(12)
+        call.send_from_browser(packets[0])
+        call.send_from_browser(stun, to_other=True)
+        tampered = bytearray(packets[2])
+        tampered[-1] ^= 1
+        call.send_from_browser(bytes(tampered), to_other=True)
+        assert wait_for(lambda: call.relay.stats(call.handle)["srtp_auth_failures"] == 1)
+        assert call.relay.stats(call.handle)["browser_moved"] == 0
+        for packet in packets[2:]:
+            call.send_from_browser(packet, to_other=True)
+        call.send_from_browser(packets[1])  # late, on the first socket
+        assert wait_for(lambda: call.relay.stats(call.handle)["browser_rx_packets"] == len(packets) + 2)
+        heard: list[tuple[bytes, tuple[str, int]]] = []
+        for _ in range(25):
+            call.send_from_phone(call.phone_packet(tone(PHONE_HZ, 0.02, 8000)))
+            select.select([call.browser], [], [], 0.02)
+            heard += _receive_from(call.browser)
+        assert wait_for(lambda: (heard.extend(_receive_from(call.browser)), len(heard) >= 20)[1])
+        assert {sender for _, sender in heard} == {other}
+        foreign = call.relay.drain_foreign()
+        assert [(item.kind, item.data, item.socket) for item in foreign] == [("browser", stun, 1), ("moved", b"", 1)]
+        assert foreign[1].source == call.browser.getsockname()
+        assert call.relay.stats(call.handle)["browser_moved"] == 1
+        assert has_tone(call.phone_audio(receive_all(call.phone))[WARM_UP_8K:], 8000, BROWSER_HZ)
+
+
+def _receive_from(sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
+    """Every datagram waiting on a non-blocking socket, with its sender."""
+    out = []
+    while True:
+        try:
+            out.append(sock.recvfrom(4096))
+        except BlockingIOError:
+            return out
 
 
 def test_hold_stops_what_goes_to_sip_and_resume_restarts_it() -> None:

@@ -3,7 +3,8 @@
 The extension is compiled here with gcc (``-fsanitize=address,undefined``) and
 loaded in a subprocess with the compiler's libasan preloaded; that subprocess
 (``tests/relayfuzz.py``) throws malformed, truncated, oversized and random
-datagrams (RTCP among them) at the three sockets of a live call, whose tones must still be heard
+datagrams (RTCP among them) at the four sockets of a live call (the browser
+leg has two, and the relay follows it between them), whose tones must still be heard
 afterwards. Any sanitizer report, crash or silence fails the test. Without gcc
 it fails: the C file must stay buildable and clean.
 """
@@ -64,6 +65,6 @@ def test_hostile_datagrams_under_sanitizers(tmp_path: Path) -> None:
     assert stats["sip_rtcp_rx_packets"] == summary["sent_rtcp"] > DATAGRAMS // 20
     exercised = ("srtp_auth_failures", "malformed", "oversized", "late", "foreign", "telephone_events",
                  "decode_errors", "concealed", "fec_recovered", "rtcp_packets", "sip_rtcp_packets",
-                 "browser_rtcp_tx_packets", "sip_rtcp_tx_packets")
+                 "browser_rtcp_tx_packets", "sip_rtcp_tx_packets", "browser_moved")
     for survived in exercised:
         assert stats[survived] > 0, (survived, stats)

@@ -24,6 +24,7 @@ from gateway.turn import turn_server
 from gateway.webrtchandoff import HandoffRefused, HandoffUnavailable, hand_off
 
 from .audio import has_tone, tone
+from .peers import netns
 from .peers.coturn import Coturn
 from .peers.net import wait_for_async
 from .srtpcall import RATE, SrtpCall, encode_opus, pump
@@ -112,6 +113,23 @@ async def test_following_the_media_moves_aioices_pair_on_the_same_socket() -> No
             moved = connection._nominated[1]
             assert (moved.remote_addr, moved.remote_candidate.type) == (source, kind)
             assert moved.protocol.transport.get_extra_info("socket").fileno() == path.fd
+
+
+async def test_the_hand_off_takes_every_local_socket_and_following_moves_aioices_pair_to_another() -> None:
+    """With two local addresses the browser may move its media to the other socket in mid-call: the hand-off
+    gives the new owner both sockets (asyncio reads neither any more), and following the media there moves
+    aioice's consent checks to that socket."""
+    with netns.two_address_host() as host, netns.inside(host):
+        async with pair() as (ours, theirs):
+            path = await hand_off(ours.pc)
+            connection = ours.pc.getTransceivers()[0].sender.transport.transport._connection
+            sockets = {p.transport.get_extra_info("socket").fileno(): p for p in connection._protocols}
+            assert len(sockets) == 2 and {path.fd, *path.other_fds} == set(sockets)
+            assert all(not sockets[fd].transport.is_reading() for fd in sockets)
+            path.follow(path.remote_addr, 1)
+            moved = connection._nominated[1]
+            assert moved.protocol is sockets[path.other_fds[0]] and moved.remote_addr == path.remote_addr
+            assert path.local_address(1) == moved.protocol.transport.get_extra_info("sockname")[:2] != path.local_addr
 
 
 async def _stats_of(pc: RTCPeerConnection, kind: str) -> list:

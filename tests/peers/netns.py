@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 
 _SERIAL = itertools.count()
@@ -79,23 +80,44 @@ _CLONE_NEWNET = 0x40000000
 
 
 @contextlib.contextmanager
-def two_address_host() -> Iterator[Host]:
-    """A fresh namespace with two IPv4 addresses, one on each end of a veth pair inside it (``address`` is
-    the first), which reach each other through its loopback; programs in it and :func:`inside` it see both."""
+def two_address_host(ipv6: bool = False) -> Iterator[Host]:
+    """A fresh namespace with two addresses, one on each end of a veth pair inside it (``address`` is the
+    first, IPv4; the second IPv4 too, or with ``ipv6`` a global IPv6 one), which reach each other through
+    its loopback; programs in it and :func:`inside` it see both."""
     serial = next(_SERIAL)
     tag = f"{os.getpid() % 1000}{serial % 100}"
     first = f"10.{100 + os.getpid() % 40}.{(os.getpid() // 40 + serial) % 250}"
     host = Host(f"gwtwo{tag}", f"{first}.1")
+    second = ["fd00:77::1/64", "nodad"] if ipv6 else [f"{first}.129/25"]  # nodad: usable at once
     try:
         run_ip("netns", "add", host.netns)
         run_ip("-n", host.netns, "link", "set", "lo", "up")
         run_ip("-n", host.netns, "link", "add", "two0", "type", "veth", "peer", "name", "two1")
-        for index, address in enumerate((host.address, f"{first}.129")):
-            run_ip("-n", host.netns, "addr", "add", f"{address}/25", "dev", f"two{index}")
+        for index, address in enumerate(([f"{host.address}/25"], second)):
+            run_ip("-n", host.netns, "addr", "add", address[0], "dev", f"two{index}", *address[1:])
             run_ip("-n", host.netns, "link", "set", f"two{index}", "up")
         yield host
     finally:
         remove(host)
+
+
+def delete_address(host: Host, address: str) -> None:
+    """Take ``address`` off its interface in ``host`` (what an interface going away does to the sockets on it)."""
+    shown = subprocess.run(
+        ["ip", "-n", host.netns, "-o", "addr", "show", "to", address], check=True, capture_output=True, text=True
+    )
+    fields = shown.stdout.split()  # "3: two0 inet 10.1.2.1/25 ...", or inet6
+    prefix = fields[fields.index("inet" if "inet" in fields else "inet6") + 1]
+    run_ip("-n", host.netns, "addr", "del", prefix, "dev", fields[1])
+
+
+def program_inside(host: Host, program: str, directory: Path) -> Path:
+    """A script in ``directory`` that runs ``program`` with its arguments in ``host``'s namespace, for a
+    launcher that takes an executable (Playwright's Chromium: the pipe it talks over is inherited)."""
+    script = directory / f"{Path(program).name}-in-{host.netns}"
+    script.write_text(f'#!/bin/sh\nexec ip netns exec {host.netns} {program} "$@"\n')
+    script.chmod(0o755)
+    return script
 
 
 @contextlib.contextmanager
