@@ -94,6 +94,9 @@ def two_address_host(ipv6: bool = False) -> Iterator[Host]:
         run_ip("-n", host.netns, "link", "set", "lo", "up")
         run_ip("-n", host.netns, "link", "add", "two0", "type", "veth", "peer", "name", "two1")
         for index, address in enumerate(([f"{host.address}/25"], second)):
+            # No link-local IPv6 either: it would appear a moment later, and Chromium, seeing the network
+            # change, aborts what it is loading (net::ERR_NETWORK_CHANGED).
+            run_ip("-n", host.netns, "link", "set", f"two{index}", "addrgenmode", "none")
             run_ip("-n", host.netns, "addr", "add", address[0], "dev", f"two{index}", *address[1:])
             run_ip("-n", host.netns, "link", "set", f"two{index}", "up")
         yield host
