@@ -475,6 +475,7 @@ class CallControl:
                 call.tell_owner({"type": "answered", "call": call.call_id})
                 self._report("answered", call)
                 self.rooms.answered(call)
+                self.transfers.answered(call)
         elif isinstance(event, api.DtmfReceived):
             call.tell_owner({"type": "dtmf", "call": call.call_id, "digit": event.digit})
         elif isinstance(event, api.CallStats):
@@ -656,6 +657,7 @@ class CallControl:
             self._saving[call.call_id] = call.owner
         del self._calls[call.call_id]
         self.rooms.left(call)
+        self.transfers.ended(call, cause)
         call.engine.calls -= 1
         self.metrics.calls_in_progress.labels(call.direction).dec()
         self.metrics.calls.labels(call.direction, cause.cause).inc()

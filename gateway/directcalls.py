@@ -70,7 +70,13 @@ class DirectCalls:
                 self._emit(api.DtmfReceived(half.peer, digit))
         elif isinstance(command, api.Hold):
             self._hold(half, command.hold)
-        # Serve and GetStats never come: a direct call has no SIP leg to serve or measure.
+        # Serve, GetStats and Transfer never come: a direct call has no SIP leg to serve, measure or
+        # REFER (call control asks the other page to carry out a transfer, gateway.directtransfer).
+
+    def peer(self, call_id: str) -> str | None:
+        """The call id of the other page's half of ``call_id``, while both are up."""
+        half = self._halves.get(call_id)
+        return half.peer if half is not None else None
 
     def _dial(self, command: api.Dial) -> None:
         """Ring the user ``sip:user@host`` names, from ``sip:caller@host``, as the SIP path's INVITE would."""

@@ -66,7 +66,11 @@ _SCHEMA: dict[str, dict[str, tuple[Callable[[Any], bool], bool, str]]] = {
     # field: (check, required, what it must be)
     "sign_in": {"user": (_text(64), True, "a user name"), "password": (_text(1024), False, "a string")},
     "sign_out": {},
-    "call": {"to": (_text(256), True, "a number, user name or sip: URI"), "sdp": (_sdp, True, "an SDP offer")},
+    "call": {
+        "to": (_text(256), True, "a number, user name or sip: URI"),
+        "sdp": (_sdp, True, "an SDP offer"),
+        "transfer_of": (_call_id, False, "a call id"),
+    },
     "answer": {"call": (_call_id, True, "a call id"), "sdp": (_sdp, True, "an SDP offer")},
     "decline": {"call": (_call_id, True, "a call id")},
     "hangup": {"call": (_call_id, True, "a call id")},

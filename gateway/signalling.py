@@ -128,7 +128,10 @@ async def _dispatch(
         control.sign_out(session)
         return {"type": "signed_out"}
     if kind == "call":
-        call_id = control.place_call(session, fields["to"], fields["sdp"])
+        if "transfer_of" in fields:
+            call_id = control.transfers.place_call(session, fields["transfer_of"], fields["to"], fields["sdp"])
+        else:
+            call_id = control.place_call(session, fields["to"], fields["sdp"])
         calling = {"type": "calling", "call": call_id, "to": fields["to"]}
         return {**calling, "direct": True} if control.call(call_id).direct else calling
     if kind == "answer":

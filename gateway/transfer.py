@@ -5,7 +5,9 @@ dialplan exactly as if the user had dialled it) or attended (``to_call``:
 another answered call of that page).  Either way the engine REFERs the far
 end, which places the new call itself; the page's call ends with cause
 ``transferred`` once the far end reports success, and stays as it was when
-it reports failure or refuses the REFER.
+it reports failure or refuses the REFER.  A direct call between two pages has
+no far end to REFER: the other page carries out a blind transfer itself
+(:mod:`gateway.directtransfer`), and an attended one is refused.
 
 A far end's REFER (a PBX transferring the page's call elsewhere) is obeyed
 only when the far end is a trunk, one of ``trusted_sources`` or the gateway
@@ -32,6 +34,9 @@ from urllib.parse import unquote
 from . import endcause, engineapi as api
 from .callstate import CallState
 from .dialplan import Dialplan, Route, Target
+from .directcalls import DirectCalls
+from .directtransfer import DirectTransfers
+from .endcause import EndCause
 from .requesterror import RequestError
 
 if TYPE_CHECKING:
@@ -60,6 +65,7 @@ class Transfers:
 
     def __init__(self, control: CallControl) -> None:
         self._control = control
+        self._direct = DirectTransfers(control)
 
     def transfer(self, session: Session, call_id: str, to: str) -> None:
         """Blind transfer: REFER the far end of an answered call to ``to``, which the user must be allowed to dial."""
@@ -67,6 +73,9 @@ class Transfers:
         route = self._control.dialplan.outbound(to, call.user)
         if route.action == "reject":
             raise RequestError("rejected", route.reason)
+        if isinstance(call.engine.link, DirectCalls):
+            self._direct.start(call, call.engine.link.peer(call_id) or "", to)
+            return
         (trunk, target), *_ = self._control.targets(route)
         log.info("call %s: %s transfers it to %s (%s %s)", call_id, call.user, to, trunk, target)
         call.transfer = "page"
@@ -78,11 +87,30 @@ class Transfers:
         other = self._transferable(session, other_id)
         if other is call:
             raise RequestError("wrong_state", "A call cannot be transferred to itself")
+        direct = next((c for c in (call, other) if c.direct), None)
+        if direct is not None:
+            raise RequestError(
+                "not_possible",
+                f"Your call with {direct.peer} goes straight between two browsers, so the gateway cannot join it"
+                " to another call: transfer it blind instead",
+            )
         if other.engine is not call.engine:
             raise RequestError("wrong_state", "These two calls are carried by different media engines: transfer one blind")
         log.info("call %s: %s transfers it to the far end of call %s", call_id, call.user, other_id)
         call.transfer, call.transfer_with = "page", other_id
         call.engine.link.send(api.Transfer(call_id, replacing=other_id))
+
+    def place_call(self, session: Session, transfer_of: str, to: str, offer: str) -> str:
+        """The page places the call that carries out the transfer of its direct call ``transfer_of`` (see ``transfer_request``)."""
+        return self._direct.place_call(session, transfer_of, to, offer)
+
+    def answered(self, call: ControlCall) -> None:
+        """Any call is answered: it may be the one a direct call is transferred to."""
+        self._direct.answered(call)
+
+    def ended(self, call: ControlCall, cause: EndCause) -> None:
+        """Any call ended: it may be a direct call being transferred, or the call it is transferred to."""
+        self._direct.ended(call, cause)
 
     def asked(self, call: ControlCall, target: str) -> None:
         """The far end REFERs the call to ``target``: obey (the engine calls it) or refuse (403), and tell the page."""

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import WebSocket, expect
 
-from gateway import engineapi
+from gateway import directtransfer, engineapi
 from gateway.config import load
 from gateway.control import CallControl
+from gateway.passwords import hash_password
+from gateway.requesterror import RequestError
 
 from .audio import has_tone, tone, write_wav
 from .browser import DESKTOP, MIC_RATE, PHONE, BrowserPhone, open_phone
@@ -248,3 +250,80 @@ async def test_without_direct_or_without_a_page_here_the_call_goes_to_an_engine(
         call = control.place_call(alice, callee, "v=0 offer")
         assert not control.call(call).direct
         assert engine.sent[-1].targets == (("", f"sip:{callee}@127.0.0.1:5071"),)
+
+
+async def test_a_direct_calls_blind_transfer_is_placed_by_the_other_page(tmp_path: Path, monkeypatch) -> None:
+    """alice may call sip: addresses, bob may not; 601 is a built-in on the (fake) engine."""
+    users = "".join(
+        f'[users.{name}]\npassword = "{hash_password("pw")}"\nallow = {allow}\n'
+        for name, allow in (("alice", '["national", "sip_uri"]'), ("bob", "[]"))
+    )
+    (tmp_path / "gateway.toml").write_text(f'[dialplan]\ncountry = "GB"\n\n{users}')
+    control = CallControl(load(tmp_path / "gateway.toml"))
+    engine = FakeLink()
+    control.attach(engine)
+    control.on_event(engine, engineapi.EngineReady("127.0.0.1:5071", 4))
+    alice, bob = FakePage(), FakePage()
+    await control.sign_in(alice, "alice", "pw")
+    await control.sign_in(bob, "bob", "pw")
+    a = control.place_call(alice, "bob", "v=0 offer")
+    await _settle()
+    b = bob.messages[-1]["call"]
+    control.answer(bob, b, "v=0 answer")
+    await _settle()
+    transfers = control.transfers
+
+    def failed(page: FakePage) -> dict:
+        return [message for message in page.messages if message["type"] == "transfer_failed"][-1]
+
+    async def place(to: str) -> str:
+        transfers.transfer(alice, a, to)
+        assert bob.messages[-1] == {"type": "transfer_request", "call": b, "to": to}
+        with pytest.raises(RequestError, match="being transferred already"):
+            transfers.transfer(alice, a, to)  # one at a time
+        return transfers.place_call(bob, b, to, "v=0 offer 2")
+
+    # What alice may not call is refused at once, and bob hears nothing of it.
+    with pytest.raises(RequestError) as refused:
+        transfers.transfer(alice, a, "+12125550123")
+    assert refused.value.code == "rejected" and bob.messages[-1]["type"] == "answered"
+    # What bob may not call: his `call` is refused, and both pages learn that the transfer failed.
+    with pytest.raises(RequestError, match="not allowed to call sip: addresses"):
+        await place("sip:carol@example.com")
+    assert failed(alice) | {"call": b} == failed(bob) == {
+        "type": "transfer_failed", "call": b, "code": 403,
+        "reason": "The transfer to sip:carol@example.com failed: bob cannot call it: You are not allowed to call sip: addresses",
+    }
+    # The new call is busy: the direct call goes on.
+    n = await place("601")
+    with pytest.raises(RequestError, match="placed already"):
+        transfers.place_call(bob, b, "601", "v=0 offer 2")
+    assert engine.sent[-1].call_id == n
+    control.on_event(engine, engineapi.Ended(n, "busy", 486, "Busy Here"))
+    assert failed(alice)["reason"] == "The transfer to 601 failed: Busy Here" and failed(alice)["code"] == 486
+    # bob's page never places the call.
+    monkeypatch.setattr(directtransfer, "PLACE_SECONDS", 0.05)
+    transfers.transfer(alice, a, "601")
+    await wait_for_async(lambda: "did not call it" in failed(alice)["reason"], 5)
+    assert failed(bob)["reason"] == "The transfer to 601 failed: bob's page did not call it"
+    with pytest.raises(RequestError, match="No transfer of that call"):
+        transfers.place_call(bob, b, "601", "v=0 offer 2")
+    # Attended: a direct call cannot be joined to another call.
+    consult = control.place_call(alice, "601", "v=0 offer 3")
+    control.on_event(engine, engineapi.Answered(consult))
+    with pytest.raises(RequestError, match="transfer it blind instead") as attended:
+        transfers.transfer_to_call(alice, a, consult)
+    assert attended.value.code == "not_possible"
+    control.hangup(alice, consult)
+    control.on_event(engine, engineapi.Ended(consult, "normal", 200, "Call ended"))
+    assert control.call(a).state.value == "answered" and control.call(b).state.value == "answered"
+
+    # The new call is answered: both halves end as transferred, bob's new call goes on.
+    n = await place("601")
+    control.on_event(engine, engineapi.Answered(n))
+    await _settle()
+    assert [m for m in alice.messages if m["type"] == "ended"][-1] == {
+        "type": "ended", "call": a, "cause": "transferred", "code": 200, "reason": "Transferred",
+    }
+    assert [(m["call"], m["cause"]) for m in bob.messages if m["type"] == "ended"][-1] == (b, "transferred")
+    assert [call.call_id for call in control.calls()] == [n]
