@@ -28,6 +28,7 @@ from .audio import has_tone, tone, write_wav
 from .browser import DESKTOP, MIC_RATE, PHONE, BrowserPhone, open_phone
 from .fakes import FakeLink, FakePage
 from .gatewayprocess import GatewayProcess
+from .peers import sipp
 from .peers.net import wait_for_async
 from .scrape import scrape, value
 
@@ -175,6 +176,48 @@ async def test_decline_cancel_and_a_vanished_page_end_the_other_side(gateway: Ga
     await bob.phone.page.close()
     await alice.phone.wait_state("ended")
     assert alice.got("ended")[-1]["cause"] == "normal"
+    await wait_for_async(lambda: gateway.health()["calls"] == 0, 10)
+
+
+async def test_the_other_page_carries_out_a_blind_transfer_of_a_direct_call(gateway: GatewayProcess, pages, tmp_path: Path) -> None:
+    """alice transfers bob: to what she may not call (refused, nothing asked of bob); to a SIP phone that only
+    rings, beside which bob's page calls until he hangs that call up (both pages learn it failed, and talk on);
+    then to 601, whose tone bob's page then plays while alice's call ends as transferred."""
+    alice, bob = await pages(gateway)
+    await call_and_answer(alice, bob)
+
+    async def transfer(to: str) -> None:
+        await alice.phone.page.click("#transfer-open")
+        await alice.phone.page.fill("#transfer-to", to)
+        await alice.phone.page.keyboard.press("Enter")
+
+    await transfer("+12125550123")
+    await expect(alice.phone.page.locator("#error-text")).to_contain_text("no trunk is configured")
+    assert not bob.got("transfer_request")
+
+    with sipp.trying_uas(tmp_path / "sipp") as carol:
+        await transfer(carol.uri("carol"))
+        note = bob.phone.page.locator("#transfer-note")
+        await expect(note).to_have_text(re.compile(r"^alice is transferring you to carol@127\.0\.0\.1:\d+…$"))
+        await expect(bob.phone.page.locator("#lines li")).to_have_count(2)
+        for viewport in (DESKTOP, PHONE):
+            await bob.phone.screenshot("direct-transfer-asked", viewport)
+        await bob.phone.page.locator("#lines .line-hangup").nth(1).click()
+        failed = await alice.wait_got("transfer_failed")
+    assert failed["reason"].endswith("failed: Call cancelled") and bob.got("transfer_failed")[-1]["reason"] == failed["reason"]
+    assert bob.said("call")[-1]["transfer_of"] == bob.got("incoming")[-1]["call"]
+    await expect(note).to_be_hidden()
+    await expect(alice.phone.page.locator("#error-text")).to_contain_text("The transfer to sip:carol@")
+    await alice.phone.wait_tone(BOB_HZ)
+
+    await transfer("601")
+    await bob.phone.wait_tone(440)
+    await expect(bob.phone.page.locator("#peer")).to_have_text("601")
+    await expect(alice.phone.page.locator("#status")).to_have_text("Call transferred")
+    assert (alice.got("ended")[-1]["cause"], bob.got("ended")[-1]["cause"]) == ("transferred", "transferred")
+    for viewport in (DESKTOP, PHONE):
+        await bob.phone.screenshot("direct-transfer-done", viewport)
+    await bob.phone.hang_up()
     await wait_for_async(lambda: gateway.health()["calls"] == 0, 10)
 
 

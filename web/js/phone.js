@@ -3,7 +3,9 @@
 // holds usable candidates because the gateway does not trickle. A direct call
 // from another web user (docs/protocol.md) comes with that page's offer, and
 // `answer` carries this page's SDP answer: the two browsers then talk to each
-// other, and hold stops both pages' microphones.
+// other, and hold stops both pages' microphones. When the other page transfers
+// such a call (`transfer_request`), this page calls the new party itself, beside
+// the call, and the gateway ends the old call once the new one is answered.
 // Like a desk phone it holds two calls at most: the one shown (talking) and
 // one on hold; only the shown call's far end is heard and only it hears the
 // microphone, unless the two are merged (merge.js mixes their audio then).
@@ -57,7 +59,8 @@ class Call {
     this.holdPending = false; // a `hold`/`resume` was sent, its event not yet here
     this.holdWanted = false; // what we last asked for: the microphone goes quiet at once, not when the gateway confirms
     this.transferTo = ""; // a transfer of ours under way: to this number, or "call" (to our other call)
-    this.transferredTo = ""; // the other side is transferring us there (the gateway calls it)
+    this.transferredTo = ""; // the other side is transferring us there (the gateway, or for a direct call this page, calls it)
+    this.transferOf = ""; // this call carries out the other side's transfer of that call (a direct call's `transfer_request`)
   }
 }
 
@@ -71,6 +74,7 @@ export class Phone extends EventTarget {
   #active = null; // the call in the main panel: outgoing or answered, live or just ended
   #endedBeside = null; // a call that ended while another stayed (on hold, perhaps): said in a note
   #orphans = new Map(); // call id -> [{msg, at}]
+  #placing = 0; // `call` requests whose `calling` reply is still on its way
   #micDeviceId = ""; // the chosen microphone, "" for the browser's default
   #merged = false; // both calls talk together (merge.js mixes them); off once fewer than two remain
 
@@ -79,7 +83,7 @@ export class Phone extends EventTarget {
     this.#sig = sig;
     this.#audio = audioElement;
     sig.on("incoming", (m) => this.#onIncoming(m));
-    for (const type of ["sdp", "ringing", "early_media", "answered", "ended", "dtmf", "hold", "transferring", "transferred", "transfer_failed"]) {
+    for (const type of ["sdp", "ringing", "early_media", "answered", "ended", "dtmf", "hold", "transferring", "transferred", "transfer_failed", "transfer_request"]) {
       sig.on(type, (m) => this.#route(m));
     }
     sig.on("close", () => this.signedOut("network_error", "Connection to the gateway was lost"));
@@ -166,7 +170,8 @@ export class Phone extends EventTarget {
       canTransfer: !other && live?.state === "answered" && !live.transferTo && !live.transferredTo,
       // Not while merged: the page mixes the three then; Merge again splits them, and the transfer is offered again.
       canCompleteTransfer:
-        !!other && !this.#merged && live?.state === "answered" && other.state === "answered" && !live.transferTo && !other.transferTo,
+        !!other && !this.#merged && live?.state === "answered" && other.state === "answered" && !live.transferTo && !other.transferTo &&
+        !live.transferOf && !other.transferOf,
       // The other call ended while this one stays on hold: {peer, peerName}, until the user acts.
       endedBeside:
         live && !other && this.#endedBeside && (live.holdWanted || live.holdLocal)
@@ -188,9 +193,15 @@ export class Phone extends EventTarget {
     this.#endedBeside = null;
     this.#focus(call);
     this.#changed();
+    await this.#place(call, { type: "call", to });
+  }
+
+  /** Send `request` (a `call`) with `call`'s offer; `call` is known by its id from the reply on. */
+  async #place(call, request) {
+    this.#placing += 1;
     try {
       await this.#prepareDescription(call);
-      const reply = await this.#sig.request({ type: "call", to, sdp: call.pc.localDescription.sdp });
+      const reply = await this.#sig.request({ ...request, sdp: call.pc.localDescription.sdp });
       call.id = String(reply.call);
       call.direct = reply.direct === true;
       if (typeof reply.to === "string" && reply.to) call.peer = reply.to;
@@ -207,6 +218,8 @@ export class Phone extends EventTarget {
       // No microphone, or the gateway refused it: there never was a call, only an error to show.
       if (call.state !== "ended") this.#discard(call);
       this.#error(err);
+    } finally {
+      this.#placing -= 1;
     }
   }
 
@@ -444,8 +457,8 @@ export class Phone extends EventTarget {
       this.#handle(call, msg);
       return;
     }
-    // Possibly for the outgoing call whose `calling` reply we are awaiting.
-    if (this.#active && this.#active.direction === "out" && !this.#active.id) {
+    // Possibly for an outgoing call whose `calling` reply we are awaiting.
+    if (this.#placing > 0 || (this.#active && this.#active.direction === "out" && !this.#active.id)) {
       const list = this.#orphans.get(id) ?? [];
       list.push({ msg, at: Date.now() });
       this.#orphans.set(id, list);
@@ -480,6 +493,8 @@ export class Phone extends EventTarget {
         return this.#onTransfer(call, { transferredTo: String(msg.to ?? "") });
       case "transferred":
         return this.#onTransfer(call, { peer: String(msg.peer ?? ""), peerName: String(msg.peer_name ?? ""), transferredTo: "" });
+      case "transfer_request":
+        return this.#onTransferRequest(call, String(msg.to ?? ""));
       case "transfer_failed":
         for (const c of this.#lines()) c.transferTo = "";
         this.#onTransfer(call, { transferredTo: "" });
@@ -492,6 +507,20 @@ export class Phone extends EventTarget {
     if (call.state === "ended") return;
     Object.assign(call, changes);
     this.#changed();
+  }
+
+  /**
+   * The other page transfers our direct call to `to`: call it beside this call, as a phone obeying a REFER.
+   * The gateway ends this call once the new one is answered, or says `transfer_failed`; we keep talking meanwhile.
+   */
+  #onTransferRequest(call, to) {
+    if (!to || call.state !== "answered" || call.transferredTo || call.transferTo) return;
+    call.transferredTo = to;
+    const next = new Call("out");
+    next.peer = to;
+    next.transferOf = call.id;
+    this.#changed();
+    this.#place(next, { type: "call", to, transfer_of: call.id });
   }
 
   #onIncoming(msg) {

@@ -3,7 +3,9 @@
 // connected to that number and this call ends); "Ask first" puts the call on
 // hold and calls the number, and once that call is answered "Complete
 // transfer" joins the two and leaves them talking. The gateway checks the
-// number as if it had been dialled here.
+// number as if it had been dialled here. When the other side transfers this
+// call, the note says so until the new party answers (phone.js places that call
+// itself for a direct call between two browsers).
 
 import { cleanTarget } from "./dialtarget.js";
 import { displayAddress } from "./ui.js";
@@ -80,6 +82,9 @@ export function startTransfer({ phone, onError }) {
 function noteFor(v) {
   if (v.transferTo === "call") return "Joining your two calls…";
   if (v.transferTo) return `Transferring to ${displayAddress(v.transferTo) || v.transferTo}…`;
-  if (v.transferredTo) return `The other side is transferring this call to ${displayAddress(v.transferredTo)}…`;
+  if (v.transferredTo) {
+    const by = displayAddress(v.peerName || v.peer) || "The other side";
+    return `${by} is transferring you to ${displayAddress(v.transferredTo)}…`;
+  }
   return "";
 }
