@@ -63,7 +63,7 @@ class DirectTransfers:
             raise RequestError("wrong_state", "The other side of this call is not answered on its page")
         if peer.transfer:
             raise RequestError("wrong_state", f"{peer.user} is transferring this call already")
-        log.info("call %s: %s transfers it to %s; %s's page (call %s) places that call", call.call_id, call.user, to, peer.user, peer_id)
+        log.info("call %s: %s transfers it to %s; %s's page places that call", call.call_id, call.user, to, peer.user)
         call.transfer, peer.transfer = "page", "far_end"
         timer = asyncio.get_running_loop().call_later(PLACE_SECONDS, self._not_placed, peer_id)
         self._pending[peer_id] = _Pending(call.call_id, peer_id, to, timer)

@@ -101,7 +101,7 @@ class Transfers:
         call.engine.link.send(api.Transfer(call_id, replacing=other_id))
 
     def place_call(self, session: Session, transfer_of: str, to: str, offer: str) -> str:
-        """The page places the call that carries out the transfer of its direct call ``transfer_of`` (see ``transfer_request``)."""
+        """The page places the call that carries out a ``transfer_request`` for its direct call ``transfer_of``."""
         return self._direct.place_call(session, transfer_of, to, offer)
 
     def answered(self, call: ControlCall) -> None:

@@ -179,7 +179,9 @@ async def test_decline_cancel_and_a_vanished_page_end_the_other_side(gateway: Ga
     await wait_for_async(lambda: gateway.health()["calls"] == 0, 10)
 
 
-async def test_the_other_page_carries_out_a_blind_transfer_of_a_direct_call(gateway: GatewayProcess, pages, tmp_path: Path) -> None:
+async def test_the_other_page_carries_out_a_blind_transfer_of_a_direct_call(
+    gateway: GatewayProcess, pages, tmp_path: Path
+) -> None:
     """alice transfers bob: to what she may not call (refused, nothing asked of bob); to a SIP phone that only
     rings, beside which bob's page calls until he hangs that call up (both pages learn it failed, and talk on);
     then to 601, whose tone bob's page then plays while alice's call ends as transferred."""
