@@ -15,20 +15,9 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define FRAME 160
-#define OPUS_APPLICATION_VOIP 2048
-#define OPUS_SET_BITRATE_REQUEST 4002
-#define OPUS_SET_COMPLEXITY_REQUEST 4010
-#define OPUS_SET_INBAND_FEC_REQUEST 4012
-#define OPUS_SET_PACKET_LOSS_PERC_REQUEST 4014
-#define OPUS_SET_SIGNAL_REQUEST 4024
-#define OPUS_SIGNAL_VOICE 3001
+#include "../gateway/_opus.h"
 
-typedef void *(*create_fn)(int32_t, int, int, int *);
-typedef void *(*dec_create_fn)(int32_t, int, int *);
-typedef int (*decode_fn)(void *, const unsigned char *, int32_t, int16_t *, int, int);
-typedef int32_t (*encode_fn)(void *, const int16_t *, int, unsigned char *, int32_t);
-typedef int (*ctl_fn)(void *, int, ...);
+#define FRAME 160
 
 static uint8_t ulaw_encode(int16_t sample)
 {
@@ -60,11 +49,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", dlerror());
         return 1;
     }
-    dec_create_fn decoder_create = (dec_create_fn)dlsym(opus, "opus_decoder_create");
-    create_fn encoder_create = (create_fn)dlsym(opus, "opus_encoder_create");
-    decode_fn decode = (decode_fn)dlsym(opus, "opus_decode");
-    encode_fn encode = (encode_fn)dlsym(opus, "opus_encode");
-    ctl_fn encoder_ctl = (ctl_fn)dlsym(opus, "opus_encoder_ctl");
+    opus_decoder_create_fn decoder_create = (opus_decoder_create_fn)dlsym(opus, "opus_decoder_create");
+    opus_encoder_create_fn encoder_create = (opus_encoder_create_fn)dlsym(opus, "opus_encoder_create");
+    opus_decode_fn decode = (opus_decode_fn)dlsym(opus, "opus_decode");
+    opus_encode_fn encode = (opus_encode_fn)dlsym(opus, "opus_encode");
+    opus_encoder_ctl_fn encoder_ctl = (opus_encoder_ctl_fn)dlsym(opus, "opus_encoder_ctl");
     if (!decoder_create || !encoder_create || !decode || !encode || !encoder_ctl) {
         fprintf(stderr, "libopus lacks a symbol\n");
         return 1;
@@ -95,11 +84,8 @@ int main(int argc, char **argv)
         encoders[c] = encoder_create(8000, 1, OPUS_APPLICATION_VOIP, &err);
         if (!decoders[c] || !encoders[c])
             return 1;
-        encoder_ctl(encoders[c], OPUS_SET_BITRATE_REQUEST, (int32_t)20000);
-        encoder_ctl(encoders[c], OPUS_SET_COMPLEXITY_REQUEST, (int32_t)5);
-        encoder_ctl(encoders[c], OPUS_SET_INBAND_FEC_REQUEST, (int32_t)1);
-        encoder_ctl(encoders[c], OPUS_SET_PACKET_LOSS_PERC_REQUEST, (int32_t)10);
-        encoder_ctl(encoders[c], OPUS_SET_SIGNAL_REQUEST, (int32_t)OPUS_SIGNAL_VOICE);
+        if (opus_voice_settings(encoder_ctl, encoders[c], 20000, 5))
+            return 1;
     }
     struct timespec start, end;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &start);

@@ -61,25 +61,8 @@
 #include <unistd.h>
 
 #include "_mixer.h"
+#include "_opus.h"
 #include "_rtcp.h"
-
-/* ---- libopus, as declared in opus/opus.h and opus/opus_defines.h ---- */
-#define OPUS_APPLICATION_VOIP 2048
-#define OPUS_SET_BITRATE_REQUEST 4002
-#define OPUS_SET_COMPLEXITY_REQUEST 4010
-#define OPUS_SET_INBAND_FEC_REQUEST 4012
-#define OPUS_SET_PACKET_LOSS_PERC_REQUEST 4014
-#define OPUS_SET_SIGNAL_REQUEST 4024
-#define OPUS_SIGNAL_VOICE 3001
-
-typedef void *(*opus_decoder_create_fn)(int32_t fs, int channels, int *error);
-typedef int (*opus_decode_fn)(void *st, const unsigned char *data, int32_t len, int16_t *pcm,
-                              int frame_size, int decode_fec);
-typedef void (*opus_destroy_fn)(void *st);
-typedef void *(*opus_encoder_create_fn)(int32_t fs, int channels, int application, int *error);
-typedef int32_t (*opus_encode_fn)(void *st, const int16_t *pcm, int frame_size, unsigned char *data,
-                                  int32_t max_data_bytes);
-typedef int (*opus_encoder_ctl_fn)(void *st, int request, ...);
 
 /* ---- libsrtp 2.x, as declared in srtp2/srtp.h (checked against 2.5 and 2.7) ---- */
 typedef struct {
@@ -1351,11 +1334,7 @@ static int make_codecs(call_t *c, int bitrate, int complexity)
         PyErr_Format(PyExc_RuntimeError, "opus_encoder_create failed (%d)", err);
         return -1;
     }
-    if (lib.encoder_ctl(c->encoder, OPUS_SET_BITRATE_REQUEST, (int32_t)bitrate) ||
-        lib.encoder_ctl(c->encoder, OPUS_SET_COMPLEXITY_REQUEST, (int32_t)complexity) ||
-        lib.encoder_ctl(c->encoder, OPUS_SET_INBAND_FEC_REQUEST, (int32_t)1) ||
-        lib.encoder_ctl(c->encoder, OPUS_SET_PACKET_LOSS_PERC_REQUEST, (int32_t)10) ||
-        lib.encoder_ctl(c->encoder, OPUS_SET_SIGNAL_REQUEST, (int32_t)OPUS_SIGNAL_VOICE)) {
+    if (opus_voice_settings(lib.encoder_ctl, c->encoder, bitrate, complexity)) {
         PyErr_Format(PyExc_ValueError, "Opus rejected bitrate %d or complexity %d", bitrate, complexity);
         return -1;
     }
