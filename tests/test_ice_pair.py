@@ -115,25 +115,18 @@ async def test_the_relay_takes_the_pair_the_pages_media_comes_on(tmp_path: Path)
         await page.wait_tone(PAGE_HZ)
 
 
-async def test_the_relay_follows_the_pages_media_to_another_address(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["another_page_socket", "the_gateways_other_address"])
+async def test_the_relay_follows_the_pages_media(tmp_path: Path, where: str) -> None:
+    """Mid-call the page sends from its other socket (to the same gateway socket), or to the gateway's other
+    address (another of the call's sockets there): the relay follows, and the gateway logs the move."""
     async with page_on_a_two_address_host(tmp_path) as (gateway, page):
         await page.call(ECHO, tone_hz=PAGE_HZ)
         await page.next("answered")
         await page.wait_tone(PAGE_HZ)
-        page.move()
-        page.received.clear()
-        await page.wait_tone(PAGE_HZ)
-        sending = page.sending
-        assert sending is not None
-        await wait_for_async(lambda: moved_in_the_log(gateway, sending), 5)
-
-
-async def test_the_relay_follows_the_pages_media_to_the_gateways_other_address(tmp_path: Path) -> None:
-    async with page_on_a_two_address_host(tmp_path) as (gateway, page):
-        await page.call(ECHO, tone_hz=PAGE_HZ)
-        await page.next("answered")
-        await page.wait_tone(PAGE_HZ)
-        page.move_to_the_gateways_other_address()
+        if where == "another_page_socket":
+            page.move()
+        else:
+            page.move_to_the_gateways_other_address()
         page.received.clear()
         await page.wait_tone(PAGE_HZ)
         sending = page.sending
