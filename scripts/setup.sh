@@ -31,7 +31,7 @@ extra=""
 # what it builds from changed (dependencies, the native relay, the interpreter); a test install
 # also serves a plain one.
 stamp=.venv/installed
-digest=$( { .venv/bin/python -VV; cat pyproject.toml setup.py gateway/_mediarelay.c; } | sha256sum | cut -d" " -f1)
+digest=$( { .venv/bin/python -VV; cat pyproject.toml setup.py gateway/_*.c gateway/_*.h; } | sha256sum | cut -d" " -f1)
 installed=$(cat "$stamp" 2>/dev/null || true)
 if [ "$installed" != "$digest$extra" ] && [ "$installed" != "$digest[test]" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extra}"
