@@ -103,10 +103,11 @@ async def phone_rings_and_is_heard(phone: Baresip, number_uri: str, page: WebCli
 
 
 async def calls_the_phone_and_hangs_up(page: WebClient, phone: Baresip) -> None:
-    """The page dials NUMBER (routed to the phone), hears the phone and hangs up, and the phone's call closes."""
+    """The page dials NUMBER (routed to the phone), hears the phone for two seconds and hangs up, and the
+    phone's call closes: its recording then holds more than a second of the page (callers check after the first)."""
     call = await page.call(NUMBER, tone_hz=PAGE_HZ)
     await page.next("answered")
-    await page.wait_tone(PHONE_HZ)
+    await page.wait_tone(PHONE_HZ, seconds=2.0)
     await page.send({"type": "hangup", "call": call})
     await page.next("ended")
     await page.hang_up_media()
