@@ -6,7 +6,8 @@ bridge WebRTC (ICE, DTLS-SRTP, Opus 48 kHz) to plain RTP PCMU
 towards a sipp RTP echo, transcoding both ways. For each target and N it
 prints (and ``--json FILE`` writes) what the system under test costs per
 call in CPU and PSS (summed over its processes: the gateway with its
-workers and Kamailio, or rtpengine), the RTP lost, how many checked calls
+workers and Kamailio, or rtpengine; PSS both as what the calls added and as
+the whole tree's), the RTP lost, how many checked calls
 heard their own tone, the added one-way latency, the load generator's own
 CPU per call and how busy the machine was.
 
@@ -73,6 +74,9 @@ class Row:
     carried: int
     cpu_per_call_pct: float
     pss_per_call_mib: float
+    """What the calls added to the system under test's PSS, per call."""
+    tree_pss_per_call_mib: float
+    """The whole system under test's PSS while carrying them (idle capacity included), per call."""
     lost_pct: float
     tones_checked: int
     tones_intact: int
@@ -269,7 +273,7 @@ async def run(target: str, n: int, seconds: float, check: int, workdir: Path) ->
                 before = Snapshot.take(processes, up)
                 await asyncio.sleep(seconds)
                 after = Snapshot.take(processes, up)
-                pss = proctree.pss(pids()) - idle_pss
+                loaded_pss = proctree.pss(pids())
             finally:
                 pumping.cancel()
                 for call in calls:
@@ -286,7 +290,7 @@ async def run(target: str, n: int, seconds: float, check: int, workdir: Path) ->
     ]
     return Row(
         target, n, len(up), 100 * proctree.cpu_used(before.target_cpu, after.target_cpu) / elapsed / carried,
-        pss / carried, statistics.mean(lost) if lost else float("nan"), len(sample),
+        (loaded_pss - idle_pss) / carried, loaded_pss / carried, statistics.mean(lost) if lost else float("nan"), len(sample),
         sum(tone_intact(call.received, before.at, frequency(i)) for i, call in sample.items()),
         1000 * percentile(added, 50), 1000 * percentile(added, 95),
         100 * (after.machine - before.machine) / elapsed / CORES, 100 * (after.loadgen_cpu - before.loadgen_cpu) / elapsed / carried,
@@ -304,7 +308,7 @@ def opus_seen(sample: dict[int, SrtpCall]) -> str:
 def print_row(row: Row) -> None:
     print(
         f"{row.target:14s} N={row.calls:3d} carried={row.carried:3d} cpu/call={row.cpu_per_call_pct:5.2f}% "
-        f"pss/call={row.pss_per_call_mib:5.2f} MiB lost={row.lost_pct:4.1f}% tones intact={row.tones_intact}/{row.tones_checked} "
+        f"pss/call={row.pss_per_call_mib:5.2f} MiB (whole tree {row.tree_pss_per_call_mib:5.2f}) lost={row.lost_pct:4.1f}% tones intact={row.tones_intact}/{row.tones_checked} "
         f"added one-way p50/p95={row.added_one_way_ms_p50:4.0f}/{row.added_one_way_ms_p95:4.0f} ms "
         f"machine busy={row.machine_busy_pct:3.0f}% loadgen cpu/call={row.loadgen_cpu_per_call_pct:4.2f}% "
         f"target's Opus: {row.target_opus}",

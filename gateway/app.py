@@ -106,7 +106,7 @@ async def _calls(app: web.Application) -> AsyncIterator[None]:
             yield
         return
     # The embedded default: one engine in this process, behind the same interface a worker has.
-    from .pjsipleg import media_engine  # only here: a supervisor's process never loads pjsua2
+    from .enginefactory import media_engine  # only here: a supervisor's process never loads pjsua2
 
     services = app[SERVICES]
     control = _install(app, CallControl(config, metrics=services.metrics, userdata=_userdata(config), recordings=services.recordings))

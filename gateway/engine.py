@@ -38,6 +38,7 @@ _SIP_GONE_SECONDS = 5.0
 _MEDIA_START_SECONDS = 1.0
 """Voicemail: how much later than the answer the caller's audio may start; the message may still be whole."""
 ROOMS_NEED_NATIVE = "Conference rooms need the native media relay (engines.media)"
+SIP_LOST = EndCause("failed", 500, "The SIP side of this call's media engine stopped")
 FAILOVER_CODES = frozenset({0, 408, 500, 502, 503, 504})
 """A target that answers these (or nothing) is skipped for the next one."""
 
@@ -109,6 +110,13 @@ class MediaEngine:
         await self._recorders.close()
         if self._native is not None:
             self._native.close()
+
+    def sip_lost(self) -> None:
+        """The SIP leg is gone with its process, and every dialog with it: each call ends now, not after a BYE."""
+        for call in list(self._calls.values()):
+            call.dialog = False
+            call.cause = call.cause or SIP_LOST
+            self._background.spawn(self._finish(call, call.cause))
 
     @property
     def sip_address(self) -> str:

@@ -8,21 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from . import engineapi as api, nativemedia
-from .config import Config, SipConfig
+from .config import SipConfig
 from .dialplan import Trunk
-from .engine import MediaEngine
 from .engineapi import SipRole
 from .sipapi import CallAudio, Caller, Quality, SipEventSink
 from .sipthread import SipThread
 from .sipua import SipUserAgent
-
-
-def media_engine(config: Config, emit: api.EventSink, role: SipRole) -> MediaEngine:
-    """A real engine: pjsua2 for SIP, aiortc for browsers, packets carried natively when configured and possible."""
-    native = nativemedia.NativeMedia(config) if nativemedia.wanted(config) else None
-    sip = PjsipLeg(config.sip, role, list(config.plan.trunks.values()), native is not None)
-    return MediaEngine(config, emit, sip, native=native)
 
 
 class PjsipLeg:

@@ -1,49 +1,91 @@
-"""A media-engine worker process: one :class:`MediaEngine` behind a socket.
+"""A media-engine worker process: one or more :class:`MediaEngine` instances, each behind a socket.
 
 The supervisor starts workers from a fork server that has already imported
-this module, and with it pjsua2, aiortc, av and numpy, so those pages are
-shared between workers; nothing is *initialised* before the fork.  Commands
-arrive and events leave as :mod:`gateway.engineapi` JSON lines on one Unix
-socket.  When the socket closes (the supervisor is gone or asked us to
-stop) the engine hangs up its calls and the process exits.
+this module, and with it aiortc, av and numpy, so those pages are shared
+between workers; nothing is *initialised* before the fork.  Each engine's
+commands arrive and events leave as :mod:`gateway.engineapi` JSON lines on a
+Unix socket of its own.  With native media a worker hosts several engines
+(one worker per core), each with its pjsua2 in a lean SIP process
+(:mod:`gateway.sipprocess`); on the Python path a worker is one engine with
+its pjsua2 inside.  When an engine's socket closes (the supervisor is gone
+or asked it to stop) it hangs up its calls; when all have, the process
+exits.  A SIP process that dies takes its worker down with it, ending the
+worker's calls on both legs, and the supervisor starts it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import faulthandler
 import logging
 import signal
 import socket
+import sys
 
 from . import engineapi as api, logs
 from .config import Config
 from .engine import MediaEngine
-from .pjsipleg import media_engine
+from .enginefactory import media_engine
+from .remotesipleg import SipProcesses
 
 log = logging.getLogger(__name__)
 
 
-def main(config: Config, role: api.SipRole, index: int, sock: socket.socket, log_level: int, log_format: str) -> None:
+@dataclasses.dataclass
+class EngineSpec:
+    """One engine of a worker: its configuration (its own SIP and RTP ports), place, number and link."""
+
+    config: Config
+    role: api.SipRole
+    index: int
+    sock: socket.socket
+
+
+def main(engines: list[EngineSpec], remote_sip: bool, log_level: int, log_format: str) -> None:
     """Process entry point (runs in the forked child)."""
-    logs.configure(log_level, log_format, worker=index)
+    logs.configure(log_level, log_format, worker=engines[0].index)
     faulthandler.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor decides
-    asyncio.run(_serve(config, role, sock))
+    sys.exit(asyncio.run(_host(engines, remote_sip)))
 
 
-async def _serve(config: Config, role: api.SipRole, sock: socket.socket) -> None:
-    reader, writer = await asyncio.open_connection(sock=sock)
-    supervisor = api.StreamLink(writer)
-    engine = media_engine(config, supervisor.send, role)
+async def _host(engines: list[EngineSpec], remote_sip: bool) -> int:
+    """Serve every engine until all links close (0) or a SIP process dies (1)."""
+    processes = SipProcesses() if remote_sip else None
+    lost = asyncio.Event()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await engine.start()
-    reading = asyncio.ensure_future(_read_commands(reader, engine))
-    await asyncio.wait([reading, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-    reading.cancel()
-    await engine.stop()
-    supervisor.close()
+    served = [asyncio.ensure_future(_serve(spec, processes, lost, stop)) for spec in engines]
+    try:
+        await asyncio.gather(*served)
+    finally:
+        if processes is not None:
+            processes.close()
+    return 1 if lost.is_set() else 0
+
+
+async def _serve(spec: EngineSpec, processes: SipProcesses | None, lost: asyncio.Event, stop: asyncio.Event) -> None:
+    reader, writer = await asyncio.open_connection(sock=spec.sock)
+    supervisor = api.StreamLink(writer)
+    engine: MediaEngine | None = None
+
+    def sip_lost() -> None:
+        if engine is not None:
+            engine.sip_lost()
+        lost.set()
+
+    engine = media_engine(spec.config, supervisor.send, spec.role, processes, spec.index, sip_lost)
+    try:
+        await engine.start()
+        reading = asyncio.ensure_future(_read_commands(reader, engine))
+        waits = [asyncio.ensure_future(event.wait()) for event in (stop, lost)]
+        await asyncio.wait([reading, *waits], return_when=asyncio.FIRST_COMPLETED)
+        for task in (reading, *waits):
+            task.cancel()
+        await engine.stop()
+    finally:
+        supervisor.close()
 
 
 async def _read_commands(reader: asyncio.StreamReader, engine: MediaEngine) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 _CHECKOUT = Path(__file__).resolve().parent.parent
 _READY_SECONDS = 30
 _WORKER_STARTED = re.compile(r'worker (\d+) \(pid (\d+)\) takes calls on ([^\s"]+)')
+_SIP_PROCESS_STARTED = re.compile(r'SIP process \d+ \(pid (\d+)\) takes SIP on ([^\s"]+)')
 _STOP_SECONDS = 20
 _ANNOUNCED = r'(?:^|"message": "){}: ([^\s"]+)'
 """A start-up line as printed, or as the message of a JSON log line (``--log-format json``)."""
@@ -107,6 +108,10 @@ class GatewayProcess:
     def workers(self) -> dict[str, int]:
         """Each worker's SIP address -> the pid of its newest start."""
         return {address: pid for _, pid, address in self.worker_starts()}
+
+    def sip_processes(self) -> dict[str, int]:
+        """Each worker's SIP address -> the pid of its newest SIP process (native media only)."""
+        return {address: int(pid) for pid, address in _SIP_PROCESS_STARTED.findall(self.log())}
 
     def front_rpc(self, method: str, secret: str | None = None) -> Any:
         """One JSON-RPC call to the front this gateway started, at the address and with the secret found

@@ -370,3 +370,15 @@ async def test_a_room_is_refused_plainly_on_the_python_media_path(rig: Rig) -> N
     rig.sip.tell(api.Incoming("in1", "700", "sip:bob@192.0.2.7", "Bob", "", "192.0.2.7:5060"))
     rig.engine.send(api.Join("in1", "standup"))
     await rig.asked("reject", "in1", 488)
+
+
+async def test_a_lost_sip_leg_ends_every_call_at_once_without_waiting_for_a_bye(rig: Rig) -> None:
+    rig.dial("c1", "first")
+    rig.dial("c2", "second")
+    await rig.asked("invite", "c2", "second")
+    rig.sip.tell(api.Answered("c1"))
+    rig.engine.sip_lost()
+    await wait_for_async(lambda: len(rig.ended()) == 2, 2)
+    assert {event.call_id for event in rig.ended()} == {"c1", "c2"}
+    assert all(event == api.Ended(event.call_id, *dataclass_values(engine_module.SIP_LOST)) for event in rig.ended())
+    assert ("hangup", "c1") not in rig.journal and rig.journal.count(("browser closed",)) == 2

@@ -65,6 +65,18 @@ async def test_ten_calls_over_three_workers_each_keep_their_own_tone(start_gatew
                 await client.close()
 
 
+async def call_on_each_worker(gateway, alice: WebClient, bob: WebClient, phone: Baresip, echo: sipp.Sipp) -> list[dict]:
+    """alice calls the phone (700 Hz), bob the echo (900 Hz), one call per worker; the engines as /health has them."""
+    await alice.call(phone.uri, tone_hz=700)
+    await alice.next("answered", timeout=20)
+    await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
+    await bob.call(echo.uri("echo"), tone_hz=900)
+    await bob.next("answered", timeout=20)
+    engines = gateway.health()["engines"]
+    assert [engine["calls"] for engine in engines] == [1, 1], engines
+    return engines
+
+
 @pytest.mark.parametrize("media", ["native", "python"])
 async def test_a_killed_worker_ends_its_calls_on_both_legs_and_comes_back(
     start_gateway, connect_client, phone: Baresip, tmp_path: Path, media: str
@@ -73,13 +85,7 @@ async def test_a_killed_worker_ends_its_calls_on_both_legs_and_comes_back(
     gateway = start_gateway(f'[engines]\nworkers = 2\nmedia = "{media}"\n')
     alice, bob = await connect_client(gateway, "alice"), await connect_client(gateway, "bob")
     with sipp.echo_uas(tmp_path / "echo") as echo:
-        await alice.call(phone.uri, tone_hz=700)
-        await alice.next("answered", timeout=20)
-        await asyncio.to_thread(phone.wait_event, "CALL_ESTABLISHED")
-        await bob.call(echo.uri("echo"), tone_hz=900)
-        await bob.next("answered", timeout=20)
-        engines = gateway.health()["engines"]
-        assert [engine["calls"] for engine in engines] == [1, 1], engines
+        engines = await call_on_each_worker(gateway, alice, bob, phone, echo)
         alice_worker = gateway.workers()[engines[0]["sip"]]
         await alice.wait_tone(PHONE_HZ)
 
@@ -90,6 +96,39 @@ async def test_a_killed_worker_ends_its_calls_on_both_legs_and_comes_back(
         await asyncio.to_thread(phone.wait_event, "CALL_CLOSED", 10)  # the BYE came from the front
         await bob.wait_tone(900)  # the other worker's call keeps its audio
         await peers.net.wait_for_async(lambda: len(gateway.workers()) == 2 and alice_worker not in gateway.workers().values(), 20)
+        await peers.net.wait_for_async(lambda: len(gateway.worker_starts()) == 3, 20)
+        carol = await connect_client(gateway, "carol")
+        await carol.call("601")
+        await carol.next("answered", timeout=20)
+        await carol.wait_tone(440)
+
+
+def mapped(pid: int, name: str) -> bool:
+    return name in Path(f"/proc/{pid}/maps").read_text()
+
+
+async def test_sip_runs_in_lean_processes_and_one_that_dies_ends_its_workers_calls_on_both_legs(
+    start_gateway, connect_client, phone: Baresip, tmp_path: Path
+) -> None:
+    """With native media each engine's pjsua2 is a process of its own, with no aiortc, av or relay in it."""
+    gateway = start_gateway("[engines]\nworkers = 2\n")
+    alice, bob = await connect_client(gateway, "alice"), await connect_client(gateway, "bob")
+    with sipp.echo_uas(tmp_path / "echo") as echo:
+        engines = await call_on_each_worker(gateway, alice, bob, phone, echo)
+        sip_process, worker = gateway.sip_processes()[engines[0]["sip"]], gateway.workers()[engines[0]["sip"]]
+        assert sip_process != worker
+        assert mapped(worker, "_mediarelay") and mapped(worker, "libavcodec")
+        assert not mapped(sip_process, "_mediarelay") and not mapped(sip_process, "libavcodec")
+        assert mapped(sip_process, "_pjsua2")
+        await alice.wait_tone(PHONE_HZ)
+
+        os.kill(sip_process, signal.SIGKILL)
+
+        ended = await alice.next("ended", timeout=10)
+        assert ended["cause"] == "failed" and "engine" in ended["reason"], ended
+        await asyncio.to_thread(phone.wait_event, "CALL_CLOSED", 10)  # the BYE came from the front
+        await bob.wait_tone(900)  # the other worker's call keeps its audio
+        await peers.net.wait_for_async(lambda: gateway.sip_processes()[engines[0]["sip"]] != sip_process, 20)
         await peers.net.wait_for_async(lambda: len(gateway.worker_starts()) == 3, 20)
         carol = await connect_client(gateway, "carol")
         await carol.call("601")
