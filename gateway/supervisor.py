@@ -82,7 +82,10 @@ class Host:
 
     @property
     def name(self) -> str:
-        return f"worker {self.workers[0].index}" if len(self.workers) == 1 else f"worker {self.workers[0].index}-{self.workers[-1].index}"
+        """For the log: "worker 3", or "the worker of engines 0, 2, 4"."""
+        if len(self.workers) == 1:
+            return f"worker {self.workers[0].index}"
+        return "the worker of engines " + ", ".join(str(worker.index) for worker in self.workers)
 
 
 class Supervisor:
