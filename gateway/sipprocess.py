@@ -115,6 +115,10 @@ class SipServer:
         except SipError as exc:
             self._link.send(("reply", request, None, (exc.status, exc.reason)))
             return
+        except Exception as exc:  # noqa: BLE001 - a bug here fails this request only, and the engine hears of it
+            log.exception("SIP process %d: %s failed", self._index, method)
+            self._link.send(("reply", request, None, (0, f"{type(exc).__name__}: {exc}")))
+            return
         self._link.send(("reply", request, result, None))
         if method == "stop":
             self._link.close()

@@ -138,3 +138,14 @@ async def test_stopping_stops_the_sip_side_and_is_no_loss() -> None:
 async def test_the_sip_side_serves_only_the_legs_methods(rig: Rig) -> None:
     with pytest.raises(SipError, match="no such SIP leg method"):
         await rig.leg._call("__init__")
+
+
+async def test_a_bug_on_the_sip_side_fails_that_request_only(rig: Rig) -> None:
+    async def broken(call_id: str) -> None:
+        raise RuntimeError("a bug")
+
+    rig.sip.ring = broken  # type: ignore[method-assign]
+    with pytest.raises(SipError, match="RuntimeError: a bug"):
+        await rig.leg.ring("c1")
+    await rig.leg.hold("c1", False)
+    assert rig.journal == [("hold", "c1", False)]
