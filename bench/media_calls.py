@@ -143,7 +143,7 @@ async def client_offer() -> RTCPeerConnection:
 async def gateway_target(
     workdir: Path, host: str, n: int, phone: Sipp, media: str = "python"
 ) -> AsyncIterator[tuple[Answerer, Callable[[], set[int]]]]:
-    """The gateway (embedded engine up to 4 calls, then ceil(N/4) workers behind Kamailio), dialled over its
+    """The gateway (embedded engine up to 4 calls, then ceil(N/4) engines behind Kamailio), dialled over its
     WebSocket, its packets carried by ``media``: aiortc and pjsua2 in Python, or the native relay."""
     workers = 0 if n <= CALLS_PER_WORKER else -(-n // CALLS_PER_WORKER)
     # Every call comes from this one address: lift the per-source WebSocket limit meant for strangers.

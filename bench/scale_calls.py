@@ -1,6 +1,6 @@
 """N concurrent calls from one headless Chromium page through a gateway with worker processes.
 
-For each N: the gateway with ceil(N/4) workers behind its Kamailio front, a
+For each N: the gateway with ceil(N/4) engines behind its Kamailio front, a
 sipp RTP echo phone, and one Chromium page holding N RTCPeerConnections, each
 with its own WebSocket, user and frequency (bench/scale_page.js). Prints the
 gateway system's CPU and PSS per call (the gateway and all its descendants:
@@ -264,7 +264,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, nargs="+", default=[4, 8, 16, 32, 64])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, help="worker processes for every N (default: ceil(N/4))")
+    parser.add_argument("--workers", type=int, help="engines ([engines] workers) for every N (default: ceil(N/4))")
     parser.add_argument("--max-calls", type=int, default=256, help="after --calls, keep doubling N up to this until it breaks")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
