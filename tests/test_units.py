@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -258,15 +259,26 @@ async def test_a_worker_whose_life_fails_with_any_error_is_started_again(monkeyp
     supervisor = Supervisor(config, CallControl(config), front=None, count=1)  # type: ignore[arg-type]
     lives: list[int] = []
 
-    async def one_life(worker: object) -> None:
+    async def one_life(host: object) -> None:
         lives.append(len(lives))
         if len(lives) == 1:
             raise RuntimeError("a bug in the supervisor's own code")
         supervisor._stopping = True
 
     monkeypatch.setattr(supervisor, "_run", one_life)
-    await supervisor._keep_running(supervisor.workers[0])
+    await supervisor._keep_running(supervisor._group(native=True)[0])
     assert lives == [0, 1]
+
+
+def test_native_engines_share_a_worker_per_core_and_python_engines_have_one_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    supervisor = Supervisor(load(None), CallControl(load(None)), front=None, count=5)  # type: ignore[arg-type]
+    native = supervisor._group(native=True)
+    assert [[worker.index for worker in host.workers] for host in native] == [[0, 2, 4], [1, 3]]
+    assert all(host.remote_sip for host in native)
+    python = supervisor._group(native=False)
+    assert [[worker.index for worker in host.workers] for host in python] == [[0], [1], [2], [3], [4]]
+    assert not any(host.remote_sip for host in python)
 
 
 def test_api_tokens_are_found_by_their_hash_only_with_bearer() -> None:
