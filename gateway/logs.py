@@ -4,7 +4,9 @@ A JSON line has ``time``, ``level``, ``logger`` and ``message``, and
 ``call`` on every line logged while one call is handled: :func:`for_call`
 marks that code, and what it starts inherits the mark (a context
 variable: tasks, ``call_soon`` callbacks, and jobs handed to the SIP
-thread).  Worker processes log the same way, with their ``worker`` index.
+thread).  Worker processes log the same way, with the ``worker`` index
+of the engine a line belongs to (:func:`for_engine`, when a worker process
+runs several) or of the process.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 FORMATS = ("plain", "json")
 
 _CALL: contextvars.ContextVar[str] = contextvars.ContextVar("call", default="")
+_ENGINE: contextvars.ContextVar[int | None] = contextvars.ContextVar("engine", default=None)
 
 
 @contextlib.contextmanager
@@ -31,19 +34,28 @@ def for_call(call_id: str) -> Iterator[None]:
         _CALL.reset(token)
 
 
+def for_engine(index: int) -> None:
+    """From here on, what this task logs (and what it starts) is engine ``index``'s, as its ``worker``."""
+    _ENGINE.set(index)
+
+
 class CallFilter(logging.Filter):
-    """Gives each record the ``call`` it belongs to ("" for none), unless the caller named one."""
+    """Gives each record the ``call`` it belongs to ("" for none), unless the caller named one, and its
+    ``worker``: the engine's it is logged for, else this process's (None: not a worker)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.__dict__.setdefault("call", _CALL.get())
-        return True
-
-
-class JsonFormatter(logging.Formatter):
     def __init__(self, worker: int | None = None) -> None:
         super().__init__()
         self._worker = worker
 
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.setdefault("call", _CALL.get())
+        engine = _ENGINE.get()
+        worker = record.__dict__.setdefault("worker", self._worker if engine is None else engine)
+        record.__dict__["worker_prefix"] = "" if worker is None else f"worker{worker} "
+        return True
+
+
+class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
             "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(timespec="milliseconds"),
@@ -54,8 +66,9 @@ class JsonFormatter(logging.Formatter):
         call = record.__dict__.get("call")
         if call:
             line["call"] = call
-        if self._worker is not None:
-            line["worker"] = self._worker
+        worker = record.__dict__.get("worker")
+        if worker is not None:
+            line["worker"] = worker
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -66,12 +79,11 @@ class JsonFormatter(logging.Formatter):
 def configure(level: int | str, form: str, worker: int | None = None) -> None:
     """The process's one log handler, on stderr, in ``form`` (one of :data:`FORMATS`)."""
     handler = logging.StreamHandler()
-    handler.addFilter(CallFilter())
+    handler.addFilter(CallFilter(worker))
     if form == "json":
-        handler.setFormatter(JsonFormatter(worker))
+        handler.setFormatter(JsonFormatter())
     else:
-        prefix = "" if worker is None else f"worker{worker} "
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(worker_prefix)s%(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 

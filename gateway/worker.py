@@ -44,7 +44,7 @@ class EngineSpec:
 
 def main(engines: list[EngineSpec], remote_sip: bool, log_level: int, log_format: str) -> None:
     """Process entry point (runs in the forked child)."""
-    logs.configure(log_level, log_format, worker=engines[0].index)
+    logs.configure(log_level, log_format, worker=engines[0].index if len(engines) == 1 else None)
     faulthandler.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor decides
     sys.exit(asyncio.run(_host(engines, remote_sip)))
@@ -66,6 +66,7 @@ async def _host(engines: list[EngineSpec], remote_sip: bool) -> int:
 
 
 async def _serve(spec: EngineSpec, processes: SipProcesses | None, lost: asyncio.Event, stop: asyncio.Event) -> None:
+    logs.for_engine(spec.index)
     reader, writer = await asyncio.open_connection(sock=spec.sock)
     supervisor = api.StreamLink(writer)
     engine: MediaEngine | None = None

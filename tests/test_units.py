@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+import logging
 import os
 from pathlib import Path
 
 import pytest
 
-from gateway import endcause, engineapi
+from gateway import endcause, engineapi, logs
 from gateway.apitokens import TokenChecker, hash_token, new_token
 from gateway.callstate import CallState, can_move
 from gateway.config import ConfigError, load, recording_dir, worker_count
@@ -279,6 +283,28 @@ def test_native_engines_share_a_worker_per_core_and_python_engines_have_one_each
     python = supervisor._group(native=False)
     assert [[worker.index for worker in host.workers] for host in python] == [[0], [1], [2], [3], [4]]
     assert not any(host.remote_sip for host in python)
+
+
+async def test_a_worker_of_several_engines_labels_each_line_with_its_engine() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(logs.CallFilter())
+    handler.setFormatter(logs.JsonFormatter())
+    log = logging.getLogger("test.engines")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        async def engine(index: int) -> None:
+            logs.for_engine(index)
+            await asyncio.sleep(0)
+            log.info("engine %d", index)
+
+        await asyncio.gather(engine(2), engine(4))
+        log.info("the process")
+    finally:
+        log.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert {line["message"]: line.get("worker") for line in lines} == {"engine 2": 2, "engine 4": 4, "the process": None}
 
 
 def test_api_tokens_are_found_by_their_hash_only_with_bearer() -> None:
