@@ -443,6 +443,11 @@ class CallControl:
             self.metrics.engine_capacity.labels(engine.sip_host).set(engine.capacity)
             self.metrics.engine_calls.labels(engine.sip_host).set(engine.calls)
             return
+        if isinstance(event, api.EngineDown):
+            log.warning("engine %s takes no calls for now: %s", engine.sip_host, event.reason)
+            engine.capacity = 0
+            self.metrics.engine_capacity.labels(engine.sip_host).set(0)
+            return
         if isinstance(event, api.TrunkState):
             self._trunks[event.trunk] = event
             self.metrics.trunk_registered.labels(event.trunk).set(event.registered)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _TICK_SECONDS = 1.0
 _SIP_GONE_SECONDS = 5.0
+_SIP_RESTART_MAX_SECONDS = 30.0
 _MEDIA_START_SECONDS = 1.0
 """Voicemail: how much later than the answer the caller's audio may start; the message may still be whole."""
 ROOMS_NEED_NATIVE = "Conference rooms need the native media relay (engines.media)"
@@ -85,6 +86,8 @@ class MediaEngine:
         self._recorders = Recorders(config.recording, emit)
         self._background = Background(log, "engine task")
         self._ticker: asyncio.Task[None] | None = None
+        self._sip_restart: asyncio.Task[None] | None = None
+        """While the SIP leg is being started again after its process died."""
 
     # -- life cycle ---------------------------------------------------------
 
@@ -93,13 +96,17 @@ class MediaEngine:
             self._native.start(self._on_sip_event)
         await self._sip.start(self._on_sip_event)
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._ready()
+
+    def _ready(self) -> None:
         media = "python" if self._native is None else "native"
         self._emit(api.EngineReady(self._sip.address, self._config.sip.max_calls, media))
 
     async def stop(self) -> None:
         """Hang up every call with BYE, close every leg, then stop the SIP leg."""
-        if self._ticker is not None:
-            self._ticker.cancel()
+        for task in (self._ticker, self._sip_restart):
+            if task is not None:
+                task.cancel()
         for call in list(self._calls.values()):
             call.cause = call.cause or endcause.SHUTDOWN
             self._background.spawn(self._hangup(call))
@@ -112,11 +119,30 @@ class MediaEngine:
             self._native.close()
 
     def sip_lost(self) -> None:
-        """The SIP leg is gone with its process, and every dialog with it: each call ends now, not after a BYE."""
+        """The SIP leg is gone with its process, and every dialog with it: each call ends now, not after a
+        BYE, and the engine is down (the front ends the dialogs) until a new SIP leg is up."""
         for call in list(self._calls.values()):
             call.dialog = False
             call.cause = call.cause or SIP_LOST
             self._background.spawn(self._finish(call, call.cause))
+        self._emit(api.EngineDown(SIP_LOST.reason))
+        if self._sip_restart is None:
+            self._sip_restart = asyncio.get_running_loop().create_task(self._restart_sip())
+
+    async def _restart_sip(self) -> None:
+        """Start the SIP leg again: at once, then later each time it fails, as the supervisor does a worker."""
+        delay = 0.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._sip.start(self._on_sip_event)
+                break
+            except OSError as exc:
+                delay = min(max(delay * 2, self._config.engines.restart_delay), _SIP_RESTART_MAX_SECONDS)
+                log.error("the SIP leg did not start again (%s); trying in %.1f s", exc, delay)
+        self._sip_restart = None
+        log.info("the SIP leg is back on %s", self._sip.address)
+        self._ready()
 
     @property
     def sip_address(self) -> str:
@@ -504,6 +530,8 @@ class MediaEngine:
             if self._native is not None:
                 self._native.report_timeouts()
             self._recorders.tick()
+            if self._sip_restart is not None:
+                continue
             try:
                 await self._sip.tick()
             except SipError as exc:

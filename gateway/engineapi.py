@@ -46,6 +46,9 @@ Events (engine -> control):
 - ``EngineReady``: the engine listens; ``sip_host`` is where it takes INVITEs,
   ``capacity`` how many SIP calls it carries at once, ``media`` whether their
   packets go through Python (``python``) or the native relay (``native``).
+- ``EngineDown``: the engine takes no calls for now (its SIP process stopped,
+  and its calls have ended): control gives it none, the front ends the SIP
+  dialogs it still keeps for it; an ``EngineReady`` follows once it is back.
 - ``Incoming``: a SIP INVITE arrived (on ``trunk``, or "" for direct calls)
   from ``source`` (``ip:port``; ``from_gateway`` when one of the gateway's own
   engines sent it, a call between web users); control decides what happens to it.
@@ -198,6 +201,11 @@ class EngineReady:
 
 
 @dataclasses.dataclass(frozen=True)
+class EngineDown:
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Incoming:
     call_id: str
     to_user: str
@@ -316,7 +324,7 @@ class Ended:
 
 Command = Union[Dial, Accept, Serve, Join, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict]
 Event = Union[
-    EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
+    EngineReady, EngineDown, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
     TransferAsked, Transferred, TransferStatus, SipRefused, RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
 ]
 
@@ -324,8 +332,8 @@ _TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
         Dial, Accept, Serve, Join, Ring, Reject, Hangup, SendDtmf, Hold, GetStats, Record, Transfer, TransferVerdict,
-        EngineReady, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged, CallStats,
-        TransferAsked, Transferred, TransferStatus, SipRefused, RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
+        EngineReady, EngineDown, Incoming, TrunkState, WebrtcAnswer, Progress, Answered, DtmfReceived, HoldChanged,
+        CallStats, TransferAsked, Transferred, TransferStatus, SipRefused, RecordingChanged, RecordingSaved, VoicemailSaved, Ended,
     )
 }
 

@@ -5,8 +5,8 @@ method is a request answered by the SIP process (its :class:`SipError` comes
 back as one), events arrive on the loop as they would from the SIP thread,
 an incoming call's RTP sockets arrive as file descriptors, and a far end's
 REFER waits for the engine's verdict over the same link.  The SIP process
-dying is this leg's end: ``on_lost`` is told, and what waits gets a
-:class:`SipError`.
+dying is told to ``on_lost``, and what waits gets a :class:`SipError`;
+:meth:`RemoteSipLeg.start` may then start a new one.
 """
 
 from __future__ import annotations
@@ -96,7 +96,11 @@ class RemoteSipLeg:
         sock, self.pid = await self._processes.spawn(self._spec)
         self._started = asyncio.get_running_loop().create_future()
         self._link = PacketLink(sock, self._message, self._closed)
-        self.address = await asyncio.wait_for(self._started, _START_SECONDS)
+        try:
+            self.address = await asyncio.wait_for(self._started, _START_SECONDS)
+        except asyncio.TimeoutError:
+            self._link.close()
+            raise OSError(f"the SIP process did not start within {_START_SECONDS:.0f} s") from None
         log.info("SIP process %d (pid %d) takes SIP on %s", self._spec.index, self.pid, self.address)
 
     async def stop(self) -> None:

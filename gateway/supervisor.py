@@ -9,7 +9,9 @@ process per core, each with its pjsua2 in a SIP process of its own (the
 only for SIP); on the Python path each engine is a worker process.  A worker
 that dies is taken out of rotation at once; its engines' answered calls get
 their BYE from the front, their pages an ``ended`` event; then it is started
-again, later each time it dies young.
+again, later each time it dies young.  An engine whose SIP process died
+reports ``EngineDown`` and is treated the same way, alone, until its new SIP
+process is up.
 """
 
 from __future__ import annotations
@@ -237,6 +239,8 @@ class Supervisor:
                 continue
             if isinstance(event, api.EngineReady):
                 await self._joined(host, worker)
+            elif isinstance(event, api.EngineDown):
+                await self._down(worker, event.reason)
             self._control.on_event(link, event)
 
     async def _joined(self, host: Host, worker: Worker) -> None:
@@ -251,15 +255,20 @@ class Supervisor:
         """The link closed: the worker process exited or was killed."""
         link.close()
         self._by_link.pop(link, None)
-        worker.ready.clear()
         if not self._stopping:
-            self._front.spawn(self._front.set_active(worker.address, False))
-            try:
-                ended = await self._front.end_dialogs(worker.address)
-                log.warning("worker %d died: the front ended its %d answered call(s)", worker.index, ended)
-            except FrontError as exc:
-                log.error("worker %d died and its calls could not be ended at the front: %s", worker.index, exc)
+            await self._down(worker, "its worker process died")
+        worker.ready.clear()
         self._control.detach(link, ENGINE_LOST)
+
+    async def _down(self, worker: Worker, reason: str) -> None:
+        """An engine takes no calls (gone with its worker, or its SIP process restarting): the front
+        stops sending it any and ends the SIP side of the calls it carried."""
+        self._front.spawn(self._front.set_active(worker.address, False))
+        try:
+            ended = await self._front.end_dialogs(worker.address)
+            log.warning("engine %d is down (%s): the front ended its %d answered call(s)", worker.index, reason, ended)
+        except FrontError as exc:
+            log.error("engine %d is down (%s) and its calls could not be ended at the front: %s", worker.index, reason, exc)
 
 
 def _native_media(config: Config) -> bool:

@@ -9,8 +9,9 @@ Unix socket of its own.  With native media a worker hosts several engines
 (:mod:`gateway.sipprocess`); on the Python path a worker is one engine with
 its pjsua2 inside.  When an engine's socket closes (the supervisor is gone
 or asked it to stop) it hangs up its calls; when all have, the process
-exits.  A SIP process that dies takes its worker down with it, ending the
-worker's calls on both legs, and the supervisor starts it again.
+exits.  A SIP process that dies ends its own engine's calls only; that
+engine reports itself down (the front ends those dialogs) and starts a new
+SIP process.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import faulthandler
 import logging
 import signal
 import socket
-import sys
 
 from . import engineapi as api, logs
 from .config import Config
@@ -47,25 +47,22 @@ def main(engines: list[EngineSpec], remote_sip: bool, log_level: int, log_format
     logs.configure(log_level, log_format, worker=engines[0].index if len(engines) == 1 else None)
     faulthandler.enable()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor decides
-    sys.exit(asyncio.run(_host(engines, remote_sip)))
+    asyncio.run(_host(engines, remote_sip))
 
 
-async def _host(engines: list[EngineSpec], remote_sip: bool) -> int:
-    """Serve every engine until all links close (0) or a SIP process dies (1)."""
+async def _host(engines: list[EngineSpec], remote_sip: bool) -> None:
+    """Serve every engine until all links close or SIGTERM comes."""
     processes = SipProcesses() if remote_sip else None
-    lost = asyncio.Event()
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    served = [asyncio.ensure_future(_serve(spec, processes, lost, stop)) for spec in engines]
     try:
-        await asyncio.gather(*served)
+        await asyncio.gather(*(_serve(spec, processes, stop) for spec in engines))
     finally:
         if processes is not None:
             processes.close()
-    return 1 if lost.is_set() else 0
 
 
-async def _serve(spec: EngineSpec, processes: SipProcesses | None, lost: asyncio.Event, stop: asyncio.Event) -> None:
+async def _serve(spec: EngineSpec, processes: SipProcesses | None, stop: asyncio.Event) -> None:
     logs.for_engine(spec.index)
     reader, writer = await asyncio.open_connection(sock=spec.sock)
     supervisor = api.StreamLink(writer)
@@ -74,16 +71,15 @@ async def _serve(spec: EngineSpec, processes: SipProcesses | None, lost: asyncio
     def sip_lost() -> None:
         if engine is not None:
             engine.sip_lost()
-        lost.set()
 
     engine = media_engine(spec.config, supervisor.send, spec.role, processes, spec.index, sip_lost)
     try:
         await engine.start()
         reading = asyncio.ensure_future(_read_commands(reader, engine))
-        waits = [asyncio.ensure_future(event.wait()) for event in (stop, lost)]
-        await asyncio.wait([reading, *waits], return_when=asyncio.FIRST_COMPLETED)
-        for task in (reading, *waits):
-            task.cancel()
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([reading, stopping], return_when=asyncio.FIRST_COMPLETED)
+        reading.cancel()
+        stopping.cancel()
         await engine.stop()
     finally:
         supervisor.close()

@@ -382,3 +382,21 @@ async def test_a_lost_sip_leg_ends_every_call_at_once_without_waiting_for_a_bye(
     assert {event.call_id for event in rig.ended()} == {"c1", "c2"}
     assert all(event == api.Ended(event.call_id, *dataclass_values(engine_module.SIP_LOST)) for event in rig.ended())
     assert ("hangup", "c1") not in rig.journal and rig.journal.count(("browser closed",)) == 2
+
+
+async def test_an_engine_whose_sip_leg_is_lost_is_down_until_a_new_one_is_up(rig: Rig) -> None:
+    starts: list[int] = []
+    start = rig.sip.start
+
+    async def failing_once(events: SipEventSink) -> None:
+        starts.append(len(starts))
+        if len(starts) == 1:
+            raise OSError("the SIP process could not start: port taken")
+        await start(events)
+
+    rig.sip.start = failing_once  # type: ignore[method-assign]
+    rig.engine._config.engines.restart_delay = 0.01
+    rig.engine.sip_lost()
+    await wait_for_async(lambda: [type(event) for event in rig.events].count(api.EngineReady) == 2, 2)
+    kinds = [type(event) for event in rig.events]
+    assert kinds == [api.EngineReady, api.EngineDown, api.EngineReady] and starts == [0, 1]
