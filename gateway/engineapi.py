@@ -85,7 +85,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from typing import Callable, Protocol, Union
+import socket
+from typing import TYPE_CHECKING, Callable, Protocol, Union
+
+if TYPE_CHECKING:
+    from .config import Config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +105,17 @@ class SipRole:
     registers: bool = True
     internal_host: str = ""
     """Behind a front: the address SIP listens on (RTP stays on ``sip.listen``)."""
+
+
+@dataclasses.dataclass
+class EngineSpec:
+    """What a worker process needs to run one engine: its configuration (with its own SIP and RTP
+    ports), place, number, and its end of the link to call control."""
+
+    config: Config
+    role: SipRole
+    index: int
+    sock: socket.socket
 
 
 @dataclasses.dataclass(frozen=True)

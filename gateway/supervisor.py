@@ -182,13 +182,11 @@ class Supervisor:
 
     async def _run(self, host: Host) -> None:
         """One life of a worker process, from start to exit."""
-        from .worker import EngineSpec  # a dataclass only; the supervisor still loads no engine library
-
         engines, ours = [], []
         for worker in host.workers:
             mine, theirs = socket.socketpair()
             ours.append(mine)
-            engines.append(EngineSpec(self._engine_config(worker), self._role(worker), worker.index, theirs))
+            engines.append(api.EngineSpec(self._engine_config(worker), self._role(worker), worker.index, theirs))
         process = self._context.Process(
             target=_worker_main,
             args=(engines, host.remote_sip, logging.getLogger().getEffectiveLevel(), logs.current_format()),

@@ -17,14 +17,11 @@ SIP process.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import faulthandler
 import logging
 import signal
-import socket
 
 from . import engineapi as api, logs
-from .config import Config
 from .engine import MediaEngine
 from .enginefactory import media_engine
 from .remotesipleg import SipProcesses
@@ -32,17 +29,7 @@ from .remotesipleg import SipProcesses
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class EngineSpec:
-    """One engine of a worker: its configuration (its own SIP and RTP ports), place, number and link."""
-
-    config: Config
-    role: api.SipRole
-    index: int
-    sock: socket.socket
-
-
-def main(engines: list[EngineSpec], remote_sip: bool, log_level: int, log_format: str) -> None:
+def main(engines: list[api.EngineSpec], remote_sip: bool, log_level: int, log_format: str) -> None:
     """Process entry point (runs in the forked child)."""
     logs.configure(log_level, log_format, worker=engines[0].index if len(engines) == 1 else None)
     faulthandler.enable()
@@ -50,7 +37,7 @@ def main(engines: list[EngineSpec], remote_sip: bool, log_level: int, log_format
     asyncio.run(_host(engines, remote_sip))
 
 
-async def _host(engines: list[EngineSpec], remote_sip: bool) -> None:
+async def _host(engines: list[api.EngineSpec], remote_sip: bool) -> None:
     """Serve every engine until all links close or SIGTERM comes."""
     processes = SipProcesses() if remote_sip else None
     stop = asyncio.Event()
@@ -62,7 +49,7 @@ async def _host(engines: list[EngineSpec], remote_sip: bool) -> None:
             processes.close()
 
 
-async def _serve(spec: EngineSpec, processes: SipProcesses | None, stop: asyncio.Event) -> None:
+async def _serve(spec: api.EngineSpec, processes: SipProcesses | None, stop: asyncio.Event) -> None:
     logs.for_engine(spec.index)
     reader, writer = await asyncio.open_connection(sock=spec.sock)
     supervisor = api.StreamLink(writer)
