@@ -530,8 +530,6 @@ class MediaEngine:
             if self._native is not None:
                 self._native.report_timeouts()
             self._recorders.tick()
-            if self._sip_restart is not None:
-                continue
             try:
                 await self._sip.tick()
             except SipError as exc:

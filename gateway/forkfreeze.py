@@ -1,6 +1,7 @@
-"""Imported last by the workers' fork server, for its side effect: the heap it holds is frozen.
+"""Imported last by a fork server (the workers', a worker's SIP processes'), for its side effect: the heap
+it holds is frozen.
 
-Workers fork from that server and share its pages until they write to them.
+Children fork from that server and share its pages until they write to them.
 Their garbage collector would visit every object the server imported and
 write to each header, copying about 15 MiB of shared pages into every
 worker; frozen objects are never visited (an idle worker: 26.6 MiB PSS

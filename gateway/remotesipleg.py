@@ -66,7 +66,7 @@ class SipProcesses:
             self._process.wait()
 
     def _start(self) -> socket.socket:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours, theirs = siplink.pair()
         with theirs:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "gateway.sipprocess", str(theirs.fileno())], pass_fds=[theirs.fileno()]
@@ -143,7 +143,7 @@ class RemoteSipLeg:
         return await self._call("quality", call_id)  # type: ignore[no-any-return]
 
     async def tick(self) -> None:
-        await self._call("tick")
+        """Nothing to ask: the SIP process runs the leg's housekeeping itself (:data:`~gateway.sipprocess.TICK_SECONDS`)."""
 
     async def _call(self, method: str, *args: Any) -> Any:
         if self._link is None or self._link.closed:

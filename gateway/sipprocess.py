@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import faulthandler
-import gc
 import itertools
 import logging
 import os
@@ -43,9 +42,11 @@ from .siplink import MAX_MESSAGE, PacketLink
 log = logging.getLogger(__name__)
 
 METHODS = frozenset(
-    {"make_call", "ring", "answer", "serve", "reject", "hangup", "send_dtmf", "hold", "transfer", "quality", "tick", "stop"}
+    {"make_call", "ring", "answer", "serve", "reject", "hangup", "send_dtmf", "hold", "transfer", "quality", "stop"}
 )
-"""What an engine may ask of its SIP process: :class:`~gateway.sipapi.SipLeg`'s methods."""
+"""What an engine may ask of its SIP process: :class:`~gateway.sipapi.SipLeg`'s methods, but ``tick``."""
+TICK_SECONDS = 1.0
+"""How often a SIP process runs the leg's own housekeeping (registrations, transfers, media timeouts)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,11 +84,22 @@ class SipServer:
             link.close()
             return
         link.send(("started", self._leg.address))
+        ticker = asyncio.ensure_future(self._tick())
         await self._closed.wait()
+        ticker.cancel()
         if not self._stopped:
             # The engine died without asking: this process ends at once, as the whole worker used to, and the
             # front ends its dialogs (BYE to answered calls, 500 to ringing ones), not a 603 from here.
             log.warning("SIP process %d: its engine is gone; the front ends its dialogs", self._index)
+
+    async def _tick(self) -> None:
+        """The leg's housekeeping, here rather than asked for by the engine over the link every second."""
+        while not self._stopped:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                await self._leg.tick()
+            except SipError as exc:
+                log.warning("SIP process %d: housekeeping failed: %s", self._index, exc.reason)
 
     def _message(self, message: Any, fds: list[int]) -> None:
         for fd in fds:
@@ -153,8 +165,7 @@ def main(fd: int) -> None:
     server = socket.socket(fileno=fd)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    gc.collect()
-    gc.freeze()  # the children share these pages; their collector must not write to every object
+    from . import forkfreeze  # noqa: F401 - imported last, for its side effect: the children share a frozen heap
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(server, MAX_MESSAGE, 1)

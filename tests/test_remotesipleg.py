@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway import engineapi as api, siplink
+from gateway import engineapi as api, siplink, sipprocess
 from gateway.config import SipConfig
 from gateway.remotesipleg import SIP_PROCESS_GONE, RemoteSipLeg
 from gateway.sipapi import TOO_MANY_CALLS, Caller, NativePort, NativeSocket, SipError, TransferRequest
@@ -149,3 +149,18 @@ async def test_a_bug_on_the_sip_side_fails_that_request_only(rig: Rig) -> None:
         await rig.leg.ring("c1")
     await rig.leg.hold("c1", False)
     assert rig.journal == [("hold", "c1", False)]
+
+
+async def test_the_sip_side_runs_its_own_housekeeping(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sipprocess, "TICK_SECONDS", 0.01)
+    rig = Rig()
+    ticks: list[int] = []
+
+    async def tick() -> None:
+        ticks.append(len(ticks))
+
+    rig.sip.tick = tick  # type: ignore[method-assign]
+    await rig.leg.start(rig.events.append)
+    await rig.leg.tick()
+    await wait_for_async(lambda: len(ticks) >= 3, 2)
+    await rig.leg.stop()
